@@ -1,0 +1,43 @@
+import { Command, CommanderError } from 'commander';
+import { UserError, errorMessage } from '../common/errors';
+import { COMMANDS } from './commands';
+
+/**
+ * `citadel <command>`. Exit codes: 0 success; 1 a check failed (e.g. `cert verify` found a
+ * problem); 2 usage or input error (one line on stderr); 3 internal error.
+ */
+export function buildProgram(): Command {
+  const program = new Command('citadel')
+    .description('Istio Citadel for Mesos/Marathon: per-workload SPIFFE certificates that rotate by themselves')
+    .version(require('../../../package.json').version)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const register of COMMANDS) register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version arrive here with exit code 0; usage mistakes with 1: we report 2.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`citadel: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`citadel: internal error: ${errorMessage(err)}\n`);
+    if (process.env.CITADEL_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    return 3;
+  }
+}
+
+if (require.main === module || require.main?.filename.endsWith('/bin/citadel')) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

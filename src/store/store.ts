@@ -1,0 +1,111 @@
+/**
+ * Where secrets and CA material live. One interface, two implementations: `file:<dir>` (one
+ * machine, the embedded default) and `zk://host:port[,host:port]/<chroot>` (several CA replicas).
+ *
+ * Keys cross this interface in plaintext; a store given a key-encryption key (KEK) encrypts
+ * private keys on the way to disk or ZooKeeper and decrypts them on the way back.
+ */
+
+/** Citadel's secret type for a workload key and certificate. */
+export const SECRET_TYPE = 'istio.io/key-and-cert';
+
+export interface SecretMetadata {
+  type: typeof SECRET_TYPE;
+  /** Citadel's annotation `istio.io/service-account.name`. */
+  serviceAccount: string;
+  spiffeId: string;
+  /** ISO-8601 validity of the leaf, so a reader need not parse the certificate to list. */
+  notBefore: string;
+  notAfter: string;
+  serialNumber: string;
+  /** When this version of the secret was written. */
+  updatedAt: string;
+}
+
+/** One Citadel secret `istio.<sa>` in a namespace. */
+export interface Secret {
+  namespace: string;
+  /** `istio.<sa>`. */
+  name: string;
+  certChainPem: string;
+  keyPem: string;
+  rootCertPem: string;
+  metadata: SecretMetadata;
+}
+
+/** A secret as read back, with the store's version for compare-and-set. */
+export interface StoredSecret extends Secret {
+  version: number;
+}
+
+/** Citadel's `istio-ca-secret`: the self-signed root, persisted so that a restart never changes it. */
+export interface CaSecret {
+  caCertPem: string;
+  caKeyPem: string;
+}
+
+/** A one-time node join token, stored by the hash of its secret part. */
+export interface JoinTokenRecord {
+  /** hex SHA-256 of the token. */
+  hash: string;
+  host: string;
+  expiresAt: string;
+  createdAt: string;
+}
+
+export type StoreEvent =
+  | { type: 'put'; namespace: string; name: string }
+  | { type: 'delete'; namespace: string; name: string }
+  | { type: 'resync' };
+
+/**
+ * `expectedVersion`: `undefined` writes unconditionally, `null` requires that the secret does
+ * not exist, a number requires that version. A mismatch throws ConflictError and writes nothing.
+ */
+export interface Store {
+  /** The URL this store was opened from, with any credentials removed. */
+  readonly url: string;
+
+  getSecret(namespace: string, name: string): Promise<StoredSecret | undefined>;
+  /** Every secret, or those of one namespace. */
+  listSecrets(namespace?: string): Promise<StoredSecret[]>;
+  /** Writes the whole secret or nothing; returns the new version. */
+  putSecret(secret: Secret, expectedVersion?: number | null): Promise<number>;
+  /** Returns false when there was nothing to delete. */
+  deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean>;
+
+  getCaSecret(): Promise<CaSecret | undefined>;
+  /** Stores `candidate` unless a CA secret exists; returns the one that is stored (exactly one ever wins). */
+  createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret>;
+
+  putJoinToken(record: JoinTokenRecord): Promise<void>;
+  /** Removes and returns the token record atomically: a token can be consumed once. */
+  consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined>;
+
+  /** Change notifications (also for writes by other processes where the backend can tell). */
+  watch(listener: (event: StoreEvent) => void): () => void;
+
+  close(): Promise<void>;
+}
+
+/**
+ * A key-encryption key for private keys at rest (`--kek-file`, 32 random bytes, AES-256-GCM).
+ * Implemented in kek.ts; stores call seal() before writing a key and open() after reading one.
+ */
+export interface Kek {
+  /** Short id of this key, recorded beside each sealed key so a wrong key is detected, not guessed. */
+  readonly keyId: string;
+  /** Plain PEM -> sealed text (never a PEM). */
+  seal(plainPem: string): string;
+  /** Sealed text -> plain PEM; throws a clear error for another key's or a tampered value. */
+  open(sealed: string): string;
+}
+
+/** True for a value that seal() produced (stores keep plain PEMs when no KEK is set). */
+export function isSealed(value: string): boolean {
+  return value.startsWith('citadel-kek:');
+}
+
+export interface StoreOptions {
+  kek?: Kek;
+}
