@@ -1,0 +1,373 @@
+/**
+ * Marathon's JSON as typed values, parsed at the boundary. Reads the 1.5+ networking fields
+ * (`networks`, `container.portMappings`, `portDefinitions`) and the legacy ones (`ports`,
+ * `ipAddress`, `container.docker.network`, `container.docker.portMappings`).
+ * A parse failure names the JSON path in Marathon's notation (`/apps(3)/labels/owner`).
+ */
+
+export type NetworkMode = 'host' | 'container' | 'container/bridge';
+
+export interface MarathonNetwork {
+  mode: NetworkMode;
+  name?: string;
+}
+
+export interface MarathonPort {
+  name?: string;
+  containerPort?: number;
+  hostPort?: number;
+  servicePort?: number;
+  protocol: string;
+}
+
+export interface MarathonTask {
+  id: string;
+  appId: string;
+  host: string;
+  state: string;
+  slaveId?: string;
+  ports: number[];
+  ipAddresses: Array<{ ipAddress: string; protocol: string }>;
+  version?: string;
+}
+
+export interface MarathonApp {
+  id: string;
+  labels: Record<string, string>;
+  instances: number;
+  networks: MarathonNetwork[];
+  ports: MarathonPort[];
+  version?: string;
+  tasks: MarathonTask[];
+}
+
+export interface MarathonPodInstance {
+  id: string;
+  status: string;
+  agentHostname: string;
+  agentId?: string;
+}
+
+export interface MarathonPod {
+  id: string;
+  labels: Record<string, string>;
+  instances: number;
+  networks: MarathonNetwork[];
+  containers: Array<{ name: string; endpoints: MarathonPort[] }>;
+  version?: string;
+  /** from a PodStatus; empty when parsed from a bare definition */
+  podInstances: MarathonPodInstance[];
+}
+
+export interface MarathonGroup {
+  id: string;
+  apps: MarathonApp[];
+  pods: MarathonPod[];
+  groups: MarathonGroup[];
+  version?: string;
+}
+
+/** A part of a payload that could not be parsed; `path` is where, `reason` is what. */
+export interface Malformed {
+  kind: 'app' | 'pod' | 'group' | 'task';
+  path: string;
+  id?: string;
+  reason: string;
+}
+
+export class MarathonParseError extends Error {
+  constructor(readonly path: string, readonly reason: string) {
+    super(`${path || '/'}: ${reason}`);
+    this.name = 'MarathonParseError';
+  }
+}
+
+/** Mesos task states after which a task never runs again. */
+const TERMINAL_TASK_STATES = new Set([
+  'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_LOST', 'TASK_ERROR', 'TASK_DROPPED', 'TASK_GONE',
+  'TASK_GONE_BY_OPERATOR',
+]);
+
+export function isTerminalState(state: string): boolean {
+  return TERMINAL_TASK_STATES.has(state) || state === 'TERMINAL';
+}
+
+type Json = unknown;
+type Obj = Record<string, Json>;
+
+const isObj = (v: Json): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function obj(v: Json, path: string): Obj {
+  if (!isObj(v)) throw new MarathonParseError(path, 'expected an object');
+  return v;
+}
+function optObj(v: Json, path: string): Obj | undefined {
+  return v === undefined || v === null ? undefined : obj(v, path);
+}
+function str(v: Json, path: string): string {
+  if (typeof v !== 'string') throw new MarathonParseError(path, 'expected a string');
+  return v;
+}
+function optStr(v: Json, path: string): string | undefined {
+  return v === undefined || v === null ? undefined : str(v, path);
+}
+function optNum(v: Json, path: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new MarathonParseError(path, 'expected a number');
+  return v;
+}
+function arr(v: Json, path: string): Json[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new MarathonParseError(path, 'expected an array');
+  return v;
+}
+function absoluteId(v: Json, path: string): string {
+  const id = str(v, path);
+  if (id.length === 0) throw new MarathonParseError(path, 'empty id');
+  return id.startsWith('/') ? id : `/${id}`;
+}
+function labels(v: Json, path: string): Record<string, string> {
+  const o = optObj(v, path);
+  if (!o) return {};
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(o)) out[k] = str(val, `${path}/${k}`);
+  return out;
+}
+
+function networkMode(v: Json, path: string): NetworkMode {
+  const m = str(v, path);
+  if (m !== 'host' && m !== 'container' && m !== 'container/bridge') {
+    throw new MarathonParseError(path, `unknown network mode "${m}" (host, container, container/bridge)`);
+  }
+  return m;
+}
+
+function portOf(v: Json, path: string, kind: 'definition' | 'mapping' | 'endpoint' | 'discovery'): MarathonPort {
+  const o = obj(v, path);
+  const port: MarathonPort = { protocol: 'tcp' };
+  const name = optStr(o.name, `${path}/name`);
+  if (name !== undefined) port.name = name;
+  if (kind === 'definition') {
+    port.hostPort = optNum(o.port, `${path}/port`);
+  } else if (kind === 'discovery') {
+    port.containerPort = optNum(o.number, `${path}/number`);
+  } else {
+    port.containerPort = optNum(o.containerPort, `${path}/containerPort`);
+    port.hostPort = optNum(o.hostPort, `${path}/hostPort`);
+  }
+  const servicePort = optNum(o.servicePort, `${path}/servicePort`);
+  if (servicePort !== undefined) port.servicePort = servicePort;
+  const protocol = o.protocol;
+  if (Array.isArray(protocol)) port.protocol = protocol.map((p, i) => str(p, `${path}/protocol(${i})`)).join(',');
+  else if (protocol !== undefined && protocol !== null) port.protocol = str(protocol, `${path}/protocol`);
+  for (const k of Object.keys(port) as Array<keyof MarathonPort>) if (port[k] === undefined) delete port[k];
+  return port;
+}
+
+const LEGACY_DOCKER_NETWORK: Record<string, NetworkMode> = { HOST: 'host', BRIDGE: 'container/bridge', USER: 'container', NONE: 'container' };
+
+/** Parses an AppInfo (or an app definition); `path` locates it in the enclosing payload. */
+export function parseApp(v: Json, path = ''): MarathonApp {
+  const o = obj(v, path || '/');
+  const id = absoluteId(o.id, `${path}/id`);
+  const container = optObj(o.container, `${path}/container`);
+  const docker = container ? optObj(container.docker, `${path}/container/docker`) : undefined;
+  const ipAddress = optObj(o.ipAddress, `${path}/ipAddress`);
+
+  let networks: MarathonNetwork[] = arr(o.networks, `${path}/networks`).map((n, i) => {
+    const p = `${path}/networks(${i})`;
+    const no = obj(n, p);
+    const net: MarathonNetwork = { mode: no.mode === undefined ? 'container' : networkMode(no.mode, `${p}/mode`) };
+    const name = optStr(no.name, `${p}/name`);
+    if (name !== undefined) net.name = name;
+    return net;
+  });
+  if (networks.length === 0) {
+    // pre-1.5: docker.network or ipAddress (IP-per-task) decide the mode
+    const legacy = optStr(docker?.network, `${path}/container/docker/network`);
+    if (ipAddress) {
+      const name = optStr(ipAddress.networkName, `${path}/ipAddress/networkName`);
+      networks = [name !== undefined ? { mode: 'container', name } : { mode: 'container' }];
+    } else if (legacy !== undefined) {
+      const mode = LEGACY_DOCKER_NETWORK[legacy];
+      if (!mode) throw new MarathonParseError(`${path}/container/docker/network`, `unknown docker network "${legacy}"`);
+      networks = [{ mode }];
+    } else {
+      networks = [{ mode: 'host' }];
+    }
+  }
+
+  let ports: MarathonPort[];
+  if (container && container.portMappings !== undefined && container.portMappings !== null) {
+    ports = arr(container.portMappings, `${path}/container/portMappings`).map((p, i) => portOf(p, `${path}/container/portMappings(${i})`, 'mapping'));
+  } else if (docker && docker.portMappings !== undefined && docker.portMappings !== null) {
+    ports = arr(docker.portMappings, `${path}/container/docker/portMappings`).map((p, i) => portOf(p, `${path}/container/docker/portMappings(${i})`, 'mapping'));
+  } else if (o.portDefinitions !== undefined && o.portDefinitions !== null) {
+    ports = arr(o.portDefinitions, `${path}/portDefinitions`).map((p, i) => portOf(p, `${path}/portDefinitions(${i})`, 'definition'));
+  } else if (o.ports !== undefined && o.ports !== null) {
+    ports = arr(o.ports, `${path}/ports`).map((p, i) => {
+      const n = optNum(p, `${path}/ports(${i})`);
+      return n === undefined ? { protocol: 'tcp' } : { hostPort: n, protocol: 'tcp' };
+    });
+  } else if (ipAddress?.discovery !== undefined) {
+    const disc = obj(ipAddress.discovery, `${path}/ipAddress/discovery`);
+    ports = arr(disc.ports, `${path}/ipAddress/discovery/ports`).map((p, i) => portOf(p, `${path}/ipAddress/discovery/ports(${i})`, 'discovery'));
+  } else {
+    ports = [];
+  }
+
+  const instances = optNum(o.instances, `${path}/instances`) ?? 1;
+  const app: MarathonApp = {
+    id,
+    labels: labels(o.labels, `${path}/labels`),
+    instances,
+    networks,
+    ports,
+    tasks: arr(o.tasks, `${path}/tasks`).map((t, i) => parseTask(t, `${path}/tasks(${i})`, id)),
+  };
+  const version = optStr(o.version, `${path}/version`);
+  if (version !== undefined) app.version = version;
+  return app;
+}
+
+/** Parses a Task; `appId` fills in a missing appId when the task sits inside its app. */
+export function parseTask(v: Json, path = '', appId?: string): MarathonTask {
+  const o = obj(v, path || '/');
+  const task: MarathonTask = {
+    id: str(o.id, `${path}/id`),
+    appId: o.appId === undefined && appId ? appId : absoluteId(o.appId, `${path}/appId`),
+    host: str(o.host, `${path}/host`),
+    state: optStr(o.state, `${path}/state`) ?? optStr(o.taskStatus, `${path}/taskStatus`) ?? 'TASK_RUNNING',
+    ports: arr(o.ports, `${path}/ports`).map((p, i) => optNum(p, `${path}/ports(${i})`) ?? 0),
+    ipAddresses: arr(o.ipAddresses, `${path}/ipAddresses`).map((a, i) => {
+      const ao = obj(a, `${path}/ipAddresses(${i})`);
+      return { ipAddress: str(ao.ipAddress, `${path}/ipAddresses(${i})/ipAddress`), protocol: optStr(ao.protocol, `${path}/ipAddresses(${i})/protocol`) ?? 'IPv4' };
+    }),
+  };
+  const slaveId = optStr(o.slaveId, `${path}/slaveId`);
+  if (slaveId !== undefined) task.slaveId = slaveId;
+  const version = optStr(o.version, `${path}/version`);
+  if (version !== undefined) task.version = version;
+  return task;
+}
+
+/** Parses a Pod definition or a PodStatus (`{id, spec, status, instances}`). */
+export function parsePod(v: Json, path = ''): MarathonPod {
+  const o = obj(v, path || '/');
+  const isStatus = isObj(o.spec);
+  const spec = isStatus ? (o.spec as Obj) : o;
+  const sp = isStatus ? `${path}/spec` : path;
+  const id = absoluteId(isStatus && o.id !== undefined ? o.id : spec.id, isStatus && o.id !== undefined ? `${path}/id` : `${sp}/id`);
+  const scaling = optObj(spec.scaling, `${sp}/scaling`);
+  const containers = arr(spec.containers, `${sp}/containers`).map((c, i) => {
+    const cp = `${sp}/containers(${i})`;
+    const co = obj(c, cp);
+    return {
+      name: str(co.name, `${cp}/name`),
+      endpoints: arr(co.endpoints, `${cp}/endpoints`).map((e, j) => portOf(e, `${cp}/endpoints(${j})`, 'endpoint')),
+    };
+  });
+  const pod: MarathonPod = {
+    id,
+    labels: labels(spec.labels, `${sp}/labels`),
+    instances: optNum(scaling?.instances, `${sp}/scaling/instances`) ?? 1,
+    networks: arr(spec.networks, `${sp}/networks`).map((n, i) => {
+      const no = obj(n, `${sp}/networks(${i})`);
+      const net: MarathonNetwork = { mode: no.mode === undefined ? 'container' : networkMode(no.mode, `${sp}/networks(${i})/mode`) };
+      const name = optStr(no.name, `${sp}/networks(${i})/name`);
+      if (name !== undefined) net.name = name;
+      return net;
+    }),
+    containers,
+    podInstances: isStatus
+      ? arr(o.instances, `${path}/instances`).map((inst, i) => {
+          const ip = `${path}/instances(${i})`;
+          const io = obj(inst, ip);
+          const pi: MarathonPodInstance = {
+            id: str(io.id, `${ip}/id`),
+            status: optStr(io.status, `${ip}/status`) ?? 'PENDING',
+            agentHostname: str(io.agentHostname, `${ip}/agentHostname`),
+          };
+          const agentId = optStr(io.agentId, `${ip}/agentId`);
+          if (agentId !== undefined) pi.agentId = agentId;
+          return pi;
+        })
+      : [],
+  };
+  if (pod.networks.length === 0) pod.networks = [{ mode: 'host' }];
+  const version = optStr(spec.version, `${sp}/version`);
+  if (version !== undefined) pod.version = version;
+  return pod;
+}
+
+/** Parses each element of a list, skipping (and reporting) the malformed ones. */
+export function parseEach<T>(
+  items: Json[],
+  kind: 'app' | 'pod',
+  parse: (v: Json, path: string) => T,
+  pathOf: (i: number) => string,
+  malformed: Malformed[],
+): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < items.length; i++) {
+    try {
+      out.push(parse(items[i], pathOf(i)));
+    } catch (err) {
+      if (!(err instanceof MarathonParseError)) throw err;
+      const item = items[i];
+      const id = isObj(item) && typeof item.id === 'string' ? item.id : undefined;
+      malformed.push({ kind, path: err.path, ...(id !== undefined ? { id } : {}), reason: err.reason });
+    }
+  }
+  return out;
+}
+
+/** `{"apps":[AppInfo]}` (GET /v2/apps). A malformed app is reported and left out, never fatal. */
+export function parseAppList(v: Json, malformed: Malformed[]): MarathonApp[] {
+  const o = obj(v, '/');
+  if (!Array.isArray(o.apps)) throw new MarathonParseError('/apps', 'expected an array');
+  return parseEach(o.apps, 'app', parseApp, (i) => `/apps(${i})`, malformed);
+}
+
+/** `[PodStatus]` (GET /v2/pods/::status) or `[Pod]` (GET /v2/pods). */
+export function parsePodList(v: Json, malformed: Malformed[]): MarathonPod[] {
+  if (!Array.isArray(v)) throw new MarathonParseError('/', 'expected an array of pods');
+  return parseEach(v, 'pod', parsePod, (i) => `(${i})`, malformed);
+}
+
+/** `{"tasks":[Task]}` (GET /v2/tasks, /v2/apps/{id}/tasks). */
+export function parseTaskList(v: Json, malformed: Malformed[]): MarathonTask[] {
+  const o = obj(v, '/');
+  const out: MarathonTask[] = [];
+  arr(o.tasks, '/tasks').forEach((t, i) => {
+    try {
+      out.push(parseTask(t, `/tasks(${i})`));
+    } catch (err) {
+      if (!(err instanceof MarathonParseError)) throw err;
+      malformed.push({ kind: 'task', path: err.path, reason: err.reason });
+    }
+  });
+  return out;
+}
+
+/** A group (GET /v2/groups), recursively; malformed apps and pods are reported and left out. */
+export function parseGroup(v: Json, malformed: Malformed[], path = ''): MarathonGroup {
+  const o = obj(v, path || '/');
+  const group: MarathonGroup = {
+    id: absoluteId(o.id ?? '/', `${path}/id`),
+    apps: parseEach(arr(o.apps, `${path}/apps`), 'app', parseApp, (i) => `${path}/apps(${i})`, malformed),
+    pods: parseEach(arr(o.pods, `${path}/pods`), 'pod', parsePod, (i) => `${path}/pods(${i})`, malformed),
+    groups: arr(o.groups, `${path}/groups`).map((g, i) => parseGroup(g, malformed, `${path}/groups(${i})`)),
+  };
+  const version = optStr(o.version, `${path}/version`);
+  if (version !== undefined) group.version = version;
+  return group;
+}
+
+/** Every app and pod of a group tree, flattened. */
+export function flattenGroup(g: MarathonGroup, apps: MarathonApp[] = [], pods: MarathonPod[] = []): { apps: MarathonApp[]; pods: MarathonPod[] } {
+  apps.push(...g.apps);
+  pods.push(...g.pods);
+  for (const sub of g.groups) flattenGroup(sub, apps, pods);
+  return { apps, pods };
+}

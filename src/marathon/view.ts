@@ -1,0 +1,209 @@
+/** The in-memory view of Marathon's workloads that the controller and the server read. */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { silentLogger, type Logger } from '../common/log';
+import { DEFAULT_SERVICE_ACCOUNT, isInvalid, isLive, type InvalidWorkload, type Workload } from './workload';
+
+export type ViewEntry = Workload | InvalidWorkload;
+
+export interface MarathonViewOptions {
+  logger?: Logger;
+  /** registers citadel_marathon_* metrics (invalid workloads, workloads) when given */
+  registry?: Registry;
+}
+
+const keyOf = (kind: 'app' | 'pod', id: string) => `${kind}:${id}`;
+const identityKey = (ns: string, sa: string) => `${ns}/${sa}`;
+
+function bump<K>(m: Map<K, number>, k: K, d: number): void {
+  const n = (m.get(k) ?? 0) + d;
+  if (n === 0) m.delete(k);
+  else m.set(k, n);
+}
+function bump2<K1, K2>(m: Map<K1, Map<K2, number>>, k1: K1, k2: K2, d: number): void {
+  let inner = m.get(k1);
+  if (!inner) m.set(k1, (inner = new Map()));
+  bump(inner, k2, d);
+  if (inner.size === 0) m.delete(k1);
+}
+
+export class MarathonView {
+  private readonly entries = new Map<string, ViewEntry>();
+  private readonly signatures = new Map<string, string>();
+  /** namespace -> service account -> number of workloads naming it */
+  private readonly accounts = new Map<string, Map<string, number>>();
+  /** host -> "ns/sa" -> live instances */
+  private readonly byHost = new Map<string, Map<string, number>>();
+  /** "ns/sa" -> host -> live instances */
+  private readonly byIdentity = new Map<string, Map<string, number>>();
+  private invalidCount = 0;
+  private desiredCache: Map<string, Set<string>> | undefined;
+  private readonly listeners = new Set<() => void>();
+  private readonly log: Logger;
+  private readonly invalidReported?: Counter;
+  /** Incremented on every applied change; lets readers skip work when nothing moved. */
+  revision = 0;
+
+  constructor(opts: MarathonViewOptions = {}) {
+    this.log = opts.logger ?? silentLogger;
+    if (opts.registry) {
+      const view = this;
+      new Gauge({
+        name: 'citadel_marathon_invalid_workloads',
+        help: 'Marathon apps and pods whose namespace or service account is invalid: they get no identity.',
+        registers: [opts.registry],
+        collect() {
+          this.set(view.invalidCount);
+        },
+      });
+      new Gauge({
+        name: 'citadel_marathon_workloads',
+        help: 'Marathon apps and pods with a valid identity.',
+        registers: [opts.registry],
+        collect() {
+          this.set(view.entries.size - view.invalidCount);
+        },
+      });
+      this.invalidReported = new Counter({
+        name: 'citadel_marathon_invalid_workloads_reported_total',
+        help: 'Times an app or pod was found (or changed) with an invalid identity.',
+        registers: [opts.registry],
+      });
+    }
+  }
+
+  workloads(): Workload[] {
+    const out: Workload[] = [];
+    for (const e of this.entries.values()) if (!isInvalid(e)) out.push(e);
+    return out;
+  }
+
+  invalid(): InvalidWorkload[] {
+    const out: InvalidWorkload[] = [];
+    for (const e of this.entries.values()) if (isInvalid(e)) out.push(e);
+    return out;
+  }
+
+  /** The number of apps and pods that get no identity because of an invalid name. */
+  invalidWorkloadCount(): number {
+    return this.invalidCount;
+  }
+
+  get(kind: 'app' | 'pod', id: string): ViewEntry | undefined {
+    return this.entries.get(keyOf(kind, id));
+  }
+
+  /** Every namespace holding an app or pod -> its service accounts, always including 'default'. */
+  desiredAccounts(): Map<string, Set<string>> {
+    if (!this.desiredCache) {
+      const m = new Map<string, Set<string>>();
+      for (const [ns, sas] of this.accounts) m.set(ns, new Set([DEFAULT_SERVICE_ACCOUNT, ...sas.keys()]));
+      this.desiredCache = m;
+    }
+    const copy = new Map<string, Set<string>>();
+    for (const [ns, sas] of this.desiredCache) copy.set(ns, new Set(sas));
+    return copy;
+  }
+
+  /** Identities with a live (not terminal) task or pod instance on this agent host. */
+  identitiesOnHost(host: string): Array<{ namespace: string; serviceAccount: string }> {
+    const ids = this.byHost.get(host);
+    if (!ids) return [];
+    return [...ids.keys()].map((k) => {
+      const slash = k.indexOf('/');
+      return { namespace: k.slice(0, slash), serviceAccount: k.slice(slash + 1) };
+    });
+  }
+
+  hostsOf(namespace: string, serviceAccount: string): Set<string> {
+    return new Set(this.byIdentity.get(identityKey(namespace, serviceAccount))?.keys());
+  }
+
+  /** Called after each applied change (event or re-list); returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // --- mutations, used by MarathonClient -------------------------------------------------
+
+  /** Replaces the whole view (a full re-list); always notifies. */
+  replaceAll(entries: ViewEntry[]): void {
+    this.replaceWhere(() => true, entries);
+    this.notify();
+  }
+
+  /** Replaces every workload whose id lies under the group `groupId` (a group re-read). */
+  replaceGroup(groupId: string, entries: ViewEntry[]): boolean {
+    const prefix = groupId.endsWith('/') ? groupId : `${groupId}/`;
+    const changed = this.replaceWhere((e) => e.id.startsWith(prefix), entries);
+    if (changed) this.notify();
+    return changed;
+  }
+
+  /** Sets (or, with `entry` undefined, removes) one app or pod; notifies if anything changed. */
+  put(kind: 'app' | 'pod', id: string, entry: ViewEntry | undefined): boolean {
+    const changed = this.set(keyOf(kind, id), entry);
+    if (changed) this.notify();
+    return changed;
+  }
+
+  private replaceWhere(scope: (e: ViewEntry) => boolean, entries: ViewEntry[]): boolean {
+    let changed = false;
+    const keep = new Set<string>();
+    for (const e of entries) {
+      const k = keyOf(e.kind, e.id);
+      keep.add(k);
+      changed = this.set(k, e) || changed;
+    }
+    for (const [k, e] of [...this.entries]) {
+      if (!keep.has(k) && scope(e)) changed = this.set(k, undefined) || changed;
+    }
+    return changed;
+  }
+
+  private set(key: string, entry: ViewEntry | undefined): boolean {
+    const old = this.entries.get(key);
+    const sig = entry === undefined ? undefined : JSON.stringify(entry);
+    if (sig === this.signatures.get(key)) return false;
+    if (old) this.account(old, -1);
+    if (entry) {
+      this.entries.set(key, entry);
+      this.signatures.set(key, sig!);
+      this.account(entry, +1);
+      if (isInvalid(entry) && !(old && isInvalid(old) && old.reason === entry.reason)) {
+        this.log.warn('marathon workload has no identity', { kind: entry.kind, id: entry.id, reason: entry.reason });
+        this.invalidReported?.inc();
+      }
+    } else {
+      this.entries.delete(key);
+      this.signatures.delete(key);
+    }
+    this.desiredCache = undefined;
+    this.revision++;
+    return true;
+  }
+
+  private account(e: ViewEntry, d: 1 | -1): void {
+    if (isInvalid(e)) {
+      this.invalidCount += d;
+      return;
+    }
+    bump2(this.accounts, e.namespace, e.serviceAccount, d);
+    const ik = identityKey(e.namespace, e.serviceAccount);
+    for (const inst of e.instances) {
+      if (!isLive(inst)) continue;
+      bump2(this.byHost, inst.host, ik, d);
+      bump2(this.byIdentity, ik, inst.host, d);
+    }
+  }
+
+  private notify(): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l();
+      } catch (err) {
+        this.log.error('marathon view listener failed', { error: String(err) });
+      }
+    }
+  }
+}
