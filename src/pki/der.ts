@@ -1,0 +1,164 @@
+/**
+ * A lean DER encoder and reader: just what certificates and CSRs need. Issuance is the hot path
+ * of the whole system, so this builds bytes directly instead of going through a schema library.
+ */
+
+export const TAG = {
+  BOOLEAN: 0x01,
+  INTEGER: 0x02,
+  BIT_STRING: 0x03,
+  OCTET_STRING: 0x04,
+  NULL: 0x05,
+  OID: 0x06,
+  UTF8_STRING: 0x0c,
+  PRINTABLE_STRING: 0x13,
+  IA5_STRING: 0x16,
+  UTC_TIME: 0x17,
+  GENERALIZED_TIME: 0x18,
+  SEQUENCE: 0x30,
+  SET: 0x31,
+} as const;
+
+function lengthBytes(len: number): Buffer {
+  if (len < 0x80) return Buffer.from([len]);
+  if (len < 0x100) return Buffer.from([0x81, len]);
+  if (len < 0x10000) return Buffer.from([0x82, len >> 8, len & 0xff]);
+  return Buffer.from([0x83, len >> 16, (len >> 8) & 0xff, len & 0xff]);
+}
+
+/** One TLV with the given tag around the concatenated contents. */
+export function tlv(tag: number, ...contents: Buffer[]): Buffer {
+  const body = contents.length === 1 ? contents[0] : Buffer.concat(contents);
+  return Buffer.concat([Buffer.from([tag]), lengthBytes(body.length), body]);
+}
+
+export const seq = (...items: Buffer[]): Buffer => tlv(TAG.SEQUENCE, ...items);
+export const set = (...items: Buffer[]): Buffer => tlv(TAG.SET, ...items);
+export const octets = (b: Buffer): Buffer => tlv(TAG.OCTET_STRING, b);
+export const bitString = (b: Buffer, unusedBits = 0): Buffer => tlv(TAG.BIT_STRING, Buffer.from([unusedBits]), b);
+export const bool = (v: boolean): Buffer => tlv(TAG.BOOLEAN, Buffer.from([v ? 0xff : 0x00]));
+export const nullValue = (): Buffer => Buffer.from([TAG.NULL, 0]);
+/** Context-specific tag [n]; constructed for EXPLICIT wrapping, primitive for IMPLICIT strings. */
+export const contextTag = (n: number, constructed: boolean, ...items: Buffer[]): Buffer =>
+  tlv((constructed ? 0xa0 : 0x80) | n, ...items);
+
+/** A non-negative INTEGER from big-endian bytes (adds the sign byte when needed). */
+export function unsignedInteger(bytes: Buffer): Buffer {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  const trimmed = bytes.subarray(i);
+  return tlv(TAG.INTEGER, trimmed[0] & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed);
+}
+
+export function smallInteger(n: number): Buffer {
+  if (n < 0 || n > 0x7fffffff) throw new Error(`integer ${n} out of range`);
+  const bytes: number[] = [];
+  do {
+    bytes.unshift(n & 0xff);
+    n = Math.floor(n / 256);
+  } while (n > 0);
+  if (bytes[0] & 0x80) bytes.unshift(0);
+  return tlv(TAG.INTEGER, Buffer.from(bytes));
+}
+
+const oidCache = new Map<string, Buffer>();
+/** An OBJECT IDENTIFIER from dotted text (cached: the same few OIDs recur in every certificate). */
+export function oid(dotted: string): Buffer {
+  const hit = oidCache.get(dotted);
+  if (hit) return hit;
+  const arcs = dotted.split('.').map(Number);
+  const out: number[] = [arcs[0] * 40 + arcs[1]];
+  for (const arc of arcs.slice(2)) {
+    const chunk: number[] = [arc & 0x7f];
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
+    out.push(...chunk);
+  }
+  const enc = tlv(TAG.OID, Buffer.from(out));
+  oidCache.set(dotted, enc);
+  return enc;
+}
+
+export function decodeOid(content: Buffer): string {
+  if (content.length === 0) throw new DerError('empty OBJECT IDENTIFIER');
+  const arcs: number[] = [];
+  const first = content[0];
+  arcs.push(first < 80 ? Math.floor(first / 40) : 2, first < 80 ? first % 40 : first - 80);
+  let v = 0;
+  for (let i = 1; i < content.length; i++) {
+    v = v * 128 + (content[i] & 0x7f);
+    if (!(content[i] & 0x80)) {
+      arcs.push(v);
+      v = 0;
+    }
+  }
+  return arcs.join('.');
+}
+
+/** UTCTime through 2049, GeneralizedTime after, as RFC 5280 requires. */
+export function time(date: Date): Buffer {
+  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(11, 13) + iso.slice(14, 16) + iso.slice(17, 19);
+  const year = date.getUTCFullYear();
+  if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(digits.slice(2) + 'Z', 'latin1'));
+  return tlv(TAG.GENERALIZED_TIME, Buffer.from(digits + 'Z', 'latin1'));
+}
+
+export class DerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DerError';
+  }
+}
+
+/** One decoded TLV: its tag, content and whole encoding (both views into the input). */
+export interface Node {
+  tag: number;
+  content: Buffer;
+  raw: Buffer;
+}
+
+/** Reads the TLV at `offset`; strict about lengths (definite, minimal, inside the buffer). */
+export function readNode(buf: Buffer, offset = 0): Node {
+  if (offset + 2 > buf.length) throw new DerError('truncated DER: missing tag or length');
+  const tag = buf[offset];
+  if ((tag & 0x1f) === 0x1f) throw new DerError('unsupported multi-byte DER tag');
+  let len = buf[offset + 1];
+  let hdr = 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new DerError('indefinite or oversized DER length');
+    if (offset + 2 + n > buf.length) throw new DerError('truncated DER length');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + buf[offset + 2 + i];
+    if (len < 0x80 || (n > 1 && buf[offset + 2] === 0)) throw new DerError('non-minimal DER length');
+    hdr += n;
+  }
+  const end = offset + hdr + len;
+  if (end > buf.length) throw new DerError('truncated DER: content runs past the end');
+  return { tag, content: buf.subarray(offset + hdr, end), raw: buf.subarray(offset, end) };
+}
+
+/** The children of a constructed node, in order. */
+export function children(node: Node | Buffer): Node[] {
+  const content = Buffer.isBuffer(node) ? node : node.content;
+  const out: Node[] = [];
+  for (let off = 0; off < content.length; ) {
+    const child = readNode(content, off);
+    out.push(child);
+    off += child.raw.length;
+  }
+  return out;
+}
+
+/** Reads exactly one TLV that spans the whole buffer. */
+export function readWhole(buf: Buffer, what: string): Node {
+  const node = readNode(buf, 0);
+  if (node.raw.length !== buf.length) throw new DerError(`${what}: trailing bytes after the DER value`);
+  return node;
+}
+
+export function expectTag(node: Node | undefined, tag: number, what: string): Node {
+  if (!node) throw new DerError(`${what}: missing`);
+  if (node.tag !== tag) throw new DerError(`${what}: expected tag 0x${tag.toString(16)}, found 0x${node.tag.toString(16)}`);
+  return node;
+}

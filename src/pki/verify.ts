@@ -1,0 +1,110 @@
+import { createPublicKey, X509Certificate, KeyObject } from 'node:crypto';
+import { parseCertificateDer, ParsedCertificate } from './certificate';
+import { Identity, parseSpiffeId } from './identity';
+import { spkiDer } from './keys';
+import { parsePemBlocks } from './pem';
+import { OID } from './x509';
+
+/** The X.509-SVID rules for a leaf (spiffe/spiffe X509-SVID.md); returns each rule broken. */
+export function svidProblems(leaf: ParsedCertificate): string[] {
+  const problems: string[] = [];
+  const uris = leaf.san?.uris ?? [];
+  if (uris.length !== 1) problems.push(`an SVID has exactly one URI SAN; this certificate has ${uris.length}`);
+  else {
+    try {
+      parseSpiffeId(uris[0]);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  const sanExt = leaf.extensions.find((e) => e.oid === OID.subjectAltName);
+  if (leaf.subject.length === 0 && sanExt && !sanExt.critical) problems.push('the subject is empty, so the SAN extension must be critical');
+  if (leaf.isCa) problems.push('a leaf SVID must have CA false');
+  const ku = leaf.extensions.find((e) => e.oid === OID.keyUsage);
+  if (!ku || !leaf.keyUsage) problems.push('KeyUsage must be present');
+  else {
+    if (!ku.critical) problems.push('KeyUsage must be critical');
+    if (!leaf.keyUsage.has('digitalSignature')) problems.push('KeyUsage must include digitalSignature');
+    if (leaf.keyUsage.has('keyCertSign') || leaf.keyUsage.has('cRLSign')) problems.push('a leaf must not have keyCertSign or cRLSign');
+  }
+  if (leaf.extKeyUsage && !(leaf.extKeyUsage.includes(OID.serverAuth) && leaf.extKeyUsage.includes(OID.clientAuth))) {
+    problems.push('ExtKeyUsage must include both serverAuth and clientAuth');
+  }
+  return problems;
+}
+
+/** The one SPIFFE ID of a certificate (its only URI SAN), parsed into an identity. */
+export function identityOfCertificate(cert: ParsedCertificate): Identity {
+  const uris = cert.san?.uris ?? [];
+  if (uris.length !== 1) throw new Error(`certificate has ${uris.length} URI SANs; an SVID has exactly one`);
+  return parseSpiffeId(uris[0]);
+}
+
+export interface ChainCheck {
+  ok: boolean;
+  problems: string[];
+  leaf?: ParsedCertificate;
+}
+
+/**
+ * Verifies leaf -> intermediates -> root: each signature, each issuer a CA with keyCertSign,
+ * every certificate valid at `now`. `chainPem` is leaf first, then intermediates (may also
+ * end with the root); `rootPem` holds the trusted root(s).
+ */
+export function verifyChain(chainPem: string, rootPem: string, now = new Date()): ChainCheck {
+  const problems: string[] = [];
+  const chainDer = parsePemBlocks(chainPem).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+  const rootDer = parsePemBlocks(rootPem).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+  if (chainDer.length === 0) return { ok: false, problems: ['the chain holds no certificate'] };
+  if (rootDer.length === 0) return { ok: false, problems: ['no root certificate given'] };
+  let chain: ParsedCertificate[];
+  let roots: ParsedCertificate[];
+  try {
+    chain = chainDer.map(parseCertificateDer);
+    roots = rootDer.map(parseCertificateDer);
+  } catch (err) {
+    return { ok: false, problems: [`a certificate does not parse: ${(err as Error).message}`] };
+  }
+  const leaf = chain[0];
+  for (const c of [...chain, ...roots]) {
+    if (now < c.notBefore) problems.push(`certificate ${c.serialHex.slice(0, 16)} is not valid until ${c.notBefore.toISOString()}`);
+    if (now > c.notAfter) problems.push(`certificate ${c.serialHex.slice(0, 16)} expired at ${c.notAfter.toISOString()}`);
+  }
+  // Walk up: each certificate must be signed by the next one, ending at a trusted root.
+  let current = leaf;
+  const rest = chain.slice(1);
+  for (let depth = 0; depth < 10; depth++) {
+    const root = roots.find((r) => r.subjectDer.equals(current.issuerDer) && signedBy(current, r));
+    if (root) {
+      if (!isCaCert(root)) problems.push('the root is not a CA certificate (CA true with keyCertSign)');
+      return { ok: problems.length === 0, problems, leaf };
+    }
+    if (roots.some((r) => r.der.equals(current.der))) return { ok: problems.length === 0, problems, leaf };
+    const next = rest.find((c) => c.subjectDer.equals(current.issuerDer) && signedBy(current, c));
+    if (!next) {
+      problems.push(depth === 0 ? 'the certificate is not signed by the given root' : 'the chain does not lead to the given root');
+      return { ok: false, problems, leaf };
+    }
+    if (!isCaCert(next)) problems.push('an intermediate in the chain is not a CA certificate');
+    current = next;
+  }
+  problems.push('the chain is too long');
+  return { ok: false, problems, leaf };
+}
+
+function isCaCert(c: ParsedCertificate): boolean {
+  return c.isCa && (c.keyUsage === undefined || c.keyUsage.has('keyCertSign'));
+}
+
+function signedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
+  try {
+    return new X509Certificate(child.der).verify(createPublicKey({ key: issuer.spkiDer, format: 'der', type: 'spki' }));
+  } catch {
+    return false;
+  }
+}
+
+/** True when the private key is the one whose public key the certificate carries. */
+export function keyMatchesCertificate(key: KeyObject, cert: ParsedCertificate): boolean {
+  return spkiDer(key).equals(cert.spkiDer);
+}

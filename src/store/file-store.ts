@@ -1,0 +1,295 @@
+import { constants, promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { ConflictError } from '../common/errors';
+import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
+
+/**
+ * The embedded default store: a directory on local disk laid out like Citadel's secrets,
+ *
+ *   <dir>/secrets/<namespace>/istio.<sa>/{cert-chain.pem,key.pem,root-cert.pem,metadata.json}
+ *   <dir>/ca/istio-ca-secret/{ca-cert.pem,ca-key.pem}
+ *   <dir>/tokens/<sha256>.json
+ *
+ * A secret is written all or nothing, the way the kubelet's AtomicWriter does it: the files go
+ * into a fresh hidden directory (each fsynced), and the name `istio.<sa>` is a symlink swapped
+ * by rename(2). A reader or a writer killed at any moment sees the old secret or the new one,
+ * never a mix. One process writes a store directory at a time.
+ */
+export class FileStore implements Store {
+  readonly url: string;
+  private readonly listeners = new Set<(e: StoreEvent) => void>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly kek?: Kek;
+
+  private constructor(readonly dir: string, opts: StoreOptions) {
+    this.url = `file:${dir}`;
+    this.kek = opts.kek;
+  }
+
+  static async open(dir: string, opts: StoreOptions = {}): Promise<FileStore> {
+    const abs = path.resolve(dir);
+    for (const sub of ['secrets', 'ca', 'tokens']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+    const store = new FileStore(abs, opts);
+    await store.collectGarbage();
+    return store;
+  }
+
+  private secretLink(ns: string, name: string): string {
+    checkSegment(ns, 'namespace');
+    checkSegment(name, 'secret name');
+    return path.join(this.dir, 'secrets', ns, name);
+  }
+
+  async getSecret(namespace: string, name: string): Promise<StoredSecret | undefined> {
+    const link = this.secretLink(namespace, name);
+    // A concurrent writer may remove the version we resolved; read again through the new link.
+    for (let attempt = 0; ; attempt++) {
+      let target: string;
+      try {
+        target = await fs.readlink(link);
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+      try {
+        return await this.readVersion(namespace, name, path.join(path.dirname(link), target));
+      } catch (err) {
+        if (!isNotFound(err) || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private async readVersion(namespace: string, name: string, dir: string): Promise<StoredSecret> {
+    const [certChainPem, keyText, rootCertPem, meta] = await Promise.all(
+      ['cert-chain.pem', 'key.pem', 'root-cert.pem', 'metadata.json'].map((f) => fs.readFile(path.join(dir, f), 'utf8')),
+    );
+    const version = Number(/\.v(\d+)$/.exec(dir)?.[1] ?? 0);
+    return { namespace, name, certChainPem, keyPem: this.openKey(keyText), rootCertPem, metadata: JSON.parse(meta) as SecretMetadata, version };
+  }
+
+  private openKey(text: string): string {
+    if (!isSealed(text)) return text;
+    if (!this.kek) throw new Error('a private key in the store is encrypted; start with --kek-file');
+    return this.kek.open(text);
+  }
+
+  private sealKey(pem: string): string {
+    return this.kek ? this.kek.seal(pem) : pem;
+  }
+
+  async listSecrets(namespace?: string): Promise<StoredSecret[]> {
+    const namespaces = namespace ? [namespace] : (await readdirOrEmpty(path.join(this.dir, 'secrets'))).filter((n) => !n.startsWith('.'));
+    const out: StoredSecret[] = [];
+    await Promise.all(
+      namespaces.map(async (ns) => {
+        const names = (await readdirOrEmpty(path.join(this.dir, 'secrets', ns))).filter((n) => !n.startsWith('.'));
+        for (const name of names) {
+          const s = await this.getSecret(ns, name);
+          if (s) out.push(s);
+        }
+      }),
+    );
+    return out.sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
+  }
+
+  putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
+    return this.locked(`${secret.namespace}/${secret.name}`, async () => {
+      const link = this.secretLink(secret.namespace, secret.name);
+      const current = await readLinkOrUndefined(link);
+      const currentVersion = current === undefined ? undefined : Number(/\.v(\d+)$/.exec(current)?.[1] ?? 0);
+      checkExpected(`${secret.namespace}/${secret.name}`, currentVersion, expectedVersion);
+      const version = (currentVersion ?? 0) + 1;
+      const parent = path.dirname(link);
+      await fs.mkdir(parent, { recursive: true, mode: 0o700 });
+      const versionName = `.${secret.name}.v${version}`;
+      const tmp = path.join(parent, `.${secret.name}.tmp-${randomBytes(6).toString('hex')}`);
+      await fs.mkdir(tmp, { mode: 0o700 });
+      await writeDurable(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, 0o644);
+      await writeDurable(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), 0o600);
+      await writeDurable(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, 0o644);
+      await writeDurable(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', 0o644);
+      await fsyncDir(tmp);
+      await fs.rm(path.join(parent, versionName), { recursive: true, force: true });
+      await fs.rename(tmp, path.join(parent, versionName));
+      await swapSymlink(link, versionName);
+      await fsyncDir(parent);
+      if (current && current !== versionName) await fs.rm(path.join(parent, current), { recursive: true, force: true });
+      this.emit({ type: 'put', namespace: secret.namespace, name: secret.name });
+      return version;
+    });
+  }
+
+  deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+    return this.locked(`${namespace}/${name}`, async () => {
+      const link = this.secretLink(namespace, name);
+      const current = await readLinkOrUndefined(link);
+      if (current === undefined) {
+        if (expectedVersion !== undefined) throw new ConflictError(`secret ${namespace}/${name} no longer exists`);
+        return false;
+      }
+      checkExpected(`${namespace}/${name}`, Number(/\.v(\d+)$/.exec(current)?.[1] ?? 0), expectedVersion);
+      await fs.unlink(link);
+      await fsyncDir(path.dirname(link));
+      await fs.rm(path.join(path.dirname(link), current), { recursive: true, force: true });
+      this.emit({ type: 'delete', namespace, name });
+      return true;
+    });
+  }
+
+  async getCaSecret(): Promise<CaSecret | undefined> {
+    const dir = path.join(this.dir, 'ca', 'istio-ca-secret');
+    try {
+      const [caCertPem, keyText] = await Promise.all([fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8'), fs.readFile(path.join(dir, 'ca-key.pem'), 'utf8')]);
+      return { caCertPem, caKeyPem: this.openKey(keyText) };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret> {
+    const parent = path.join(this.dir, 'ca');
+    const tmp = path.join(parent, `.istio-ca-secret.tmp-${randomBytes(6).toString('hex')}`);
+    await fs.mkdir(tmp, { mode: 0o700 });
+    await writeDurable(path.join(tmp, 'ca-cert.pem'), candidate.caCertPem, 0o644);
+    await writeDurable(path.join(tmp, 'ca-key.pem'), this.sealKey(candidate.caKeyPem), 0o600);
+    await fsyncDir(tmp);
+    try {
+      // rename(2) of a directory onto an existing non-empty one fails: exactly one creator wins.
+      await fs.rename(tmp, path.join(parent, 'istio-ca-secret'));
+      await fsyncDir(parent);
+    } catch (err) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    }
+    return (await this.getCaSecret())!;
+  }
+
+  async putJoinToken(record: JoinTokenRecord): Promise<void> {
+    checkSegment(record.hash, 'token hash');
+    const file = path.join(this.dir, 'tokens', `${record.hash}.json`);
+    const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+    await writeDurable(tmp, JSON.stringify(record) + '\n', 0o600);
+    await fs.rename(tmp, file);
+    await fsyncDir(path.dirname(file));
+  }
+
+  async consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
+    checkSegment(hash, 'token hash');
+    const file = path.join(this.dir, 'tokens', `${hash}.json`);
+    const claimed = path.join(this.dir, 'tokens', `.consumed-${hash}-${randomBytes(6).toString('hex')}`);
+    try {
+      await fs.rename(file, claimed); // only one rename of the same file succeeds
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    const record = JSON.parse(await fs.readFile(claimed, 'utf8')) as JoinTokenRecord;
+    await fs.unlink(claimed);
+    return record;
+  }
+
+  watch(listener: (event: StoreEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+
+  private emit(e: StoreEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  /** Serialises writers of one secret within this process. */
+  private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(key, tail);
+    tail.then(() => {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    });
+    return run;
+  }
+
+  /** Removes what a killed writer left behind: temp directories and versions no link points at. */
+  private async collectGarbage(): Promise<void> {
+    const secrets = path.join(this.dir, 'secrets');
+    for (const ns of await readdirOrEmpty(secrets)) {
+      const nsDir = path.join(secrets, ns);
+      const entries = await readdirOrEmpty(nsDir);
+      const live = new Set<string>();
+      for (const e of entries.filter((e) => !e.startsWith('.'))) {
+        const t = await readLinkOrUndefined(path.join(nsDir, e));
+        if (t) live.add(t);
+      }
+      for (const e of entries.filter((e) => e.startsWith('.') && !live.has(e))) await fs.rm(path.join(nsDir, e), { recursive: true, force: true });
+    }
+    for (const sub of ['ca', 'tokens']) {
+      for (const e of await readdirOrEmpty(path.join(this.dir, sub))) {
+        if (e.includes('.tmp-')) await fs.rm(path.join(this.dir, sub, e), { recursive: true, force: true });
+      }
+    }
+  }
+}
+
+function checkExpected(what: string, current: number | undefined, expected: number | null | undefined): void {
+  if (expected === undefined) return;
+  if (expected === null && current !== undefined) throw new ConflictError(`secret ${what} already exists (version ${current})`);
+  if (expected !== null && current !== expected) throw new ConflictError(`secret ${what} is at version ${current ?? 'none'}, not ${expected}`);
+}
+
+function checkSegment(s: string, what: string): void {
+  if (!s || s.startsWith('.') || s.includes('/') || s.includes('\0')) throw new Error(`invalid ${what} "${s}"`);
+}
+
+async function writeDurable(file: string, data: string, mode: number): Promise<void> {
+  const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await fh.writeFile(data, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function swapSymlink(link: string, target: string): Promise<void> {
+  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${randomBytes(6).toString('hex')}`;
+  await fs.symlink(target, tmp);
+  await fs.rename(tmp, link);
+}
+
+async function readLinkOrUndefined(link: string): Promise<string | undefined> {
+  try {
+    return await fs.readlink(link);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+}

@@ -1,0 +1,15 @@
+import { UserError } from '../common/errors';
+import { FileStore } from './file-store';
+import { Store, StoreOptions } from './store';
+
+export const DEFAULT_STORE_URL = 'file:./citadel-data';
+
+/** Opens a store from its URL: `file:<dir>` or `zk://host:port[,host:port]/<chroot>`. */
+export async function openStore(url: string, opts: StoreOptions = {}): Promise<Store> {
+  if (url.startsWith('file:')) {
+    const dir = url.slice('file:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!dir) throw new UserError(`store URL "${url}" names no directory; write file:<dir>`);
+    return FileStore.open(dir, opts);
+  }
+  throw new UserError(`store URL "${url}" is not supported; use file:<dir> or zk://host:port[,host:port]/<chroot>`);
+}
