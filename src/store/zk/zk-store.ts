@@ -1,0 +1,506 @@
+/**
+ * The ZooKeeper store, for several CA replicas: `zk://host:port[,host:port...]/<chroot>`.
+ *
+ *   <chroot>/secrets/<namespace>/istio.<sa>   one secret, JSON (private key sealed when a KEK is set)
+ *   <chroot>/ca/istio-ca-secret                the root, created once (CREATE fails for the loser)
+ *   <chroot>/tokens/<sha256 hex>               join tokens, consumed by delete-with-version
+ *   <chroot>/election/                         leader election (election.ts)
+ *
+ * Versions are znode versions; every conditional write is a compare-and-set in ZooKeeper itself.
+ */
+import os from 'node:os';
+import { EventEmitter } from 'node:events';
+import zookeeper from 'node-zookeeper-client';
+import { ConflictError, UserError, errorMessage } from '../../common/errors';
+import { Logger, silentLogger } from '../../common/log';
+import { checkNamespace } from '../../pki/identity';
+import {
+  CaSecret,
+  JoinTokenRecord,
+  Kek,
+  SECRET_TYPE,
+  Secret,
+  SecretMetadata,
+  Store,
+  StoreEvent,
+  StoreOptions,
+  StoredSecret,
+  isSealed,
+} from '../store';
+import { LeaderElection, ZkLeaderElection } from './election';
+import { ZkConnectionState, ZkSession, ZkStat, zkErrorCode } from './session';
+import { parseZkUrl } from './url';
+
+const { Exception, Event } = zookeeper;
+
+export interface ZkStoreOptions extends StoreOptions {
+  /** Overrides `?sessionTimeout=` of the URL; default 10 s. */
+  sessionTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  opTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** What a secret znode holds. The namespace and name repeat the path so a dump explains itself. */
+interface SecretRecord {
+  v: 1;
+  namespace: string;
+  name: string;
+  certChainPem: string;
+  keyPem: string;
+  rootCertPem: string;
+  metadata: SecretMetadata;
+}
+
+export async function openZkStore(url: string, opts: ZkStoreOptions = {}): Promise<ZkStore> {
+  const target = parseZkUrl(url);
+  const log = (opts.logger ?? silentLogger).child({ store: target.url });
+  const session = await ZkSession.open(target.servers, target.url, {
+    sessionTimeoutMs: opts.sessionTimeoutMs ?? target.sessionTimeoutMs,
+    connectTimeoutMs: opts.connectTimeoutMs,
+    opTimeoutMs: opts.opTimeoutMs,
+    logger: log,
+  });
+  const store = new ZkStore(target.url, target.chroot, session, opts.kek, log);
+  try {
+    await store.init();
+  } catch (err) {
+    await session.close();
+    throw err;
+  }
+  return store;
+}
+
+export class ZkStore implements Store {
+  private readonly secretsPath: string;
+  private readonly caPath: string;
+  private readonly tokensPath: string;
+  readonly electionPath: string;
+  private readonly knownNamespaces = new Set<string>();
+  private readonly watcher = new SecretWatcher(this);
+  private readonly stateEmitter = new EventEmitter();
+
+  constructor(
+    readonly url: string,
+    readonly chroot: string,
+    readonly session: ZkSession,
+    private readonly kek: Kek | undefined,
+    readonly log: Logger,
+  ) {
+    this.secretsPath = `${chroot}/secrets`;
+    this.caPath = `${chroot}/ca/istio-ca-secret`;
+    this.tokensPath = `${chroot}/tokens`;
+    this.electionPath = `${chroot}/election`;
+    this.stateEmitter.setMaxListeners(0);
+  }
+
+  /** Creates the top-level znodes (idempotent, safe when several replicas start at once). */
+  async init(): Promise<void> {
+    for (const p of [this.secretsPath, `${this.chroot}/ca`, this.tokensPath, this.electionPath]) await this.session.mkdirp(p);
+  }
+
+  /** `connected`, `disconnected` (calls fail fast), `expired` (a new session is being made), `closed`. */
+  get connectionState(): ZkConnectionState {
+    return this.session.connectionState;
+  }
+
+  onConnectionState(cb: (state: ZkConnectionState) => void): () => void {
+    return this.session.onState(cb);
+  }
+
+  /** Joins the leader election of this store's replicas (ephemeral sequential znodes under <chroot>/election). */
+  leaderElection(candidate = `${os.hostname()}:${process.pid}`): Promise<LeaderElection> {
+    return ZkLeaderElection.start(this.session, this.electionPath, candidate, this.log);
+  }
+
+  secretPath(namespace: string, name: string): string {
+    checkSecretName(namespace, name);
+    return `${this.secretsPath}/${namespace}/${name}`;
+  }
+
+  async getSecret(namespace: string, name: string): Promise<StoredSecret | undefined> {
+    const path = this.secretPath(namespace, name);
+    const got = await this.session.getData(path);
+    return got && this.decodeSecret(path, got.data, got.stat.version);
+  }
+
+  async listSecrets(namespace?: string): Promise<StoredSecret[]> {
+    const namespaces = namespace !== undefined ? [namespace] : ((await this.session.getChildren(this.secretsPath)) ?? []);
+    if (namespace !== undefined) checkSecretName(namespace, 'istio.default');
+    const paths = (
+      await Promise.all(
+        namespaces.map(async (ns) => ((await this.session.getChildren(`${this.secretsPath}/${ns}`)) ?? []).map((n) => `${this.secretsPath}/${ns}/${n}`)),
+      )
+    ).flat();
+    // One socket pipelines all reads: thousands of getData cost about one round trip each way.
+    const read = await Promise.all(paths.map(async (p) => ({ p, got: await this.session.getData(p) })));
+    const out: StoredSecret[] = [];
+    for (const { p, got } of read) if (got) out.push(this.decodeSecret(p, got.data, got.stat.version));
+    return out.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+  }
+
+  async putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
+    const path = this.secretPath(secret.namespace, secret.name);
+    const data = this.encodeSecret(secret);
+    const what = `secret ${secret.namespace}/${secret.name}`;
+    if (typeof expectedVersion === 'number') {
+      try {
+        return (await this.session.setData(path, data, expectedVersion)).version;
+      } catch (err) {
+        const code = zkErrorCode(err);
+        if (code === Exception.BAD_VERSION) throw new ConflictError(`${what} changed: it is no longer version ${expectedVersion}`);
+        if (code === Exception.NO_NODE) throw new ConflictError(`${what} was deleted: it is no longer version ${expectedVersion}`);
+        throw err;
+      }
+    }
+    for (;;) {
+      if (expectedVersion === undefined) {
+        try {
+          return (await this.session.setData(path, data, -1)).version;
+        } catch (err) {
+          if (zkErrorCode(err) !== Exception.NO_NODE) throw err;
+        }
+      }
+      try {
+        await this.createWithParent(path, data, secret.namespace);
+        return 0;
+      } catch (err) {
+        if (zkErrorCode(err) !== Exception.NODE_EXISTS) throw err;
+        if (expectedVersion === null) throw new ConflictError(`${what} already exists`);
+        // created by someone else between our setData and create: an unconditional write overwrites it
+      }
+    }
+  }
+
+  async deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+    const path = this.secretPath(namespace, name);
+    try {
+      await this.session.remove(path, expectedVersion ?? -1);
+      return true;
+    } catch (err) {
+      const code = zkErrorCode(err);
+      if (code === Exception.NO_NODE) return false;
+      if (code === Exception.BAD_VERSION) throw new ConflictError(`secret ${namespace}/${name} changed: it is no longer version ${expectedVersion}`);
+      throw err;
+    }
+  }
+
+  async getCaSecret(): Promise<CaSecret | undefined> {
+    const got = await this.session.getData(this.caPath);
+    return got && this.decodeCa(got.data);
+  }
+
+  async createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret> {
+    try {
+      await this.session.create(this.caPath, this.encodeCa(candidate));
+      this.log.info('stored a new CA secret');
+      return { ...candidate };
+    } catch (err) {
+      if (zkErrorCode(err) !== Exception.NODE_EXISTS) throw err;
+    }
+    const existing = await this.getCaSecret();
+    if (!existing) throw new ConflictError('the CA secret was deleted while it was being created; retry');
+    return existing;
+  }
+
+  async replaceCaSecret(expected: CaSecret, next: CaSecret): Promise<void> {
+    const got = await this.session.getData(this.caPath);
+    const current = got && this.decodeCa(got.data);
+    if (!got || !current || current.caCertPem !== expected.caCertPem || current.caKeyPem !== expected.caKeyPem) {
+      throw new ConflictError('the CA secret changed or is missing; re-read it and retry');
+    }
+    try {
+      await this.session.setData(this.caPath, this.encodeCa(next), got.stat.version);
+    } catch (err) {
+      if (zkErrorCode(err) === Exception.BAD_VERSION) throw new ConflictError('the CA secret changed while it was being replaced; retry');
+      throw err;
+    }
+  }
+
+  async putJoinToken(record: JoinTokenRecord): Promise<void> {
+    const path = this.tokenPath(record.hash);
+    try {
+      await this.session.create(path, Buffer.from(JSON.stringify(record)));
+    } catch (err) {
+      if (zkErrorCode(err) === Exception.NODE_EXISTS) throw new ConflictError(`join token ${record.hash.slice(0, 12)}… already exists`);
+      throw err;
+    }
+  }
+
+  async consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
+    const path = this.tokenPath(hash);
+    for (;;) {
+      const got = await this.session.getData(path);
+      if (!got) return undefined;
+      try {
+        // Delete only the version we read: of two consumers racing, exactly one delete succeeds.
+        await this.session.remove(path, got.stat.version);
+      } catch (err) {
+        const code = zkErrorCode(err);
+        if (code === Exception.NO_NODE) return undefined;
+        if (code === Exception.BAD_VERSION) continue;
+        throw err;
+      }
+      return parseTokenRecord(path, got.data);
+    }
+  }
+
+  watch(listener: (event: StoreEvent) => void): () => void {
+    return this.watcher.add(listener);
+  }
+
+  /** Resolves once the watches for watch() listeners are armed and all events so far delivered. */
+  watchesSettled(): Promise<void> {
+    return this.watcher.idle();
+  }
+
+  async close(): Promise<void> {
+    this.watcher.stop();
+    await this.session.close();
+  }
+
+  private tokenPath(hash: string): string {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`join token hash must be 64 lowercase hex digits, got "${hash}"`);
+    return `${this.tokensPath}/${hash}`;
+  }
+
+  private async createWithParent(path: string, data: Buffer, namespace: string): Promise<void> {
+    if (!this.knownNamespaces.has(namespace)) {
+      await this.session.mkdirp(`${this.secretsPath}/${namespace}`);
+      this.knownNamespaces.add(namespace);
+    }
+    try {
+      await this.session.create(path, data);
+    } catch (err) {
+      if (zkErrorCode(err) !== Exception.NO_NODE) throw err;
+      // the namespace znode was removed by hand since we cached it
+      await this.session.mkdirp(`${this.secretsPath}/${namespace}`);
+      await this.session.create(path, data);
+    }
+  }
+
+  private encodeSecret(s: Secret): Buffer {
+    const record: SecretRecord = {
+      v: 1,
+      namespace: s.namespace,
+      name: s.name,
+      certChainPem: s.certChainPem,
+      keyPem: this.kek ? this.kek.seal(s.keyPem) : s.keyPem,
+      rootCertPem: s.rootCertPem,
+      metadata: s.metadata,
+    };
+    return Buffer.from(JSON.stringify(record));
+  }
+
+  private decodeSecret(path: string, data: Buffer, version: number): StoredSecret {
+    const r = parseJson(path, data) as Partial<SecretRecord>;
+    const m = r.metadata as Partial<SecretMetadata> | undefined;
+    const strings = [r.namespace, r.name, r.certChainPem, r.keyPem, r.rootCertPem, m?.serviceAccount, m?.spiffeId, m?.notBefore, m?.notAfter, m?.serialNumber, m?.updatedAt];
+    if (r.v !== 1 || m?.type !== SECRET_TYPE || strings.some((s) => typeof s !== 'string')) {
+      throw new Error(`znode ${path} does not hold a citadel secret (format v1); it was written by something else`);
+    }
+    const record = r as SecretRecord;
+    return {
+      namespace: record.namespace,
+      name: record.name,
+      certChainPem: record.certChainPem,
+      keyPem: this.openKey(record.keyPem, `secret ${record.namespace}/${record.name}`),
+      rootCertPem: record.rootCertPem,
+      metadata: { ...record.metadata },
+      version,
+    };
+  }
+
+  private encodeCa(ca: CaSecret): Buffer {
+    return Buffer.from(JSON.stringify({ v: 1, caCertPem: ca.caCertPem, caKeyPem: this.kek ? this.kek.seal(ca.caKeyPem) : ca.caKeyPem }));
+  }
+
+  private decodeCa(data: Buffer): CaSecret {
+    const r = parseJson(this.caPath, data) as { v?: unknown; caCertPem?: unknown; caKeyPem?: unknown };
+    if (r.v !== 1 || typeof r.caCertPem !== 'string' || typeof r.caKeyPem !== 'string') {
+      throw new Error(`znode ${this.caPath} does not hold a citadel CA secret (format v1)`);
+    }
+    return { caCertPem: r.caCertPem, caKeyPem: this.openKey(r.caKeyPem, 'the CA secret') };
+  }
+
+  /** Sealed keys need the KEK; plain ones (written before a KEK was set) pass through until a rekey seals them. */
+  private openKey(value: string, what: string): string {
+    if (!isSealed(value)) return value;
+    if (!this.kek) throw new UserError(`${what} in ${this.url} has a sealed private key; pass the --kek-file it was sealed with`);
+    try {
+      return this.kek.open(value);
+    } catch (err) {
+      throw new UserError(`${what} in ${this.url}: ${errorMessage(err)}`);
+    }
+  }
+}
+
+/**
+ * Turns ZooKeeper's one-shot watches into a stream of StoreEvents: a child watch on secrets/ and
+ * on every namespace, an existence watch on every secret, each re-armed when it fires; after a
+ * reconnect or a new session everything is re-armed and compared, and a `resync` is sent.
+ */
+class SecretWatcher {
+  private readonly listeners = new Set<(e: StoreEvent) => void>();
+  /** namespace -> secret name -> last seen znode version. */
+  private readonly known = new Map<string, Map<string, number>>();
+  private running = false;
+  private queue: Promise<void> = Promise.resolve();
+  private unsubscribe: (() => void)[] = [];
+  private readonly onZkEvent = (event: zookeeper.Event) => this.enqueue(() => this.handle(event));
+
+  constructor(private readonly store: ZkStore) {}
+
+  add(listener: (e: StoreEvent) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.running) this.start();
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  stop(): void {
+    this.running = false;
+    for (const off of this.unsubscribe) off();
+    this.unsubscribe = [];
+    this.listeners.clear();
+  }
+
+  /** Resolves when every event so far has been handled (tests). */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  private start(): void {
+    this.running = true;
+    const { session } = this.store;
+    let wasDown = false;
+    this.unsubscribe.push(
+      session.onState((state) => {
+        if (state !== 'connected') {
+          wasDown = true;
+          return;
+        }
+        if (!wasDown) return;
+        wasDown = false;
+        this.enqueue(async () => {
+          await this.syncAll(true);
+          this.emit({ type: 'resync' });
+        });
+      }),
+    );
+    this.enqueue(() => this.syncAll(false));
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queue = this.queue.then(async () => {
+      if (!this.running) return;
+      try {
+        await task();
+      } catch (err) {
+        // Disconnected mid-way: the reconnect re-runs syncAll, which compares everything again.
+        this.store.log.debug('watch refresh failed; will resync on reconnect', { error: errorMessage(err) });
+      }
+    });
+  }
+
+  private emit(event: StoreEvent): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l(event);
+      } catch (err) {
+        this.store.log.error('store watch listener threw', { error: errorMessage(err) });
+      }
+    }
+  }
+
+  private get root(): string {
+    return `${this.store.chroot}/secrets`;
+  }
+
+  private async syncAll(emit: boolean): Promise<void> {
+    const namespaces = (await this.store.session.getChildren(this.root, this.onZkEvent)) ?? [];
+    for (const ns of [...this.known.keys()]) if (!namespaces.includes(ns)) this.dropNamespace(ns, emit);
+    await Promise.all(namespaces.map((ns) => this.syncNamespace(ns, emit, true)));
+  }
+
+  private dropNamespace(ns: string, emit: boolean): void {
+    for (const name of this.known.get(ns)?.keys() ?? []) if (emit) this.emit({ type: 'delete', namespace: ns, name });
+    this.known.delete(ns);
+  }
+
+  /** Re-reads a namespace's children; with `recheck`, also re-arms and compares versions of known secrets. */
+  private async syncNamespace(ns: string, emit: boolean, recheck: boolean): Promise<void> {
+    const names = await this.store.session.getChildren(`${this.root}/${ns}`, this.onZkEvent);
+    if (!names) return this.dropNamespace(ns, emit);
+    let known = this.known.get(ns);
+    if (!known) this.known.set(ns, (known = new Map()));
+    for (const name of [...known.keys()]) {
+      if (names.includes(name)) continue;
+      known.delete(name);
+      if (emit) this.emit({ type: 'delete', namespace: ns, name });
+    }
+    await Promise.all(
+      names.map(async (name) => {
+        const before = known.get(name);
+        if (before !== undefined && !recheck) return;
+        const stat = await this.store.session.exists(`${this.root}/${ns}/${name}`, this.onZkEvent);
+        if (!stat) return; // gone again; the child watch tells us
+        known.set(name, stat.version);
+        if (emit && before !== stat.version) this.emit({ type: 'put', namespace: ns, name });
+      }),
+    );
+  }
+
+  private async handle(event: zookeeper.Event): Promise<void> {
+    const rel = event.getPath().slice(this.root.length + 1);
+    const [ns, name] = rel ? rel.split('/') : [];
+    const type = event.getType();
+    if (!ns) {
+      if (type === Event.NODE_CHILDREN_CHANGED) await this.syncAll(true);
+      return;
+    }
+    if (!name) {
+      if (type === Event.NODE_CHILDREN_CHANGED) await this.syncNamespace(ns, true, false);
+      else if (type === Event.NODE_DELETED) this.dropNamespace(ns, true);
+      return;
+    }
+    const known = this.known.get(ns);
+    if (type === Event.NODE_DELETED) {
+      if (known?.delete(name)) this.emit({ type: 'delete', namespace: ns, name });
+      return;
+    }
+    if (type === Event.NODE_DATA_CHANGED || type === Event.NODE_CREATED) {
+      const stat: ZkStat | undefined = await this.store.session.exists(event.getPath(), this.onZkEvent);
+      if (!stat) return;
+      let map = known;
+      if (!map) this.known.set(ns, (map = new Map()));
+      map.set(name, stat.version);
+      this.emit({ type: 'put', namespace: ns, name });
+    }
+  }
+}
+
+function checkSecretName(namespace: string, name: string): void {
+  const problem = checkNamespace(namespace);
+  if (problem) throw new Error(problem);
+  if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$/.test(name)) throw new Error(`secret name "${name}" cannot be a znode name`);
+}
+
+function parseJson(path: string, data: Buffer): unknown {
+  try {
+    const value: unknown = JSON.parse(data.toString('utf8'));
+    if (value && typeof value === 'object') return value;
+  } catch {
+    // reported below
+  }
+  throw new Error(`znode ${path} does not hold JSON written by citadel`);
+}
+
+function parseTokenRecord(path: string, data: Buffer): JoinTokenRecord {
+  const r = parseJson(path, data) as Partial<JoinTokenRecord>;
+  if (typeof r.hash !== 'string' || typeof r.host !== 'string' || typeof r.expiresAt !== 'string' || typeof r.createdAt !== 'string') {
+    throw new Error(`znode ${path} does not hold a join token record`);
+  }
+  return { hash: r.hash, host: r.host, expiresAt: r.expiresAt, createdAt: r.createdAt };
+}
