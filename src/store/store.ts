@@ -77,6 +77,11 @@ export interface Store {
   getCaSecret(): Promise<CaSecret | undefined>;
   /** Stores `candidate` unless a CA secret exists; returns the one that is stored (exactly one ever wins). */
   createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret>;
+  /**
+   * Optional: rewrites the CA secret only if it still equals `expected` (ConflictError otherwise).
+   * Used by `citadel store rekey` to re-seal the CA key; stores without it cannot be rekeyed.
+   */
+  replaceCaSecret?(expected: CaSecret, next: CaSecret): Promise<void>;
 
   putJoinToken(record: JoinTokenRecord): Promise<void>;
   /** Removes and returns the token record atomically: a token can be consumed once. */
