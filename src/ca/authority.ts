@@ -208,7 +208,7 @@ export function createSelfSignedRoot(config: CaConfig, now = new Date()): CaSecr
   return { caCertPem: certificatePem(der), caKeyPem: privateKeyToPem(pair.privateKey) };
 }
 
-export function rootFields(pem: string): Record<string, unknown> {
+export function rootFields(pem: string): { subject: string; notAfter: string; sha256: string } {
   const c = new X509Certificate(pem);
   return { subject: c.subject.replace(/\n/g, ','), notAfter: new Date(c.validTo).toISOString(), sha256: c.fingerprint256 };
 }

@@ -11,8 +11,17 @@ export function buildProgram(): Command {
     .description('Istio Citadel for Mesos/Marathon: per-workload SPIFFE certificates that rotate by themselves')
     .version(require('../../../package.json').version)
     .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (text, write) => write(`citadel: ${text.replace(/^error: /, '')}`) })
     .exitOverride();
   for (const register of COMMANDS) register(program);
+  // Subcommands inherit the error format and exit override, so every usage error is one line and exit 2.
+  const inherit = (cmd: Command) => {
+    for (const sub of cmd.commands) {
+      sub.configureOutput({ outputError: (text, write) => write(`citadel: ${text.replace(/^error: /, '')}`) }).exitOverride().showHelpAfterError('(run with --help for usage)');
+      inherit(sub);
+    }
+  };
+  inherit(program);
   return program;
 }
 

@@ -1,6 +1,7 @@
-import { constants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
+import { fsyncDir, writeNewFileDurable } from '../common/atomic-file';
 import { ConflictError } from '../common/errors';
 import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
 
@@ -105,10 +106,10 @@ export class FileStore implements Store {
       const versionName = `.${secret.name}.v${version}`;
       const tmp = path.join(parent, `.${secret.name}.tmp-${randomBytes(6).toString('hex')}`);
       await fs.mkdir(tmp, { mode: 0o700 });
-      await writeDurable(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, 0o644);
-      await writeDurable(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), 0o600);
-      await writeDurable(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, 0o644);
-      await writeDurable(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', 0o644);
+      await writeNewFileDurable(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, 0o644);
+      await writeNewFileDurable(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), 0o600);
+      await writeNewFileDurable(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, 0o644);
+      await writeNewFileDurable(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', 0o644);
       await fsyncDir(tmp);
       await fs.rm(path.join(parent, versionName), { recursive: true, force: true });
       await fs.rename(tmp, path.join(parent, versionName));
@@ -152,8 +153,8 @@ export class FileStore implements Store {
     const parent = path.join(this.dir, 'ca');
     const tmp = path.join(parent, `.istio-ca-secret.tmp-${randomBytes(6).toString('hex')}`);
     await fs.mkdir(tmp, { mode: 0o700 });
-    await writeDurable(path.join(tmp, 'ca-cert.pem'), candidate.caCertPem, 0o644);
-    await writeDurable(path.join(tmp, 'ca-key.pem'), this.sealKey(candidate.caKeyPem), 0o600);
+    await writeNewFileDurable(path.join(tmp, 'ca-cert.pem'), candidate.caCertPem, 0o644);
+    await writeNewFileDurable(path.join(tmp, 'ca-key.pem'), this.sealKey(candidate.caKeyPem), 0o600);
     await fsyncDir(tmp);
     try {
       // rename(2) of a directory onto an existing non-empty one fails: exactly one creator wins.
@@ -171,7 +172,7 @@ export class FileStore implements Store {
     checkSegment(record.hash, 'token hash');
     const file = path.join(this.dir, 'tokens', `${record.hash}.json`);
     const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-    await writeDurable(tmp, JSON.stringify(record) + '\n', 0o600);
+    await writeNewFileDurable(tmp, JSON.stringify(record) + '\n', 0o600);
     await fs.rename(tmp, file);
     await fsyncDir(path.dirname(file));
   }
@@ -245,25 +246,6 @@ function checkExpected(what: string, current: number | undefined, expected: numb
 
 function checkSegment(s: string, what: string): void {
   if (!s || s.startsWith('.') || s.includes('/') || s.includes('\0')) throw new Error(`invalid ${what} "${s}"`);
-}
-
-async function writeDurable(file: string, data: string, mode: number): Promise<void> {
-  const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-  try {
-    await fh.writeFile(data, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 async function swapSymlink(link: string, target: string): Promise<void> {

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { registerCa } from './ca';
+import { registerCert } from './cert';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [];
+export const COMMANDS: RegisterCommand[] = [registerCa, registerCert];

@@ -1,0 +1,66 @@
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Logger } from '../common/log';
+
+/** One readiness condition: a name and a check that says why it is not ready, or undefined. */
+export interface ReadinessCheck {
+  name: string;
+  check(): string | undefined;
+}
+
+export interface MonitoringServer {
+  port: number;
+  registry: Registry;
+  /** Adds a condition to /healthz. */
+  addReadinessCheck(check: ReadinessCheck): void;
+  close(): Promise<void>;
+}
+
+export function newRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/**
+ * Citadel's monitoring port (`--monitoring-port`, 15014): `/metrics` (Prometheus), `/healthz`
+ * (200 only when every readiness check passes, else 503 with the reasons) and `/version`.
+ */
+export async function startMonitoring(opts: { port: number; host?: string; registry: Registry; version: string; logger: Logger }): Promise<MonitoringServer> {
+  const checks: ReadinessCheck[] = [];
+  const server = http.createServer(async (req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    try {
+      if (url === '/metrics') {
+        res.writeHead(200, { 'content-type': opts.registry.contentType });
+        res.end(await opts.registry.metrics());
+      } else if (url === '/healthz' || url === '/ready') {
+        const failing = checks.map((c) => ({ name: c.name, why: c.check() })).filter((c) => c.why !== undefined);
+        res.writeHead(failing.length ? 503 : 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ready: failing.length === 0, failing }) + '\n');
+      } else if (url === '/version') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ name: 'marathon-citadel', version: opts.version, node: process.version }) + '\n');
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try /metrics, /healthz or /version\n');
+      }
+    } catch (err) {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(`${(err as Error).message}\n`);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  opts.logger.info('monitoring listening', { port, paths: ['/metrics', '/healthz', '/version'] });
+  return {
+    port,
+    registry: opts.registry,
+    addReadinessCheck: (c) => checks.push(c),
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
