@@ -1,6 +1,7 @@
 import { UserError } from '../common/errors';
 import { FileStore } from './file-store';
 import { Store, StoreOptions } from './store';
+import { openZkStore } from './zk/zk-store';
 
 export const DEFAULT_STORE_URL = 'file:./citadel-data';
 
@@ -11,5 +12,6 @@ export async function openStore(url: string, opts: StoreOptions = {}): Promise<S
     if (!dir) throw new UserError(`store URL "${url}" names no directory; write file:<dir>`);
     return FileStore.open(dir, opts);
   }
+  if (url.startsWith('zk://')) return openZkStore(url, opts);
   throw new UserError(`store URL "${url}" is not supported; use file:<dir> or zk://host:port[,host:port]/<chroot>`);
 }
