@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { registerCa } from './ca';
 import { registerCert } from './cert';
+import { registerStore } from './store';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerCa, registerCert];
+export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerStore];

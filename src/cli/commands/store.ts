@@ -1,0 +1,61 @@
+import { Command } from 'commander';
+import { openStore } from '../../store';
+import { generateKekFile, loadKek } from '../../store/kek';
+import { migrateStore } from '../../store/migrate';
+import { rekeyKek, rekeyStore } from '../../store/rekey';
+import type { Kek } from '../../store/store';
+import type { RegisterCommand } from './index';
+
+const say = (line: string) => process.stdout.write(line + '\n');
+
+export const registerStore: RegisterCommand = (program: Command) => {
+  const store = program.command('store').description('maintain a store: key-encryption keys, moving to another store');
+
+  store
+    .command('rekey')
+    .description('re-seal every private key (workload secrets and the CA key) under a new key-encryption key; nothing is written unless every key opens')
+    .requiredOption('--store <url>', 'the store: file:<dir> or zk://host:port[,host:port]/<chroot>')
+    .option('--old-kek <file>', 'the KEK the keys are sealed with now (omit when they are stored in plaintext)')
+    .requiredOption('--new-kek <file>', 'the KEK to seal them with')
+    .action(async (o: { store: string; oldKek?: string; newKek: string }) => {
+      const newKek = loadKek(o.newKek);
+      const oldKek = o.oldKek ? loadKek(o.oldKek) : undefined;
+      const s = await openStore(o.store, { kek: rekeyKek(newKek, oldKek) });
+      try {
+        const r = await rekeyStore(s, newKek.keyId, say);
+        say(`rekeyed ${s.url}: ${r.secrets} secrets${r.caSecret ? ' and the CA secret' : ''} now sealed with KEK ${r.keyId}; start citadel with --kek-file ${o.newKek}`);
+      } finally {
+        await s.close();
+      }
+    });
+
+  store
+    .command('migrate')
+    .description('copy the CA secret and every secret to another store (e.g. file: to zk://); running it again changes nothing')
+    .requiredOption('--from <url>', 'the store to copy from')
+    .requiredOption('--to <url>', 'the store to copy to')
+    .option('--kek-file <file>', 'key-encryption key of both stores')
+    .action(async (o: { from: string; to: string; kekFile?: string }) => {
+      const kek: Kek | undefined = o.kekFile ? loadKek(o.kekFile) : undefined;
+      const from = await openStore(o.from, { kek });
+      try {
+        const to = await openStore(o.to, { kek });
+        try {
+          const r = await migrateStore(from, to, say);
+          say(`migrated ${from.url} -> ${to.url}: ${r.copied} secrets copied, ${r.unchanged} unchanged, CA secret ${r.ca}`);
+        } finally {
+          await to.close();
+        }
+      } finally {
+        await from.close();
+      }
+    });
+
+  store
+    .command('kek-generate <file>')
+    .description('write a new random key-encryption key (32 bytes, mode 0600) for --kek-file; never overwrites')
+    .action((file: string) => {
+      const kek = generateKekFile(file);
+      say(`wrote KEK ${kek.keyId} to ${file}; keep a copy: keys sealed with it cannot be read without it`);
+    });
+};
