@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { registerCa } from './ca';
 import { registerCert } from './cert';
 import { registerStore } from './store';
+import { registerMarathonSim } from './marathon-sim';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerStore];
+export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerStore, registerMarathonSim];
