@@ -19,6 +19,8 @@ export interface MarathonSimulatorOptions {
   agents?: string[];
   /** `user:pass`: every request then needs HTTP basic auth, like --http_credentials */
   credentials?: string;
+  /** DC/OS style: also (or only) accept `Authorization: token=<this>` */
+  token?: string;
   /** heartbeat interval on /v2/events in ms (default 10 000) */
   heartbeatMs?: number;
   /** RNG seed for uuids and ports (default 1) */
@@ -193,7 +195,9 @@ export class MarathonSimulator {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://sim');
-    if (this.authHeader && req.headers.authorization !== this.authHeader) {
+    const auth = req.headers.authorization;
+    const needsAuth = this.authHeader !== undefined || this.opts.token !== undefined;
+    if (needsAuth && !(auth !== undefined && (auth === this.authHeader || auth === `token=${this.opts.token}`))) {
       await this.readBody(req);
       this.send(res, 401, { message: 'Invalid username or password.' }, { 'WWW-Authenticate': 'basic realm="Mesosphere"' });
       return;
