@@ -1,0 +1,63 @@
+import type { PeerCertificate } from 'node:tls';
+import { parseCertificateDer } from '../pki/certificate';
+import { Identity, spiffeId } from '../pki/identity';
+import { identityOfCertificate } from '../pki/verify';
+
+/** Who is calling: the identity of a TLS client certificate that chains to our root. */
+export interface Caller {
+  identity: Identity;
+  spiffeId: string;
+  notAfter: Date;
+}
+
+export type CallerResult = { ok: true; caller: Caller } | { ok: false; reason: 'unauthenticated' | 'id-extraction'; message: string };
+
+const CACHE_LIMIT = 8192;
+
+/** The part of a grpc-js server call that carries the TLS peer. */
+export interface AuthenticatedCall {
+  getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
+}
+
+/**
+ * Authenticates gRPC callers by their client certificate. TLS has already verified the chain to
+ * our root (the server asks for a certificate and leaves `authorized` false for a missing or
+ * foreign one); this reads the one SPIFFE ID, checks the trust domain, and checks expiry at every
+ * call because a connection outlives a certificate. Parsed identities are cached by fingerprint.
+ */
+export class CallerAuthenticator {
+  private readonly cache = new Map<string, Caller | { error: string }>();
+
+  constructor(private readonly trustDomain: string) {}
+
+  authenticate(call: AuthenticatedCall, now = Date.now()): CallerResult {
+    const cert = call.getAuthContext()?.sslPeerCertificate;
+    if (!cert?.raw) {
+      return { ok: false, reason: 'unauthenticated', message: 'no client certificate from this CA: present a certificate issued by the Citadel root (or attest the node with a join token first)' };
+    }
+    let entry = this.cache.get(cert.fingerprint256);
+    if (!entry) {
+      entry = this.parse(cert.raw);
+      if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value as string);
+      this.cache.set(cert.fingerprint256, entry);
+    }
+    if ('error' in entry) return { ok: false, reason: 'id-extraction', message: entry.error };
+    if (entry.notAfter.getTime() <= now) {
+      return { ok: false, reason: 'unauthenticated', message: `the client certificate of ${entry.spiffeId} expired at ${entry.notAfter.toISOString()}` };
+    }
+    return { ok: true, caller: entry };
+  }
+
+  private parse(der: Buffer): Caller | { error: string } {
+    try {
+      const cert = parseCertificateDer(der);
+      const identity = identityOfCertificate(cert);
+      if (identity.trustDomain !== this.trustDomain) {
+        return { error: `the client certificate is for trust domain ${identity.trustDomain}, not ${this.trustDomain}` };
+      }
+      return { identity, spiffeId: spiffeId(identity), notAfter: cert.notAfter };
+    } catch (err) {
+      return { error: `cannot read an identity from the client certificate: ${(err as Error).message}` };
+    }
+  }
+}

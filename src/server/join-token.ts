@@ -1,0 +1,28 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { JoinTokenRecord } from '../store/store';
+
+/** A one-time node join token: `citadel token create --host H` prints it; the store keeps only its hash. */
+export interface JoinToken {
+  /** The secret the operator hands to the agent. */
+  token: string;
+  record: JoinTokenRecord;
+}
+
+const PREFIX = 'cjt1.';
+
+export function newJoinToken(host: string, ttlMs: number, now = new Date()): JoinToken {
+  const token = PREFIX + randomBytes(32).toString('base64url');
+  return {
+    token,
+    record: { hash: hashJoinToken(token), host, createdAt: now.toISOString(), expiresAt: new Date(now.getTime() + ttlMs).toISOString() },
+  };
+}
+
+/** hex SHA-256: tokens carry 256 random bits, so a plain hash is enough (no salt or KDF needed). */
+export function hashJoinToken(token: string): string {
+  return createHash('sha256').update(token.trim(), 'utf8').digest('hex');
+}
+
+export function looksLikeJoinToken(token: string): boolean {
+  return /^cjt1\.[A-Za-z0-9_-]{43}$/.test(token.trim());
+}
