@@ -3,8 +3,10 @@ import { registerCa } from './ca';
 import { registerCert } from './cert';
 import { registerStore } from './store';
 import { registerMarathonSim } from './marathon-sim';
+import { registerAgent } from './agent';
+import { registerToken } from './token';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerStore, registerMarathonSim];
+export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerStore, registerMarathonSim, registerToken, registerAgent];
