@@ -284,6 +284,12 @@ export class MarathonClient {
   }
 
   private invalidate(inv: Invalidation): void {
+    if (inv.startsWith('any:')) {
+      // known ids coalesce with the app:/pod: re-reads other events of the same change asked for
+      const id = inv.slice(4);
+      if (this.view.get('app', id)) inv = `app:${id}`;
+      else if (this.view.get('pod', id)) inv = `pod:${id}`;
+    }
     if (inv === 'group:/') {
       this.requestRelist();
       return;
@@ -336,9 +342,15 @@ export class MarathonClient {
     this.checkIdle();
   }
 
+  /** Apps and pods first: a group re-read is the slower safety net for the same change. */
   private nextPending(): Invalidation | undefined {
-    for (const k of this.pending) if (!this.inFlight.has(k)) return k;
-    return undefined;
+    let group: Invalidation | undefined;
+    for (const k of this.pending) {
+      if (this.inFlight.has(k)) continue;
+      if (!k.startsWith('group:')) return k;
+      group ??= k;
+    }
+    return group;
   }
 
   private async worker(): Promise<void> {

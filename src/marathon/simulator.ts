@@ -168,7 +168,12 @@ export class MarathonSimulator {
   // --- HTTP ----------------------------------------------------------------------------------
 
   private send(res: http.ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
-    const text = body === undefined ? '' : JSON.stringify(body);
+    this.sendText(res, status, body === undefined ? undefined : JSON.stringify(body), headers);
+  }
+
+  private sendText(res: http.ServerResponse, status: number, text: string | undefined, headers: Record<string, string> = {}): void {
+    const body = text;
+    text ??= '';
     res.writeHead(status, {
       ...(this.opts.standbyOf ? {} : { 'X-Marathon-Leader': this.leaderUrl }),
       ...(body === undefined ? {} : { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(text) }),
@@ -265,14 +270,14 @@ export class MarathonSimulator {
         const cmdFilter = url.searchParams.get('cmd');
         const selector = url.searchParams.get('label');
         const match = selector ? labelSelector(selector) : undefined;
-        const apps: Obj[] = [];
+        const apps: string[] = [];
         for (const rec of this.state.apps.values()) {
           if (idFilter && !(rec.def.id as string).toLowerCase().includes(idFilter)) continue;
           if (cmdFilter && !(typeof rec.def.cmd === 'string' && rec.def.cmd.includes(cmdFilter))) continue;
           if (match && !match(rec.def.labels as Record<string, string>)) continue;
-          apps.push(this.state.appInfo(rec, embed));
+          apps.push(this.state.appInfoJson(rec, embed));
         }
-        return this.send(res, 200, { apps });
+        return this.sendText(res, 200, `{"apps":[${apps.join(',')}]}`);
       }
       if (method === 'POST') {
         const { app, deploymentId } = this.state.createApp(await this.jsonBody(req), origin);

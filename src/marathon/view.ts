@@ -35,6 +35,8 @@ export class MarathonView {
   private readonly byHost = new Map<string, Map<string, number>>();
   /** "ns/sa" -> host -> live instances */
   private readonly byIdentity = new Map<string, Map<string, number>>();
+  /** group id -> keys of the apps and pods beneath it, at any depth (not kept for the root) */
+  private readonly byGroup = new Map<string, Set<string>>();
   private invalidCount = 0;
   private desiredCache: Map<string, Set<string>> | undefined;
   private readonly listeners = new Set<() => void>();
@@ -128,14 +130,15 @@ export class MarathonView {
 
   /** Replaces the whole view (a full re-list); always notifies. */
   replaceAll(entries: ViewEntry[]): void {
-    this.replaceWhere(() => true, entries);
+    this.replaceKeys(this.entries.keys(), entries);
     this.notify();
   }
 
   /** Replaces every workload whose id lies under the group `groupId` (a group re-read). */
   replaceGroup(groupId: string, entries: ViewEntry[]): boolean {
-    const prefix = groupId.endsWith('/') ? groupId : `${groupId}/`;
-    const changed = this.replaceWhere((e) => e.id.startsWith(prefix), entries);
+    const id = groupId.length > 1 && groupId.endsWith('/') ? groupId.slice(0, -1) : groupId;
+    const scope = id === '/' ? this.entries.keys() : (this.byGroup.get(id) ?? new Set<string>()).values();
+    const changed = this.replaceKeys(scope, entries);
     if (changed) this.notify();
     return changed;
   }
@@ -147,18 +150,31 @@ export class MarathonView {
     return changed;
   }
 
-  private replaceWhere(scope: (e: ViewEntry) => boolean, entries: ViewEntry[]): boolean {
+  /** Sets `entries` and removes whatever else `scope` (existing keys) held. */
+  private replaceKeys(scope: Iterable<string>, entries: ViewEntry[]): boolean {
+    const stale = new Set(scope);
     let changed = false;
-    const keep = new Set<string>();
     for (const e of entries) {
       const k = keyOf(e.kind, e.id);
-      keep.add(k);
+      stale.delete(k);
       changed = this.set(k, e) || changed;
     }
-    for (const [k, e] of [...this.entries]) {
-      if (!keep.has(k) && scope(e)) changed = this.set(k, undefined) || changed;
-    }
+    for (const k of stale) changed = this.set(k, undefined) || changed;
     return changed;
+  }
+
+  private indexGroups(key: string, id: string, add: boolean): void {
+    for (let i = id.indexOf('/', 1); i > 0; i = id.indexOf('/', i + 1)) {
+      const group = id.slice(0, i);
+      let keys = this.byGroup.get(group);
+      if (add) {
+        if (!keys) this.byGroup.set(group, (keys = new Set()));
+        keys.add(key);
+      } else if (keys) {
+        keys.delete(key);
+        if (keys.size === 0) this.byGroup.delete(group);
+      }
+    }
   }
 
   private set(key: string, entry: ViewEntry | undefined): boolean {
@@ -166,6 +182,8 @@ export class MarathonView {
     const sig = entry === undefined ? undefined : JSON.stringify(entry);
     if (sig === this.signatures.get(key)) return false;
     if (old) this.account(old, -1);
+    if (entry && !old) this.indexGroups(key, entry.id, true);
+    if (!entry && old) this.indexGroups(key, old.id, false);
     if (entry) {
       this.entries.set(key, entry);
       this.signatures.set(key, sig!);

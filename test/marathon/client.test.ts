@@ -174,7 +174,8 @@ describe('MarathonClient against the simulator', () => {
     sim.state.createApp({ id: '/m/good', cmd: 'x' });
     sim.state.createApp({ id: '/m/bad', cmd: 'x' });
     // Marathon would never send this; a broken proxy or a bug might
-    (sim.state.apps.get('/m/bad')!.def as Record<string, unknown>).labels = { owner: 42 };
+    const bad = sim.state.apps.get('/m/bad')!;
+    bad.def = { ...bad.def, labels: { owner: 42 } };
     try {
       await withClient({ urls: [url] }, async (client, log) => {
         await client.start();
