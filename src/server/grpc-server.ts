@@ -66,6 +66,8 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   const feed = new SecretFeed(store, view, log);
   await feed.start();
   const signer = new Signer(ca, view, authn, limiter, metrics, log);
+  /** Open feed streams, ended on close so that shutdown does not wait for them. */
+  const streams = new Set<grpc.ServerWritableStream<WatchSecretsRequest, SecretsUpdate>>();
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024,
@@ -122,9 +124,11 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
         stop();
         endStream(call, { code: grpc.status.UNAUTHENTICATED, details: `the node certificate of ${host} expired; renew it and reconnect` });
       }, Math.min(2 ** 31 - 1, Math.max(0, caller.notAfter.getTime() - Date.now())));
+      streams.add(call);
       const end = () => {
         clearTimeout(expiry);
         stop();
+        streams.delete(call);
       };
       call.on('cancelled', end);
       call.on('close', end);
@@ -165,6 +169,7 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
       closed = true;
       serverCert.stop();
       feed.stop();
+      for (const call of [...streams]) endStream(call, { code: grpc.status.UNAVAILABLE, details: 'the CA is shutting down; reconnect' });
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.forceShutdown(), 2000).unref();
         server.tryShutdown(() => {

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { createSelfSignedRoot, CertificateAuthority } from '../../src/ca/authority';
+import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
+import { FileAgent } from '../../src/agent/file-agent';
+import { newJoinToken } from '../../src/server/join-token';
+import { CaFixture, credentialFor, placeApp, putWorkloadSecret, removeApp, startCaFixture, workload } from '../server/fixtures';
+import { bundleProblems } from './bundle-check';
+import { waitFor } from './wait';
+
+async function joinToken(f: CaFixture, host: string): Promise<string> {
+  const t = newJoinToken(host, 60_000);
+  await f.store.putJoinToken(t.record);
+  return t.token;
+}
+
+const read = (dir: string, ns: string, sa: string, file: string) => fs.readFile(path.join(dir, ns, sa, file), 'utf8');
+
+/** A TLS server and client that each load a bundle from the certs directory, as two sidecars would. */
+async function mtlsHandshake(server: { dir: string; ns: string; sa: string }, client: { key: string; cert: string; ca: string }): Promise<{ serverSawClient: string; clientSawServer: string }> {
+  const files = async (b: { dir: string; ns: string; sa: string }) => ({
+    key: await read(b.dir, b.ns, b.sa, 'key.pem'),
+    cert: await read(b.dir, b.ns, b.sa, 'cert-chain.pem'),
+    ca: await read(b.dir, b.ns, b.sa, 'root-cert.pem'),
+  });
+  const s = await files(server);
+  return new Promise((resolve, reject) => {
+    let serverSawClient = '';
+    const srv = tls.createServer({ ...s, requestCert: true, rejectUnauthorized: true }, (sock) => {
+      serverSawClient = sock.getPeerCertificate().subjectaltname ?? '';
+      sock.end('ok');
+    });
+    srv.on('tlsClientError', (err) => {
+      srv.close();
+      reject(err);
+    });
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      const c = tls.connect({ host: '127.0.0.1', port, ...client, checkServerIdentity: () => undefined }, () => {
+        const clientSawServer = c.getPeerCertificate().subjectaltname ?? '';
+        c.on('data', () => {
+          c.end();
+          srv.close();
+          resolve({ serverSawClient, clientSawServer });
+        });
+      });
+      c.on('error', (err) => {
+        srv.close();
+        reject(err);
+      });
+    });
+  });
+}
+
+describe('the node agent in file mode', () => {
+  let f: CaFixture;
+  let certsDir: string;
+  let agent: FileAgent;
+  before(async () => {
+    f = await startCaFixture();
+    certsDir = mkdtempSync(path.join(tmpdir(), 'citadel-certs-'));
+    await putWorkloadSecret(f, 'shop', 'frontend');
+    await putWorkloadSecret(f, 'shop', 'payments');
+    await putWorkloadSecret(f, 'ops', 'elsewhere');
+    placeApp(f.view, '/shop/frontend', 'shop', 'frontend', ['agent-1']);
+    placeApp(f.view, '/shop/payments', 'shop', 'payments', ['agent-1']);
+    placeApp(f.view, '/ops/elsewhere', 'ops', 'elsewhere', ['agent-2']);
+    agent = new FileAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: await joinToken(f, 'agent-1'), host: 'agent-1', certsDir });
+    await agent.start();
+  });
+  after(async () => {
+    await agent.stop();
+    await f.close();
+    rmSync(certsDir, { recursive: true, force: true });
+  });
+
+  it('writes <ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem} for the identities on its host, and only those', async () => {
+    await waitFor('two bundles', async () => (await agent.certs.list()).length === 2);
+    assert.deepEqual((await agent.certs.list()).map((d) => `${d.namespace}/${d.serviceAccount}`).sort(), ['shop/frontend', 'shop/payments']);
+    for (const sa of ['frontend', 'payments']) assert.deepEqual(await bundleProblems(certsDir, 'shop', sa, f.ca.rootCertPem), []);
+    const keyStat = await fs.stat(path.join(certsDir, 'shop', 'payments', 'key.pem'));
+    assert.equal(keyStat.mode & 0o777, 0o600);
+    assert.ok((await fs.lstat(path.join(certsDir, 'shop', 'payments'))).isDirectory(), 'the identity directory is a real directory (what the sidecar mounts)');
+    await assert.rejects(fs.access(path.join(certsDir, 'ops')));
+  });
+
+  it("two workloads' bundles complete a real mutual-TLS handshake; a foreign root's certificate is refused", async () => {
+    const client = {
+      key: await read(certsDir, 'shop', 'frontend', 'key.pem'),
+      cert: await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'),
+      ca: await read(certsDir, 'shop', 'frontend', 'root-cert.pem'),
+    };
+    const seen = await mtlsHandshake({ dir: certsDir, ns: 'shop', sa: 'payments' }, client);
+    assert.equal(seen.serverSawClient, 'URI:spiffe://cluster.local/ns/shop/sa/frontend');
+    assert.equal(seen.clientSawServer, 'URI:spiffe://cluster.local/ns/shop/sa/payments');
+
+    const other = CertificateAuthority.fromSecret(createSelfSignedRoot(DEFAULT_CA_CONFIG), DEFAULT_CA_CONFIG);
+    const foreign = credentialFor(other, workload('shop', 'frontend'));
+    await assert.rejects(mtlsHandshake({ dir: certsDir, ns: 'shop', sa: 'payments' }, { key: foreign.keyPem, cert: foreign.certChainPem, ca: client.ca }));
+  });
+
+  it('a rotated secret replaces the whole bundle; an identity that leaves the node is removed', async () => {
+    const before = await read(certsDir, 'shop', 'payments', 'cert-chain.pem');
+    await putWorkloadSecret(f, 'shop', 'payments');
+    await waitFor('rotated bundle', async () => (await read(certsDir, 'shop', 'payments', 'cert-chain.pem')) !== before, 2000);
+    assert.deepEqual(await bundleProblems(certsDir, 'shop', 'payments', f.ca.rootCertPem), []);
+    const hidden = (await fs.readdir(path.join(certsDir, 'shop', 'payments'))).filter((e) => e.startsWith('..') && e !== '..data');
+    assert.equal(hidden.length, 1, `old versions left behind: ${hidden.join(', ')}`);
+
+    removeApp(f.view, '/shop/payments');
+    await waitFor('payments removed', async () => !(await fs.stat(path.join(certsDir, 'shop', 'payments')).catch(() => undefined)), 2000);
+    assert.deepEqual(await bundleProblems(certsDir, 'shop', 'frontend', f.ca.rootCertPem), []);
+    placeApp(f.view, '/shop/payments', 'shop', 'payments', ['agent-1']);
+    await waitFor('payments back', async () => (await bundleProblems(certsDir, 'shop', 'payments', f.ca.rootCertPem)).length === 0, 2000);
+  });
+
+  it('a restart reuses the saved node certificate (the join token is spent) and the files', async () => {
+    const chainBefore = agent.nodeCredential!.certChainPem;
+    await agent.stop();
+    const attests = async () => (await f.registry.getSingleMetric('citadel_server_node_attestation_count')!.get()).values.find((v) => v.labels.result === 'ok')?.value ?? 0;
+    const n = await attests();
+    agent = new FileAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: 'cjt1.spent-token-is-not-needed', host: 'agent-1', certsDir });
+    let synced = 0;
+    agent.on('synced', () => synced++);
+    await agent.start();
+    assert.equal(agent.nodeCredential!.certChainPem, chainBefore);
+    await waitFor('a sync after restart', () => synced > 0);
+    assert.equal(await attests(), n, 'no new attestation');
+    assert.deepEqual((await agent.certs.list()).map((d) => d.serviceAccount).sort(), ['frontend', 'payments']);
+  });
+});
