@@ -71,6 +71,7 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024,
+    'grpc.enable_channelz': 0, // per-call bookkeeping we do not use
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   });

@@ -1,0 +1,48 @@
+/**
+ * The CA's gRPC server as a process of its own, so that /proc/<pid>/stat accounts its CPU alone.
+ * Prints one JSON line `{"port":N,"pid":P}` on stdout when it listens.
+ *
+ *   node dist/bench/grpc-ca-process.js <store-dir> [hosts=0] [identities-per-host=0]
+ *
+ * With hosts > 0 the Marathon view places identities ns<h>/sa<i> on hosts host-<h>, as the
+ * Marathon client would after its first listing.
+ */
+import { Registry } from 'prom-client';
+import { CertificateAuthority } from '../src/ca/authority';
+import { DEFAULT_CA_CONFIG } from '../src/ca/config';
+import { createLogger } from '../src/common/log';
+import { MarathonView } from '../src/marathon/view';
+import type { Workload } from '../src/marathon/workload';
+import { startCaGrpcServer } from '../src/server/grpc-server';
+import { FileStore } from '../src/store/file-store';
+
+export function benchWorkloads(hosts: number, perHost: number): Workload[] {
+  const out: Workload[] = [];
+  for (let h = 0; h < hosts; h++) {
+    for (let i = 0; i < perHost; i++) {
+      out.push({ kind: 'app', id: `/ns${h}/app${i}`, namespace: `ns${h}`, serviceAccount: `sa${i}`, instances: [{ id: `t${h}.${i}`, host: `host-${h}`, state: 'TASK_RUNNING' }] });
+    }
+  }
+  return out;
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  const [dir, hosts = '0', perHost = '0'] = argv;
+  const store = await FileStore.open(dir);
+  const ca = await CertificateAuthority.open(store, DEFAULT_CA_CONFIG);
+  const view = new MarathonView();
+  if (Number(hosts) > 0) view.replaceAll(benchWorkloads(Number(hosts), Number(perHost)));
+  const server = await startCaGrpcServer({
+    ca, store, view, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'warn' }), registry: new Registry(),
+    rateLimit: { ratePerSecond: 0, burst: 0 },
+  });
+  process.stdout.write(JSON.stringify({ port: server.port, pid: process.pid }) + '\n');
+  process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(1);
+  });
+}
