@@ -72,7 +72,7 @@ export function csrDer(input: string | Buffer): Buffer {
     if (Buffer.isBuffer(input) && input[0] === TAG.SEQUENCE) return input;
     const text = Buffer.isBuffer(input) ? input.toString('latin1') : input;
     const labels = parsePemBlocks(text).map((b) => b.label);
-    const label = labels.includes('CERTIFICATE REQUEST') ? 'CERTIFICATE REQUEST' : 'NEW CERTIFICATE REQUEST';
+    const label = labels.includes('NEW CERTIFICATE REQUEST') ? 'NEW CERTIFICATE REQUEST' : 'CERTIFICATE REQUEST';
     return fromPem(text, label, 'CSR');
   } catch (err) {
     throw new CsrError('malformed', (err as Error).message);
