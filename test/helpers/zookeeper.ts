@@ -124,7 +124,7 @@ export class ZooKeeperServer {
   async destroy(): Promise<void> {
     await this.stop();
     LIVE.delete(this);
-    rmSync(this.dir, { recursive: true, force: true });
+    if (!process.env.CITADEL_KEEP_ZK) rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** A four-letter-word command (`ruok`, `srvr`, `cons`, `wchs`); resolves with the reply. */
@@ -145,18 +145,22 @@ export class ZooKeeperServer {
    * session id and password and closes it, so the server ends the session and its ephemerals.
    */
   async expireSession(sessionId: Buffer, sessionPassword: Buffer): Promise<void> {
-    const options = { sessionTimeout: 2000, sessionId, sessionPassword } as Partial<zookeeper.Option>;
-    const client = zookeeper.createClient(this.hostPort, options);
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('could not attach to the session to expire it')), 10_000);
-      client.once('connected', () => {
-        clearTimeout(t);
-        resolve();
+    // The owner reconnects at once and may take the session back before our close lands, so
+    // repeat until attaching is refused as expired: then the session is really gone.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const options = { sessionTimeout: 2000, sessionId, sessionPassword } as Partial<zookeeper.Option>;
+      const client = zookeeper.createClient(this.hostPort, options);
+      const outcome = await new Promise<'connected' | 'expired' | 'timeout'>((resolve) => {
+        const t = setTimeout(() => resolve('timeout'), 5000);
+        client.once('connected', () => (clearTimeout(t), resolve('connected')));
+        client.once('expired', () => (clearTimeout(t), resolve('expired')));
+        client.connect();
       });
-      client.connect();
-    });
-    client.close();
-    await sleep(200);
+      client.close();
+      if (outcome === 'expired') return;
+      await sleep(100);
+    }
+    throw new Error('could not expire the session');
   }
 
   private async startProcess(): Promise<void> {

@@ -1,5 +1,6 @@
 /** Sample secrets and stores for the ZooKeeper store tests. */
 import { randomBytes } from 'node:crypto';
+import { createLogger } from '../../src/common/log';
 import { SECRET_TYPE, Secret } from '../../src/store/store';
 import { openZkStore, ZkStore, ZkStoreOptions } from '../../src/store/zk/zk-store';
 import { ZooKeeperServer } from '../helpers/zookeeper';
@@ -30,5 +31,6 @@ export function freshUrl(zk: ZooKeeperServer, query = ''): string {
 }
 
 export function open(url: string, opts: ZkStoreOptions = {}): Promise<ZkStore> {
-  return openZkStore(url, { sessionTimeoutMs: 4000, connectTimeoutMs: 15_000, ...opts });
+  const logger = process.env.CITADEL_TEST_LOG ? createLogger({ format: 'text', level: 'debug' }) : undefined;
+  return openZkStore(url, { sessionTimeoutMs: 4000, connectTimeoutMs: 15_000, logger, ...opts });
 }

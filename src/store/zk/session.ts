@@ -62,6 +62,32 @@ export class ZkSession {
     this.log = opts.logger ?? silentLogger;
     this.emitter.setMaxListeners(0);
     this.client = this.newClient();
+    this.watchdog = setInterval(() => this.breakStuckHandshake(), 2000);
+    this.watchdog.unref();
+  }
+
+  private readonly watchdog: NodeJS.Timeout;
+  private stuckSocket: unknown;
+
+  /**
+   * node-zookeeper-client waits forever for the answer to its connect request once TCP is up; a
+   * server that accepts while starting and never answers would keep us disconnected. Two watchdog
+   * ticks on the same unanswered socket: drop it, and the client tries again.
+   */
+  private breakStuckHandshake(): void {
+    const cm = (this.client as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager;
+    const socket = cm?.socket;
+    if (this.state === 'connected' || this.state === 'closed' || !socket) {
+      this.stuckSocket = undefined;
+      return;
+    }
+    if (this.stuckSocket === socket) {
+      this.log.debug('ZooKeeper handshake unanswered; reconnecting', { store: this.url });
+      this.stuckSocket = undefined;
+      socket.destroy();
+    } else {
+      this.stuckSocket = socket;
+    }
   }
 
   /** Connects; fails with a one-line UserError if ZooKeeper does not answer within connectTimeoutMs. */
@@ -225,6 +251,7 @@ export class ZkSession {
   }
 
   private shutdown(): void {
+    clearInterval(this.watchdog);
     this.setState('closed');
     this.client.close();
   }

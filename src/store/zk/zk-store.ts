@@ -420,6 +420,7 @@ class SecretWatcher {
 
   private async syncAll(emit: boolean): Promise<void> {
     const namespaces = (await this.store.session.getChildren(this.root, this.onZkEvent)) ?? [];
+    this.store.log.debug('watches armed', { namespaces: namespaces.length, session: this.store.session.credentials().sessionId.toString('hex') });
     for (const ns of [...this.known.keys()]) if (!namespaces.includes(ns)) this.dropNamespace(ns, emit);
     await Promise.all(namespaces.map((ns) => this.syncNamespace(ns, emit, true)));
   }
@@ -471,12 +472,13 @@ class SecretWatcher {
       return;
     }
     if (type === Event.NODE_DATA_CHANGED || type === Event.NODE_CREATED) {
-      const stat: ZkStat | undefined = await this.store.session.exists(event.getPath(), this.onZkEvent);
-      if (!stat) return;
+      // Report the change even if the secret is gone again by now; its child watch reports the delete.
       let map = known;
       if (!map) this.known.set(ns, (map = new Map()));
-      map.set(name, stat.version);
+      if (!map.has(name)) map.set(name, -1);
       this.emit({ type: 'put', namespace: ns, name });
+      const stat: ZkStat | undefined = await this.store.session.exists(event.getPath(), this.onZkEvent);
+      if (stat && map.has(name)) map.set(name, stat.version);
     }
   }
 }
