@@ -1,3 +1,4 @@
+import { createPublicKey, KeyObject, verify } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { status as grpcStatus, type ClientReadableStream } from '@grpc/grpc-js';
@@ -6,8 +7,11 @@ import { errorMessage, UserError } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { createCsr } from '../pki/csr';
 import { nodeIdentity, NodeIdentity, spiffeId, workloadIdentity } from '../pki/identity';
-import { generateKeyPair, privateKeyFromPem, privateKeyToPem } from '../pki/keys';
-import { identityOfCertificate, keyMatchesCertificate, verifyChain } from '../pki/verify';
+import { parseCertificatePem, ParsedCertificate } from '../pki/certificate';
+import { children, decodeOid, readWhole } from '../pki/der';
+import { generateKeyPair, hashForSignatureOid, privateKeyToPem } from '../pki/keys';
+import { splitCertificates } from '../pki/pem';
+import { identityOfCertificate, verifyChain } from '../pki/verify';
 import type { SecretsUpdate, WorkloadSecret } from '../server/api';
 import { CaClient } from './ca-client';
 import { Bundle, CertsDirectory } from './certs-directory';
@@ -58,6 +62,7 @@ export class FileAgent extends EventEmitter {
   private stream: ClientReadableStream<SecretsUpdate> | undefined;
   private applying: Promise<void> = Promise.resolve();
   private loops: Promise<void>[] = [];
+  private rootCache: { subjectDer: Buffer; key: KeyObject } | undefined;
 
   constructor(private readonly opts: FileAgentOptions) {
     super();
@@ -217,19 +222,43 @@ export class FileAgent extends EventEmitter {
     this.log.debug('wrote certificates', { namespace: s.namespace, serviceAccount: s.serviceAccount, version: s.version });
   }
 
-  /** What is wrong with a delivered secret: it must chain to our root, name its identity, and match its key. */
-  private checkSecret(s: WorkloadSecret): string | undefined {
+  /**
+   * What is wrong with a delivered secret: it must chain to our root and name its identity. The
+   * feed is authenticated (the server's certificate chains to --ca-root), so this guards against
+   * a wrong or damaged secret, not forgery; with the root's key imported once, it costs one
+   * signature check per secret. Chains through intermediates take the full verifyChain path.
+   */
+  private checkSecret(s: WorkloadSecret, now = new Date()): string | undefined {
     try {
       const expected = spiffeId(workloadIdentity(this.node.trustDomain, s.namespace, s.serviceAccount));
-      const check = verifyChain(s.certChain, this.opts.caRootPem);
-      if (!check.ok || !check.leaf) return check.problems.join('; ');
-      const got = spiffeId(identityOfCertificate(check.leaf));
+      const certs = splitCertificates(s.certChain);
+      if (certs.length === 0 || !s.key.includes('PRIVATE KEY')) return 'the secret has no certificate or no key';
+      let leaf: ParsedCertificate;
+      if (certs.length === 1 && this.root.subjectDer.equals((leaf = parseCertificatePem(certs[0])).issuerDer)) {
+        const [tbs, sigAlg, sig] = children(readWhole(leaf.der, 'certificate'));
+        const hash = hashForSignatureOid(decodeOid(children(sigAlg)[0].content));
+        if (!verify(hash, tbs.raw, this.root.key, sig.content.subarray(1))) return 'the certificate is not signed by --ca-root';
+        if (now < leaf.notBefore || now > leaf.notAfter) return `the certificate is not valid now (${leaf.notBefore.toISOString()} - ${leaf.notAfter.toISOString()})`;
+      } else {
+        const check = verifyChain(s.certChain, this.opts.caRootPem, now);
+        if (!check.ok || !check.leaf) return check.problems.join('; ');
+        leaf = check.leaf;
+      }
+      const got = spiffeId(identityOfCertificate(leaf));
       if (got !== expected) return `the certificate is for ${got}, not ${expected}`;
-      if (!keyMatchesCertificate(privateKeyFromPem(s.key), check.leaf)) return 'the key does not match the certificate';
       return undefined;
     } catch (err) {
       return errorMessage(err);
     }
+  }
+
+  private get root(): { subjectDer: Buffer; key: KeyObject } {
+    if (!this.rootCache) {
+      const root = parseCertificatePem(splitCertificates(this.opts.caRootPem)[0]);
+      const key = createPublicKey({ key: root.spkiDer, format: 'der', type: 'spki' });
+      this.rootCache = { subjectDer: root.subjectDer, key };
+    }
+    return this.rootCache;
   }
 }
 
