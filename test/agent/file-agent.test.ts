@@ -119,6 +119,18 @@ describe('the node agent in file mode', () => {
     await waitFor('payments back', async () => (await bundleProblems(certsDir, 'shop', 'payments', f.ca.rootCertPem)).length === 0, 2000);
   });
 
+  it('a secret whose certificate names another identity is refused; the last valid files stay', async () => {
+    const before = await read(certsDir, 'shop', 'frontend', 'cert-chain.pem');
+    const wrong = f.ca.issueKeyCertBundle(workload('shop', 'admin'));
+    const current = (await f.store.getSecret('shop', 'istio.frontend'))!;
+    await f.store.putSecret({ ...current, certChainPem: wrong.certChainPem, keyPem: wrong.keyPem, metadata: { ...current.metadata, serialNumber: wrong.serialHex } });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'), before);
+    assert.deepEqual(await bundleProblems(certsDir, 'shop', 'frontend', f.ca.rootCertPem), []);
+    await putWorkloadSecret(f, 'shop', 'frontend');
+    await waitFor('a good secret again', async () => (await read(certsDir, 'shop', 'frontend', 'cert-chain.pem')) !== before, 2000);
+  });
+
   it('a restart reuses the saved node certificate (the join token is spent) and the files', async () => {
     const chainBefore = agent.nodeCredential!.certChainPem;
     await agent.stop();
