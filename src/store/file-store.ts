@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { fsyncDir, writeNewFileDurable } from '../common/atomic-file';
+import { FilesystemSync, fsyncDir, writeNewFile, writeNewFileDurable } from '../common/atomic-file';
 import { ConflictError } from '../common/errors';
 import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
 
@@ -13,8 +13,8 @@ import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store
  *   <dir>/tokens/<sha256>.json
  *
  * A secret is written all or nothing, the way the kubelet's AtomicWriter does it: the files go
- * into a fresh hidden directory (each fsynced), and the name `istio.<sa>` is a symlink swapped
- * by rename(2). A reader or a writer killed at any moment sees the old secret or the new one,
+ * into a fresh hidden directory (made durable by a shared syncfs before the swap), and the name
+ * `istio.<sa>` is a symlink swapped by rename(2). A reader or a writer killed at any moment sees the old secret or the new one,
  * never a mix. One process writes a store directory at a time.
  */
 export class FileStore implements Store {
@@ -22,9 +22,11 @@ export class FileStore implements Store {
   private readonly listeners = new Set<(e: StoreEvent) => void>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly kek?: Kek;
+  private readonly sync: FilesystemSync;
 
   private constructor(readonly dir: string, opts: StoreOptions) {
     this.url = `file:${dir}`;
+    this.sync = new FilesystemSync(dir);
     this.kek = opts.kek;
   }
 
@@ -106,15 +108,18 @@ export class FileStore implements Store {
       const versionName = `.${secret.name}.v${version}`;
       const tmp = path.join(parent, `.${secret.name}.tmp-${randomBytes(6).toString('hex')}`);
       await fs.mkdir(tmp, { mode: 0o700 });
-      await writeNewFileDurable(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, 0o644);
-      await writeNewFileDurable(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), 0o600);
-      await writeNewFileDurable(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, 0o644);
-      await writeNewFileDurable(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', 0o644);
-      await fsyncDir(tmp);
+      await Promise.all([
+        writeNewFile(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, 0o644),
+        writeNewFile(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), 0o600),
+        writeNewFile(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, 0o644),
+        writeNewFile(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', 0o644),
+      ]);
+      // The new files are durable before the link can point at them, and the swap is durable before we return.
+      await this.sync.flush();
       await fs.rm(path.join(parent, versionName), { recursive: true, force: true });
       await fs.rename(tmp, path.join(parent, versionName));
       await swapSymlink(link, versionName);
-      await fsyncDir(parent);
+      await this.sync.flush();
       if (current && current !== versionName) await fs.rm(path.join(parent, current), { recursive: true, force: true });
       this.emit({ type: 'put', namespace: secret.namespace, name: secret.name });
       return version;
@@ -131,7 +136,7 @@ export class FileStore implements Store {
       }
       checkExpected(`${namespace}/${name}`, Number(/\.v(\d+)$/.exec(current)?.[1] ?? 0), expectedVersion);
       await fs.unlink(link);
-      await fsyncDir(path.dirname(link));
+      await this.sync.flush();
       await fs.rm(path.join(path.dirname(link), current), { recursive: true, force: true });
       this.emit({ type: 'delete', namespace, name });
       return true;

@@ -5,8 +5,9 @@ import { registerStore } from './store';
 import { registerMarathonSim } from './marathon-sim';
 import { registerAgent } from './agent';
 import { registerToken } from './token';
+import { registerServer } from './server';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerStore, registerMarathonSim, registerToken, registerAgent];
+export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent];

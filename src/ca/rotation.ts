@@ -1,0 +1,46 @@
+/**
+ * When a Citadel secret must be refreshed: a pure function of the certificate's validity, the
+ * CA's current root and the clock (no timers here; the controller schedules from the answer).
+ */
+
+export interface RotationPolicy {
+  /** `--workload-cert-grace-period-ratio`: refresh when less than this share of the lifetime is left. */
+  gracePeriodRatio: number;
+  /** `--workload-cert-min-grace-period`: ...or less than this, whichever is longer. */
+  minGracePeriodMs: number;
+}
+
+export const DEFAULT_ROTATION_POLICY: RotationPolicy = { gracePeriodRatio: 0.5, minGracePeriodMs: 10 * 60_000 };
+
+/** Citadel's grace period: max(ratio x (NotAfter - NotBefore), min grace). */
+export function gracePeriodMs(notBefore: Date, notAfter: Date, policy: RotationPolicy): number {
+  return Math.max(policy.gracePeriodRatio * (notAfter.getTime() - notBefore.getTime()), policy.minGracePeriodMs);
+}
+
+/** The moment a certificate enters its grace period and must be replaced. */
+export function refreshTime(notBefore: Date, notAfter: Date, policy: RotationPolicy): Date {
+  return new Date(notAfter.getTime() - gracePeriodMs(notBefore, notAfter, policy));
+}
+
+export type RefreshReason = 'expiring' | 'root-changed' | 'unparseable';
+
+export interface SecretValidity {
+  notBefore?: Date;
+  notAfter?: Date;
+  rootCertPem: string;
+}
+
+/** Why a secret needs a new certificate now, or undefined when it is good. */
+export function refreshReason(secret: SecretValidity, currentRootPem: string, now: Date, policy: RotationPolicy): RefreshReason | undefined {
+  if (!secret.notBefore || !secret.notAfter || Number.isNaN(secret.notBefore.getTime()) || Number.isNaN(secret.notAfter.getTime())) return 'unparseable';
+  if (secret.rootCertPem !== currentRootPem) return 'root-changed';
+  if (now >= refreshTime(secret.notBefore, secret.notAfter, policy)) return 'expiring';
+  return undefined;
+}
+
+/** Citadel's check of the ratio flag: outside [0,1] is fatal, outside [0.2,0.8] deserves a warning. */
+export function checkGracePeriodRatio(ratio: number): { fatal?: string; warning?: string } {
+  if (!(ratio >= 0 && ratio <= 1)) return { fatal: `--workload-cert-grace-period-ratio ${ratio} must be within [0, 1]` };
+  if (ratio < 0.2 || ratio > 0.8) return { warning: `--workload-cert-grace-period-ratio ${ratio} is outside the recommended [0.2, 0.8]` };
+  return {};
+}

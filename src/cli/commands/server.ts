@@ -1,0 +1,152 @@
+import { Command, Option } from 'commander';
+import { CertificateAuthority, rootFields } from '../../ca/authority';
+import { checkGracePeriodRatio, DEFAULT_ROTATION_POLICY } from '../../ca/rotation';
+import { parseDuration } from '../../common/duration';
+import { UserError, errorMessage } from '../../common/errors';
+import { Logger } from '../../common/log';
+import { SecretController } from '../../controller/secret-controller';
+import { MarathonClient } from '../../marathon/client';
+import { addMarathonOptions, MarathonFlagValues, marathonClientOptionsFromFlags } from '../../marathon/flags';
+import { startCaGrpcServer } from '../../server/grpc-server';
+import { newRegistry, startMonitoring } from '../../server/monitoring';
+import { alwaysLeader, LeaderElection } from '../../store/zk/election';
+import { ZkStore } from '../../store/zk/zk-store';
+import { addCaOptions, addLogOptions, addStoreOption, caConfigFromFlags, CaFlagValues, loggerFromFlags, openStoreFromFlags } from '../options';
+import type { RegisterCommand } from './index';
+
+interface ServerFlags extends CaFlagValues, MarathonFlagValues {
+  store: string;
+  kekFile?: string;
+  logFormat: string;
+  logLevel: string;
+  workloadCertGracePeriodRatio: string;
+  workloadCertMinGracePeriod: string;
+  secretDeleteDelay: string;
+  resyncInterval: string;
+  monitoringPort: string;
+  grpcPort: string;
+  grpcHostIdentities?: string;
+  grpc: boolean;
+}
+
+export const registerServer: RegisterCommand = (program: Command) => {
+  const cmd = program
+    .command('server')
+    .description('run the CA: the secret controller watching Marathon, the gRPC API (port 8060) and monitoring (port 15014)');
+  addLogOptions(addMarathonOptions(addCaOptions(addStoreOption(cmd))))
+    .option('--workload-cert-grace-period-ratio <ratio>', 'refresh a secret when less than this share of its lifetime is left', '0.5')
+    .option('--workload-cert-min-grace-period <duration>', '...or less than this, whichever is longer', '10m')
+    .option('--secret-delete-delay <duration>', 'delete the secret of a gone service account after this long', '1m')
+    .option('--resync-interval <duration>', 'full re-check of every secret against the store', '1m')
+    .option('--monitoring-port <port>', '/metrics, /healthz, /version', '15014')
+    .option('--grpc-port <port>', 'the CA gRPC API (IstioCertificateService, IstioCAService, node attestation and feed)', '8060')
+    .option('--grpc-host-identities <names>', 'extra comma-separated DNS names or IPs in the gRPC server certificate')
+    .addOption(new Option('--no-grpc', 'run without the gRPC API (controller only)'))
+    .action(async (o: ServerFlags) => {
+      const logger = loggerFromFlags(o);
+      const handle = await startServer(o, logger);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info('stopping', { signal });
+          resolve();
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+      await handle.close();
+    });
+};
+
+export interface RunningServer {
+  close(): Promise<void>;
+}
+
+/** Wires store, election, CA, Marathon, controller, gRPC and monitoring together. */
+export async function startServer(o: ServerFlags, logger: Logger): Promise<RunningServer> {
+  const config = caConfigFromFlags(o);
+  const ratio = Number(o.workloadCertGracePeriodRatio);
+  const ratioCheck = checkGracePeriodRatio(ratio);
+  if (ratioCheck.fatal) throw new UserError(ratioCheck.fatal);
+  if (ratioCheck.warning) logger.warn(ratioCheck.warning);
+  const rotation = { ...DEFAULT_ROTATION_POLICY, gracePeriodRatio: ratio, minGracePeriodMs: parseDuration(o.workloadCertMinGracePeriod, '--workload-cert-min-grace-period') };
+  const deleteDelayMs = parseDuration(o.secretDeleteDelay, '--secret-delete-delay');
+  const resyncIntervalMs = parseDuration(o.resyncInterval, '--resync-interval');
+  const marathonOptions = marathonClientOptionsFromFlags(o);
+  const monitoringPort = port(o.monitoringPort, '--monitoring-port');
+  const grpcPort = port(o.grpcPort, '--grpc-port');
+
+  const closers: Array<() => Promise<void>> = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch((err) => logger.warn('error while stopping', { error: errorMessage(err) }));
+  };
+  try {
+    const store = await openStoreFromFlags(o, logger);
+    closers.push(() => store.close());
+    const election: LeaderElection = store instanceof ZkStore ? await store.leaderElection() : alwaysLeader;
+    closers.push(() => election.close());
+    const ca = await CertificateAuthority.open(store, config, logger);
+    logger.info('CA ready', { selfSigned: ca.selfSigned, trustDomain: ca.trustDomain, store: store.url, ...rootFields(ca.rootCertPem) });
+
+    const registry = newRegistry();
+    const monitoring = await startMonitoring({ port: monitoringPort, registry, version: require('../../../../package.json').version, logger });
+    closers.push(() => monitoring.close());
+    monitoring.addReadinessCheck({ name: 'ca', check: () => (ca.rootCertPem ? undefined : 'no CA root') });
+    if (store instanceof ZkStore) {
+      monitoring.addReadinessCheck({ name: 'store', check: () => (store.connectionState === 'connected' ? undefined : `ZooKeeper ${store.connectionState}`) });
+    }
+
+    const marathon = new MarathonClient({ ...marathonOptions, logger: logger.child({ component: 'marathon' }), registry });
+    closers.push(() => marathon.stop());
+    const controller = new SecretController({
+      ca,
+      store,
+      accounts: marathon.view,
+      rotation,
+      deleteDelayMs,
+      resyncIntervalMs,
+      isLeader: () => election.isLeader(),
+      logger: logger.child({ component: 'controller' }),
+      registry,
+    });
+    closers.push(() => controller.stop());
+    election.onChange((leader) => {
+      logger.info(leader ? 'elected leader: this replica writes secrets' : 'not the leader: signing only', {});
+      if (leader) controller.trigger();
+    });
+    if (store instanceof ZkStore) {
+      // After ZooKeeper comes back, catch up on everything the controller could not write.
+      store.onConnectionState((state) => state === 'connected' && controller.trigger());
+    }
+
+    if (o.grpc) {
+      const grpcServer = await startCaGrpcServer({
+        ca,
+        store,
+        view: marathon.view,
+        port: grpcPort,
+        hostIdentities: o.grpcHostIdentities?.split(',').map((s) => s.trim()).filter(Boolean),
+        logger: logger.child({ component: 'grpc' }),
+        registry,
+        monitoring,
+      });
+      closers.push(() => grpcServer.close());
+      monitoring.addReadinessCheck(grpcServer.readiness);
+    }
+
+    monitoring.addReadinessCheck({ name: 'marathon', check: () => (marathon.connected ? undefined : 'not connected to Marathon') });
+    await marathon.start();
+    logger.info('connected to Marathon', { url: marathon.currentUrl });
+    const first = await controller.start();
+    logger.info('initial reconcile done', { ...first, leader: election.isLeader() });
+    return { close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+function port(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${flag}: "${text}" is not a port number`);
+  return n;
+}
