@@ -6,8 +6,9 @@ import { registerMarathonSim } from './marathon-sim';
 import { registerAgent } from './agent';
 import { registerToken } from './token';
 import { registerServer } from './server';
+import { registerDemo } from './demo';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent];
