@@ -1,0 +1,160 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Registry } from 'prom-client';
+import { CertificateAuthority } from '../../src/ca/authority';
+import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
+import { SecretController } from '../../src/controller/secret-controller';
+import { FileStore } from '../../src/store/file-store';
+import { verifyBundle } from '../../src/cli/commands/cert';
+import { tempDir } from '../helpers/pki';
+
+/** A Marathon view stand-in for unit-level controller tests: just the account map. */
+class Accounts {
+  private map = new Map<string, Set<string>>();
+  private listeners = new Set<() => void>();
+  set(ns: string, ...sas: string[]) {
+    this.map.set(ns, new Set(['default', ...sas]));
+    this.listeners.forEach((l) => l());
+  }
+  remove(ns: string) {
+    this.map.delete(ns);
+    this.listeners.forEach((l) => l());
+  }
+  desiredAccounts() {
+    return new Map([...this.map].map(([k, v]) => [k, new Set(v)]));
+  }
+  onChange(l: () => void) {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+}
+
+async function setup(opts: { ttlMs?: number; ratio?: number; deleteDelayMs?: number; resyncIntervalMs?: number } = {}) {
+  const dir = tempDir();
+  const store = await FileStore.open(dir);
+  const config = { ...DEFAULT_CA_CONFIG, workloadCertTtlMs: opts.ttlMs ?? DEFAULT_CA_CONFIG.workloadCertTtlMs, clockSkewMs: 0 };
+  const ca = await CertificateAuthority.open(store, config);
+  const accounts = new Accounts();
+  const registry = new Registry();
+  const controller = new SecretController({
+    ca,
+    store,
+    accounts,
+    rotation: { gracePeriodRatio: opts.ratio ?? 0.5, minGracePeriodMs: 0 },
+    deleteDelayMs: opts.deleteDelayMs ?? 60_000,
+    resyncIntervalMs: opts.resyncIntervalMs ?? 60_000,
+    registry,
+  });
+  return { dir, store, ca, accounts, controller, registry };
+}
+
+const metric = async (r: Registry, name: string) => (await r.getSingleMetricAsString(name)).split('\n').find((l) => l.startsWith(name))?.split(' ')[1];
+
+test('creates istio.default and one secret per named account, with Citadel metrics', async (t) => {
+  const { store, accounts, controller, registry } = await setup();
+  t.after(() => controller.stop());
+  accounts.set('prod', 'payments', 'frontend');
+  accounts.set('tools');
+  const r = await controller.start();
+  assert.equal(r.created, 4);
+  const names = (await store.listSecrets()).map((s) => `${s.namespace}/${s.name}`);
+  assert.deepEqual(names, ['prod/istio.default', 'prod/istio.frontend', 'prod/istio.payments', 'tools/istio.default']);
+  for (const s of await store.listSecrets()) {
+    assert.deepEqual(verifyBundle(s.certChainPem, s.keyPem, s.rootCertPem), []);
+    assert.equal(s.metadata.type, 'istio.io/key-and-cert');
+  }
+  assert.equal(await metric(registry, 'citadel_secret_controller_svc_acc_created_cert_count'), '4');
+});
+
+test('a change in Marathon creates the new secret without waiting for a resync', async (t) => {
+  const { store, accounts, controller } = await setup();
+  t.after(() => controller.stop());
+  await controller.start();
+  const pass = controller.nextPass();
+  accounts.set('shop', 'checkout');
+  await pass;
+  assert.ok(await store.getSecret('shop', 'istio.checkout'));
+});
+
+test('a secret deleted behind the controller\'s back is recreated', async (t) => {
+  const { store, accounts, controller, registry } = await setup({ resyncIntervalMs: 200 });
+  t.after(() => controller.stop());
+  accounts.set('prod', 'api');
+  await controller.start();
+  const before = await store.getSecret('prod', 'istio.api');
+  // Another process deletes it: this store instance sees no event; the resync finds it.
+  const other = await FileStore.open((store as FileStore).dir);
+  await other.deleteSecret('prod', 'istio.api');
+  let after;
+  for (let i = 0; i < 100 && !after; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    after = await store.getSecret('prod', 'istio.api');
+  }
+  assert.ok(after, 'recreated');
+  assert.notEqual(after!.metadata.serialNumber, before!.metadata.serialNumber);
+  assert.equal(await metric(registry, 'citadel_secret_controller_secret_deleted_cert_count'), '1');
+});
+
+test('secrets of a gone account are deleted only after the delay; a quick redeploy keeps them', async (t) => {
+  const { store, accounts, controller, registry } = await setup({ deleteDelayMs: 600 });
+  t.after(() => controller.stop());
+  accounts.set('prod', 'api');
+  await controller.start();
+  const serial = (await store.getSecret('prod', 'istio.api'))!.metadata.serialNumber;
+  accounts.set('prod'); // api gone
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(await store.getSecret('prod', 'istio.api'), 'still there within the delay');
+  accounts.set('prod', 'api'); // redeployed: no churn
+  await new Promise((r) => setTimeout(r, 800));
+  assert.equal((await store.getSecret('prod', 'istio.api'))!.metadata.serialNumber, serial);
+  accounts.remove('prod');
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(await store.getSecret('prod', 'istio.api'), undefined);
+  assert.equal(await store.getSecret('prod', 'istio.default'), undefined);
+  assert.equal(await metric(registry, 'citadel_secret_controller_svc_acc_deleted_cert_count'), '2');
+});
+
+test('a secret whose certificate does not parse, or carries another root, is refreshed', async (t) => {
+  const { store, accounts, controller, registry } = await setup();
+  t.after(() => controller.stop());
+  accounts.set('prod', 'api', 'web');
+  await controller.start();
+  const api = (await store.getSecret('prod', 'istio.api'))!;
+  const web = (await store.getSecret('prod', 'istio.web'))!;
+  await store.putSecret({ ...api, certChainPem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }, api.version);
+  await store.putSecret({ ...web, rootCertPem: web.certChainPem }, web.version);
+  // Restart the controller: it reads the store afresh and finds both.
+  await controller.stop();
+  const second = new SecretController({ ca: (controller as any).opts.ca, store, accounts, rotation: { gracePeriodRatio: 0.5, minGracePeriodMs: 0 }, registry: new Registry() });
+  t.after(() => second.stop());
+  const r = await second.start();
+  assert.equal(r.refreshed, 2);
+  for (const name of ['istio.api', 'istio.web']) {
+    const s = (await store.getSecret('prod', name))!;
+    assert.deepEqual(verifyBundle(s.certChainPem, s.keyPem, s.rootCertPem), [], name);
+  }
+  void registry;
+});
+
+test('short TTLs rotate on time over several cycles, every secret valid at every check', async (t) => {
+  const { store, accounts, controller } = await setup({ ttlMs: 4000, ratio: 0.5 });
+  t.after(() => controller.stop());
+  accounts.set('prod', 'api');
+  await controller.start();
+  const serials = new Set<string>();
+  const end = Date.now() + 9000;
+  let checks = 0;
+  while (Date.now() < end) {
+    for (const s of await store.listSecrets()) {
+      assert.deepEqual(verifyBundle(s.certChainPem, s.keyPem, s.rootCertPem), [], `${s.name} at check ${checks}`);
+      const left = Date.parse(s.metadata.notAfter) - Date.now();
+      assert.ok(left > 1000, `${s.name} has ${left} ms left: rotation is late`);
+      if (s.name === 'istio.api') serials.add(s.metadata.serialNumber);
+    }
+    checks++;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // 4 s lifetime, refresh at 2 s: about four generations in 9 s.
+  assert.ok(serials.size >= 4, `saw ${serials.size} generations`);
+  assert.ok(checks > 40);
+});
