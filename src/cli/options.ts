@@ -86,5 +86,5 @@ export async function openStoreFromFlags(o: { store: string; kekFile?: string },
   } else {
     logger?.warn('private keys are stored unencrypted; pass --kek-file to encrypt them at rest', { store: o.store });
   }
-  return openStore(o.store, { kek });
+  return openStore(o.store, { kek, logger });
 }

@@ -109,10 +109,13 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
       registry,
     });
     closers.push(() => controller.stop());
+    const announce = (leader: boolean) => logger.info(leader ? 'elected leader: this replica writes secrets' : 'not the leader: signing only', {});
     election.onChange((leader) => {
-      logger.info(leader ? 'elected leader: this replica writes secrets' : 'not the leader: signing only', {});
+      announce(leader);
       if (leader) controller.trigger();
     });
+    // The first election ran inside leaderElection(), before anyone listened: say how it came out.
+    if (store instanceof ZkStore) announce(election.isLeader());
     if (store instanceof ZkStore) {
       // After ZooKeeper comes back, catch up on everything the controller could not write.
       store.onConnectionState((state) => state === 'connected' && controller.trigger());
