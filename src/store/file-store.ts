@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { FilesystemSync, fsyncDir, writeNewFile, writeNewFileDurable } from '../common/atomic-file';
-import { ConflictError } from '../common/errors';
+import { FilesystemSync, fsyncDir, writeFileAtomic, writeNewFile, writeNewFileDurable } from '../common/atomic-file';
+import { ConflictError, UserError } from '../common/errors';
 import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
 
 /**
@@ -73,7 +73,7 @@ export class FileStore implements Store {
 
   private openKey(text: string): string {
     if (!isSealed(text)) return text;
-    if (!this.kek) throw new Error('a private key in the store is encrypted; start with --kek-file');
+    if (!this.kek) throw new UserError(`a private key in ${this.url} is sealed with a key-encryption key; pass the --kek-file it was sealed with`);
     return this.kek.open(text);
   }
 
@@ -171,6 +171,18 @@ export class FileStore implements Store {
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
     }
     return (await this.getCaSecret())!;
+  }
+
+  /** Re-seals the CA key (for `store rekey`); the root certificate itself is never replaced here. */
+  replaceCaSecret(expected: CaSecret, next: CaSecret): Promise<void> {
+    return this.locked('ca/istio-ca-secret', async () => {
+      const current = await this.getCaSecret();
+      if (!current || current.caCertPem !== expected.caCertPem || current.caKeyPem !== expected.caKeyPem) {
+        throw new ConflictError('the CA secret changed or is missing; re-read it and retry');
+      }
+      if (next.caCertPem !== current.caCertPem) throw new Error('the file store does not replace the CA certificate; only its key encryption');
+      await writeFileAtomic(path.join(this.dir, 'ca', 'istio-ca-secret', 'ca-key.pem'), this.sealKey(next.caKeyPem), 0o600);
+    });
   }
 
   async putJoinToken(record: JoinTokenRecord): Promise<void> {
