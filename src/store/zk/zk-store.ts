@@ -425,6 +425,17 @@ class SecretWatcher {
     await Promise.all(namespaces.map((ns) => this.syncNamespace(ns, emit, true)));
   }
 
+  /**
+   * A namespace came or went: re-arm the list and read only the new namespaces. Known ones have
+   * their own watches; re-checking every secret here made a bulk create quadratic.
+   */
+  private async syncNamespaceList(): Promise<void> {
+    const namespaces = (await this.store.session.getChildren(this.root, this.onZkEvent)) ?? [];
+    const present = new Set(namespaces);
+    for (const ns of [...this.known.keys()]) if (!present.has(ns)) this.dropNamespace(ns, true);
+    await Promise.all(namespaces.filter((ns) => !this.known.has(ns)).map((ns) => this.syncNamespace(ns, true, false)));
+  }
+
   private dropNamespace(ns: string, emit: boolean): void {
     for (const name of this.known.get(ns)?.keys() ?? []) if (emit) this.emit({ type: 'delete', namespace: ns, name });
     this.known.delete(ns);
@@ -458,7 +469,7 @@ class SecretWatcher {
     const [ns, name] = rel ? rel.split('/') : [];
     const type = event.getType();
     if (!ns) {
-      if (type === Event.NODE_CHILDREN_CHANGED) await this.syncAll(true);
+      if (type === Event.NODE_CHILDREN_CHANGED) await this.syncNamespaceList();
       return;
     }
     if (!name) {
