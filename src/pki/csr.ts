@@ -1,6 +1,6 @@
-import { KeyObject, verify } from 'node:crypto';
+import { KeyObject } from 'node:crypto';
 import { children, contextTag, decodeOid, DerError, expectTag, oid, readWhole, seq, set, smallInteger, TAG } from './der';
-import { hashForSignatureOid, publicKeyFromSpki, publicKeyOf, signatureAlgorithmOid, spkiDer } from './keys';
+import { hashForSignatureOid, isP256Spki, publicKeyFromSpki, publicKeyOf, signatureAlgorithmOid, spkiDer, verifyWithSpki } from './keys';
 import { fromPem, parsePemBlocks, toPem } from './pem';
 import {
   decodeExtensions, decodeExtKeyUsage, decodeKeyUsage, decodeName, decodeSubjectAltNames, encodeExtension,
@@ -58,7 +58,6 @@ export function createCsr(opts: CreateCsrOptions): string {
 export interface ParsedCsr {
   /** The subject's SubjectPublicKeyInfo, DER, copied into the certificate as-is. */
   spki: Buffer;
-  publicKey: KeyObject;
   uris: string[];
 }
 
@@ -101,19 +100,8 @@ export function parseAndValidateCsr(input: string | Buffer, expectedUris?: strin
     throw new CsrError('malformed', `CSR is not valid DER: ${(err as Error).message}`);
   }
 
-  let publicKey: KeyObject;
-  try {
-    publicKey = publicKeyFromSpki(spki.raw);
-  } catch (err) {
-    throw new CsrError('malformed', `CSR public key cannot be read: ${(err as Error).message}`);
-  }
-  const details = publicKey.asymmetricKeyDetails ?? {};
-  const keyOk =
-    (publicKey.asymmetricKeyType === 'ec' && (details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1')) ||
-    (publicKey.asymmetricKeyType === 'rsa' && (details.modulusLength ?? 0) >= 2048 && (details.modulusLength ?? 0) <= 8192);
-  if (!keyOk) {
-    throw new CsrError('key-type', `CSR key ${publicKey.asymmetricKeyType} ${details.namedCurve ?? details.modulusLength ?? ''} is not allowed; use EC P-256 (or P-384) or RSA 2048+`);
-  }
+  const keyProblem = spkiKeyProblem(spki.raw);
+  if (keyProblem) throw new CsrError(keyProblem.rule, keyProblem.message);
 
   let hash: string;
   try {
@@ -122,13 +110,9 @@ export function parseAndValidateCsr(input: string | Buffer, expectedUris?: strin
   } catch (err) {
     throw new CsrError('signature', `CSR signature algorithm: ${(err as Error).message}`);
   }
-  let sigOk = false;
-  try {
-    sigOk = verify(hash, info.raw, publicKey, sig.content.subarray(1));
-  } catch {
-    sigOk = false;
+  if (!verifyWithSpki(spki.raw, hash, info.raw, sig.content.subarray(1))) {
+    throw new CsrError('signature', 'CSR signature does not verify against its own public key');
   }
-  if (!sigOk) throw new CsrError('signature', 'CSR signature does not verify against its own public key');
 
   let extensions: ReturnType<typeof decodeExtensions> = [];
   try {
@@ -181,5 +165,21 @@ export function parseAndValidateCsr(input: string | Buffer, expectedUris?: strin
       );
     }
   }
-  return { spki: spki.raw, publicKey, uris };
+  return { spki: spki.raw, uris };
+}
+
+/** EC P-256/P-384 or RSA 2048..8192; anything else is refused. P-256 is decided from the bytes alone. */
+function spkiKeyProblem(spki: Buffer): { rule: CsrRule; message: string } | undefined {
+  if (isP256Spki(spki)) return undefined;
+  let key: KeyObject;
+  try {
+    key = publicKeyFromSpki(spki);
+  } catch (err) {
+    return { rule: 'malformed', message: `CSR public key cannot be read: ${(err as Error).message}` };
+  }
+  const d = key.asymmetricKeyDetails ?? {};
+  const ok =
+    (key.asymmetricKeyType === 'ec' && (d.namedCurve === 'prime256v1' || d.namedCurve === 'secp384r1')) ||
+    (key.asymmetricKeyType === 'rsa' && (d.modulusLength ?? 0) >= 2048 && (d.modulusLength ?? 0) <= 8192);
+  return ok ? undefined : { rule: 'key-type', message: `CSR key ${key.asymmetricKeyType} ${d.namedCurve ?? d.modulusLength ?? ''} is not allowed; use EC P-256 (or P-384) or RSA 2048+` };
 }
