@@ -25,6 +25,8 @@ export interface IdentityDir {
  * or a whole new one, never a mix; `repair()` clears what a killed writer left behind.
  */
 export class CertsDirectory {
+  private readonly namespaces = new Set<string>();
+
   constructor(readonly root: string, private readonly durable = true) {}
 
   identityPath(namespace: string, serviceAccount: string): string {
@@ -57,13 +59,16 @@ export class CertsDirectory {
     }
   }
 
-  /** Replaces the identity's three files at once. */
-  async write(namespace: string, serviceAccount: string, bundle: Bundle): Promise<void> {
+  /** Replaces the identity's three files at once. `isNew`: the caller believes the directory does not exist yet. */
+  async write(namespace: string, serviceAccount: string, bundle: Bundle, isNew?: boolean): Promise<void> {
     const dir = this.identityPath(namespace, serviceAccount);
     const nsDir = path.dirname(dir);
-    await fs.mkdir(nsDir, { recursive: true, mode: 0o755 });
+    if (!this.namespaces.has(nsDir)) {
+      await fs.mkdir(nsDir, { recursive: true, mode: 0o755 });
+      this.namespaces.add(nsDir);
+    }
     const version = `..${new Date().toISOString().replace(/[-:]/g, '').replace('.', '_')}.${randomBytes(4).toString('hex')}`;
-    if (!(await exists(dir))) {
+    if (isNew ?? !(await exists(dir))) {
       const tmp = path.join(nsDir, `.${serviceAccount}.tmp-${randomBytes(6).toString('hex')}`);
       await fs.mkdir(tmp, { mode: 0o755 });
       await this.writePayload(path.join(tmp, version), bundle);
@@ -104,7 +109,7 @@ export class CertsDirectory {
       throw err;
     }
     await fs.rm(gone, { recursive: true, force: true });
-    await fs.rmdir(path.dirname(dir)).catch(() => undefined); // the namespace directory, once empty
+    if (await fs.rmdir(path.dirname(dir)).then(() => true, () => false)) this.namespaces.delete(path.dirname(dir)); // the namespace directory, once empty
   }
 
   /** Clears what a killed writer left: temporary and removed directories, stale versions, dangling links. */

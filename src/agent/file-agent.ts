@@ -63,6 +63,8 @@ export class FileAgent extends EventEmitter {
   private applying: Promise<void> = Promise.resolve();
   private loops: Promise<void>[] = [];
   private rootCache: { subjectDer: Buffer; key: KeyObject } | undefined;
+  /** "ns/sa" -> version this process wrote; saves reading the files back before each write. */
+  private readonly written = new Map<string, string>();
 
   constructor(private readonly opts: FileAgentOptions) {
     super();
@@ -198,27 +200,34 @@ export class FileAgent extends EventEmitter {
 
   /** Applies one feed update to the certs directory; a snapshot also removes what is not in it. */
   private async apply(u: SecretsUpdate): Promise<void> {
-    await pool(u.secrets, 8, (s) => this.writeSecret(s));
+    const present = new Set((await this.certs.list()).map((d) => `${d.namespace}/${d.serviceAccount}`));
+    await pool(u.secrets, 8, (s) => this.writeSecret(s, present.has(`${s.namespace}/${s.serviceAccount}`)));
+    const wanted = new Set(u.secrets.map((s) => `${s.namespace}/${s.serviceAccount}`));
     const gone = u.snapshot
-      ? (await this.certs.list()).filter((d) => !u.secrets.some((s) => s.namespace === d.namespace && s.serviceAccount === d.serviceAccount))
+      ? [...present].filter((k) => !wanted.has(k)).map((k) => ({ namespace: k.slice(0, k.indexOf('/')), serviceAccount: k.slice(k.indexOf('/') + 1) }))
       : u.removed;
     for (const d of gone) {
       await this.certs.remove(d.namespace, d.serviceAccount);
+      this.written.delete(`${d.namespace}/${d.serviceAccount}`);
       this.log.info('identity left this node; removed its certificates', { namespace: d.namespace, serviceAccount: d.serviceAccount });
     }
     this.emit('synced', await this.certs.list());
   }
 
-  private async writeSecret(s: WorkloadSecret): Promise<void> {
+  private async writeSecret(s: WorkloadSecret, present: boolean): Promise<void> {
+    const k = `${s.namespace}/${s.serviceAccount}`;
+    if (present && this.written.get(k) === s.version) return;
     const problem = this.checkSecret(s);
     if (problem) {
       this.log.error('refusing a secret from the CA; keeping the current files', { namespace: s.namespace, serviceAccount: s.serviceAccount, problem });
       return;
     }
     const bundle: Bundle = { 'cert-chain.pem': s.certChain, 'key.pem': s.key, 'root-cert.pem': s.rootCert };
-    const current = await this.certs.read(s.namespace, s.serviceAccount).catch(() => undefined);
-    if (current && current['cert-chain.pem'] === bundle['cert-chain.pem'] && current['key.pem'] === bundle['key.pem'] && current['root-cert.pem'] === bundle['root-cert.pem']) return;
-    await this.certs.write(s.namespace, s.serviceAccount, bundle);
+    // Files left by an earlier run are read once, so that a restart rewrites nothing that is current.
+    const current = present && !this.written.has(k) ? await this.certs.read(s.namespace, s.serviceAccount).catch(() => undefined) : undefined;
+    const same = current && current['cert-chain.pem'] === bundle['cert-chain.pem'] && current['key.pem'] === bundle['key.pem'] && current['root-cert.pem'] === bundle['root-cert.pem'];
+    if (!same) await this.certs.write(s.namespace, s.serviceAccount, bundle, !present);
+    this.written.set(k, s.version);
     this.log.debug('wrote certificates', { namespace: s.namespace, serviceAccount: s.serviceAccount, version: s.version });
   }
 

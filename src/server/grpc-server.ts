@@ -64,7 +64,8 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   const limiter = new RateLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT);
   const serverCert = new ServerCertificate(ca, opts.hostIdentities ?? [], log, opts.serverCertTtlMs);
   const feed = new SecretFeed(store, view, log);
-  await feed.start();
+  // Listen while the store loads: nodes attest meanwhile, and get their snapshot once it is loaded.
+  feed.start().catch(() => undefined); // logged by the feed; /healthz stays not ready
   const signer = new Signer(ca, view, authn, limiter, metrics, log);
   /** Open feed streams, ended on close so that shutdown does not wait for them. */
   const streams = new Set<grpc.ServerWritableStream<WatchSecretsRequest, SecretsUpdate>>();

@@ -32,11 +32,15 @@ export class SecretFeed {
 
   constructor(private readonly store: Store, private readonly view: MarathonView | undefined, private readonly logger: Logger) {}
 
-  async start(): Promise<void> {
+  /** Loads the store's secrets in the background (resolves when loaded); nodes that subscribe meanwhile get their snapshot after. */
+  start(): Promise<void> {
+    const loading = this.reload().then(() => {
+      this.loaded = true;
+    });
+    this.pending = loading.catch((err) => this.logger.error('secret feed cannot load the store', { error: (err as Error).message }));
     this.unsubscribes.push(this.store.watch((e) => this.enqueue(() => (e.type === 'resync' ? this.reload() : this.refresh(e.namespace, e.name)))));
     if (this.view) this.unsubscribes.push(this.view.onChange(() => this.schedule()));
-    await this.reload();
-    this.loaded = true;
+    return loading;
   }
 
   stop(): void {
@@ -52,9 +56,18 @@ export class SecretFeed {
   /** Starts feeding `host`; the first update (a snapshot) is sent at once. */
   subscribe(host: string, send: (u: SecretsUpdate) => void): () => void {
     const sub: Subscription = { host, send, sent: new Map() };
-    this.subscriptions.add(sub);
-    this.push(sub, true);
-    return () => this.subscriptions.delete(sub);
+    let active = true;
+    const begin = () => {
+      if (!active) return;
+      this.subscriptions.add(sub);
+      this.push(sub, true);
+    };
+    if (this.loaded) begin();
+    else void this.pending.then(begin);
+    return () => {
+      active = false;
+      this.subscriptions.delete(sub);
+    };
   }
 
   /** The secret of an identity if `host` is entitled to it now. */

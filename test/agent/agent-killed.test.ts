@@ -9,6 +9,13 @@ import { placeApp, putWorkloadSecret, removeApp, startCaFixture } from '../serve
 import { bundleProblems } from './bundle-check';
 import { waitFor } from './wait';
 
+async function killAndWait(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
 const MAIN = path.resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
 it('the agent killed (SIGKILL) in the middle of writing leaves no torn identity directory', async () => {
@@ -52,8 +59,7 @@ it('the agent killed (SIGKILL) in the middle of writing leaves no torn identity 
       startAgent();
       await waitFor('the agent writing', async () => (await fs.readdir(path.join(certsDir, 'churn')).catch(() => [])).length > 0, 10_000);
       await new Promise((r) => setTimeout(r, 150 + Math.random() * 400));
-      child!.kill('SIGKILL');
-      await new Promise((r) => child!.once('exit', r));
+      await killAndWait(child!);
       // What a sidecar would see now: every visible identity directory whole and valid.
       for (const sa of await fs.readdir(path.join(certsDir, 'churn')).catch(() => [] as string[])) {
         if (sa.startsWith('.')) continue;
@@ -81,7 +87,7 @@ it('the agent killed (SIGKILL) in the middle of writing leaves no torn identity 
   } finally {
     churning = false;
     await churn;
-    child?.kill('SIGKILL');
+    if (child) await killAndWait(child);
     await f.close();
     rmSync(dir, { recursive: true, force: true });
   }
