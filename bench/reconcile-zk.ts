@@ -1,8 +1,8 @@
 /**
  * The secret controller's initial reconcile of a large Marathon: 10,000 apps in 1,000 namespaces
- * naming 3,000 service accounts (4,000 secrets with each namespace's istio.default), served by the
- * in-process simulator over HTTP; once into the file store, once into a real ZooKeeper (both
- * fsync, as in production). Target: ZooKeeper within 2x of the file store.
+ * naming 3,000 service accounts (4,000 secrets with each namespace's istio.default), the dump of
+ * bench/reconcile.ts served by the in-process simulator over HTTP; once into the file store, once
+ * into a real ZooKeeper (both fsync, as in production). Target: ZooKeeper within 2x of the file store.
  *
  *   node dist/bench/reconcile-zk.js [apps=10000] [namespaces=1000] [accountsPerNamespace=3]
  */
@@ -18,28 +18,13 @@ import { MarathonSimulator } from '../src/marathon/simulator';
 import { openStore } from '../src/store';
 import type { Store } from '../src/store/store';
 import { startZooKeeper } from '../test/helpers/zookeeper';
+import { groupsDump } from './reconcile';
 
 export interface ReconcileFigure {
   store: 'file' | 'zk';
   ms: number;
   result: ReconcileResult;
   stored: number;
-}
-
-/** A `/v2/groups` dump: group /ns-<i> holds apps app-<j>, spread over the namespace's accounts. */
-export function marathonDump(apps: number, namespaces: number, accountsPerNamespace: number): object {
-  const groups = Array.from({ length: namespaces }, (_, n) => ({ id: `/ns-${n}`, apps: [] as object[] }));
-  for (let i = 0; i < apps; i++) {
-    const n = i % namespaces;
-    const j = Math.floor(i / namespaces);
-    groups[n].apps.push({
-      id: `/ns-${n}/app-${j}`,
-      cmd: 'sleep 3600',
-      instances: 1,
-      labels: { 'istio.io/service-account': `sa-${j % accountsPerNamespace}` },
-    });
-  }
-  return { id: '/', apps: [], groups };
 }
 
 async function reconcileInto(kind: 'file' | 'zk', store: Store, marathon: MarathonClient, expected: number): Promise<ReconcileFigure> {
@@ -66,7 +51,7 @@ export async function main(argv = process.argv.slice(2)): Promise<ReconcileFigur
   const expected = namespaces * (perNs + (perNs > 0 ? 1 : 0));
 
   const sim = new MarathonSimulator({ agents: ['agent-1', 'agent-2', 'agent-3', 'agent-4'], heartbeatMs: 60_000 });
-  const seeded = sim.seed(marathonDump(apps, namespaces, perNs));
+  const seeded = sim.seed(groupsDump(apps, namespaces, perNs));
   if (seeded.apps !== apps) throw new Error(`seeded ${seeded.apps} apps, wanted ${apps}`);
   const marathon = new MarathonClient({ urls: [await sim.listen(0)] });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'citadel-reconcile-'));
