@@ -33,7 +33,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const view = new MarathonView();
   if (Number(hosts) > 0) view.replaceAll(benchWorkloads(Number(hosts), Number(perHost)));
   const server = await startCaGrpcServer({
-    ca, store, view, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'warn' }), registry: new Registry(),
+    ca, store, view, port: 0, host: '127.0.0.1', logger: createLogger({ level: process.env.CA_LOG_LEVEL === 'info' ? 'info' : 'warn' }), registry: new Registry(),
     rateLimit: { ratePerSecond: 0, burst: 0 },
   });
   process.stdout.write(JSON.stringify({ port: server.port, pid: process.pid }) + '\n');

@@ -1,4 +1,5 @@
-import { constants, promises as fs } from 'node:fs';
+import * as fs from 'node:fs';
+import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 
@@ -23,6 +24,10 @@ export interface IdentityDir {
  * directory is assembled under a hidden name and renamed into place; a removed one is renamed
  * away before it is deleted. A reader, or an agent killed at any moment, sees a whole old bundle
  * or a whole new one, never a mix; `repair()` clears what a killed writer left behind.
+ *
+ * The calls are synchronous on purpose: an identity is some twenty small file-system calls, and
+ * making each a thread-pool round trip costs more CPU than the calls themselves; the agent has
+ * nothing else to do meanwhile.
  */
 export class CertsDirectory {
   private readonly namespaces = new Set<string>();
@@ -39,10 +44,9 @@ export class CertsDirectory {
   /** The identity directories present (visible names only). */
   async list(): Promise<IdentityDir[]> {
     const out: IdentityDir[] = [];
-    for (const ns of await visible(this.root)) {
-      const st = await fs.lstat(path.join(this.root, ns)).catch(() => undefined);
-      if (!st?.isDirectory()) continue;
-      for (const sa of await visible(path.join(this.root, ns))) out.push({ namespace: ns, serviceAccount: sa });
+    for (const ns of visible(this.root)) {
+      if (!lstat(path.join(this.root, ns))?.isDirectory()) continue;
+      for (const sa of visible(path.join(this.root, ns))) out.push({ namespace: ns, serviceAccount: sa });
     }
     return out;
   }
@@ -51,7 +55,7 @@ export class CertsDirectory {
   async read(namespace: string, serviceAccount: string): Promise<Bundle | undefined> {
     const dir = this.identityPath(namespace, serviceAccount);
     try {
-      const [a, b, c] = await Promise.all(BUNDLE_FILES.map((f) => fs.readFile(path.join(dir, f), 'utf8')));
+      const [a, b, c] = BUNDLE_FILES.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'));
       return { 'cert-chain.pem': a, 'key.pem': b, 'root-cert.pem': c };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -64,38 +68,36 @@ export class CertsDirectory {
     const dir = this.identityPath(namespace, serviceAccount);
     const nsDir = path.dirname(dir);
     if (!this.namespaces.has(nsDir)) {
-      await fs.mkdir(nsDir, { recursive: true, mode: 0o755 });
+      fs.mkdirSync(nsDir, { recursive: true, mode: 0o755 });
       this.namespaces.add(nsDir);
     }
     const version = `..${new Date().toISOString().replace(/[-:]/g, '').replace('.', '_')}.${randomBytes(4).toString('hex')}`;
-    if (isNew ?? !(await exists(dir))) {
+    if (isNew ?? !lstat(dir)) {
       const tmp = path.join(nsDir, `.${serviceAccount}.tmp-${randomBytes(6).toString('hex')}`);
-      await fs.mkdir(tmp, { mode: 0o755 });
-      await this.writePayload(path.join(tmp, version), bundle);
-      await fs.symlink(version, path.join(tmp, DATA));
-      for (const f of BUNDLE_FILES) await fs.symlink(path.join(DATA, f), path.join(tmp, f));
-      await this.sync(tmp);
+      fs.mkdirSync(tmp, { mode: 0o755 });
+      this.writePayload(path.join(tmp, version), bundle);
+      fs.symlinkSync(version, path.join(tmp, DATA));
+      for (const f of BUNDLE_FILES) fs.symlinkSync(path.join(DATA, f), path.join(tmp, f));
+      this.sync(tmp);
       try {
-        await fs.rename(tmp, dir); // fails if another writer created it meanwhile: then update it below
-        await this.sync(nsDir);
+        fs.renameSync(tmp, dir); // fails if the directory exists after all: then update it below
+        this.sync(nsDir);
         return;
       } catch (err) {
-        await fs.rm(tmp, { recursive: true, force: true });
+        fs.rmSync(tmp, { recursive: true, force: true });
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       }
     }
-    const old = await fs.readlink(path.join(dir, DATA)).catch(() => undefined);
-    await this.writePayload(path.join(dir, version), bundle);
+    const old = readlink(path.join(dir, DATA));
+    this.writePayload(path.join(dir, version), bundle);
     const tmpLink = path.join(dir, `${DATA}_tmp`);
-    await fs.rm(tmpLink, { force: true });
-    await fs.symlink(version, tmpLink);
-    await fs.rename(tmpLink, path.join(dir, DATA));
-    for (const f of BUNDLE_FILES) {
-      if (!(await fs.lstat(path.join(dir, f)).catch(() => undefined))) await fs.symlink(path.join(DATA, f), path.join(dir, f));
-    }
-    await this.sync(dir);
-    if (old && old !== version) await fs.rm(path.join(dir, old), { recursive: true, force: true });
+    fs.rmSync(tmpLink, { force: true });
+    fs.symlinkSync(version, tmpLink);
+    fs.renameSync(tmpLink, path.join(dir, DATA));
+    for (const f of BUNDLE_FILES) if (!lstat(path.join(dir, f))) fs.symlinkSync(path.join(DATA, f), path.join(dir, f));
+    this.sync(dir);
+    if (old && old !== version) fs.rmSync(path.join(dir, old), { recursive: true, force: true });
   }
 
   /** Removes an identity directory: renamed out of sight first, then deleted. */
@@ -103,82 +105,94 @@ export class CertsDirectory {
     const dir = this.identityPath(namespace, serviceAccount);
     const gone = path.join(path.dirname(dir), `.${serviceAccount}.removing-${randomBytes(6).toString('hex')}`);
     try {
-      await fs.rename(dir, gone);
+      fs.renameSync(dir, gone);
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;
     }
-    await fs.rm(gone, { recursive: true, force: true });
-    if (await fs.rmdir(path.dirname(dir)).then(() => true, () => false)) this.namespaces.delete(path.dirname(dir)); // the namespace directory, once empty
+    fs.rmSync(gone, { recursive: true, force: true });
+    try {
+      fs.rmdirSync(path.dirname(dir)); // the namespace directory, once empty
+      this.namespaces.delete(path.dirname(dir));
+    } catch {
+      // not empty
+    }
   }
 
   /** Clears what a killed writer left: temporary and removed directories, stale versions, dangling links. */
   async repair(): Promise<void> {
-    await fs.mkdir(this.root, { recursive: true, mode: 0o755 });
-    for (const ns of await visible(this.root)) {
+    fs.mkdirSync(this.root, { recursive: true, mode: 0o755 });
+    for (const ns of visible(this.root)) {
       const nsDir = path.join(this.root, ns);
-      if (!(await fs.lstat(nsDir)).isDirectory()) continue;
-      for (const e of await fs.readdir(nsDir)) {
+      if (!lstat(nsDir)?.isDirectory()) continue;
+      for (const e of fs.readdirSync(nsDir)) {
         const p = path.join(nsDir, e);
         if (e.startsWith('.')) {
-          if (e.includes('.tmp-') || e.includes('.removing-')) await fs.rm(p, { recursive: true, force: true });
+          if (e.includes('.tmp-') || e.includes('.removing-')) fs.rmSync(p, { recursive: true, force: true });
           continue;
         }
-        const current = await fs.readlink(path.join(p, DATA)).catch(() => undefined);
-        const payloadOk = current !== undefined && (await exists(path.join(p, current)));
-        if (!payloadOk) {
-          await fs.rm(p, { recursive: true, force: true }); // cannot happen by construction; never leave it half there
+        const current = readlink(path.join(p, DATA));
+        if (current === undefined || !lstat(path.join(p, current))) {
+          fs.rmSync(p, { recursive: true, force: true }); // cannot happen by construction; never leave it half there
           continue;
         }
-        for (const inner of await fs.readdir(p)) {
-          if (inner.startsWith('..') && inner !== DATA && inner !== current) await fs.rm(path.join(p, inner), { recursive: true, force: true });
+        for (const inner of fs.readdirSync(p)) {
+          if (inner.startsWith('..') && inner !== DATA && inner !== current) fs.rmSync(path.join(p, inner), { recursive: true, force: true });
         }
-        for (const f of BUNDLE_FILES) {
-          if (!(await fs.lstat(path.join(p, f)).catch(() => undefined))) await fs.symlink(path.join(DATA, f), path.join(p, f));
-        }
+        for (const f of BUNDLE_FILES) if (!lstat(path.join(p, f))) fs.symlinkSync(path.join(DATA, f), path.join(p, f));
       }
-      await fs.rmdir(nsDir).catch(() => undefined);
+      try {
+        fs.rmdirSync(nsDir);
+      } catch {
+        // not empty
+      }
     }
   }
 
-  private async writePayload(dir: string, bundle: Bundle): Promise<void> {
-    await fs.mkdir(dir, { mode: 0o755 });
-    await Promise.all(BUNDLE_FILES.map((f) => this.writeFile(path.join(dir, f), bundle[f], MODES[f])));
-    await this.sync(dir);
-  }
-
-  private async writeFile(file: string, data: string, mode: number): Promise<void> {
-    const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-    try {
-      await fh.writeFile(data, 'utf8');
-      if (this.durable) await fh.datasync();
-    } finally {
-      await fh.close();
+  private writePayload(dir: string, bundle: Bundle): void {
+    fs.mkdirSync(dir, { mode: 0o755 });
+    for (const f of BUNDLE_FILES) {
+      const fd = fs.openSync(path.join(dir, f), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, MODES[f]);
+      try {
+        fs.writeFileSync(fd, bundle[f], 'utf8');
+        if (this.durable) fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
     }
+    this.sync(dir);
   }
 
-  private async sync(dir: string): Promise<void> {
+  private sync(dir: string): void {
     if (!this.durable) return;
-    const fh = await fs.open(dir, 'r');
+    const fd = fs.openSync(dir, 'r');
     try {
-      await fh.sync();
+      fs.fsyncSync(fd);
     } finally {
-      await fh.close();
+      fs.closeSync(fd);
     }
   }
 }
 
-async function visible(dir: string): Promise<string[]> {
+function visible(dir: string): string[] {
   try {
-    return (await fs.readdir(dir)).filter((n) => !n.startsWith('.'));
+    return fs.readdirSync(dir).filter((n) => !n.startsWith('.'));
   } catch (err) {
     if (isNotFound(err)) return [];
     throw err;
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  return (await fs.lstat(p).catch(() => undefined)) !== undefined;
+function lstat(p: string): fs.Stats | undefined {
+  return fs.lstatSync(p, { throwIfNoEntry: false });
+}
+
+function readlink(p: string): string | undefined {
+  try {
+    return fs.readlinkSync(p);
+  } catch {
+    return undefined;
+  }
 }
 
 function isNotFound(err: unknown): boolean {

@@ -6,6 +6,8 @@ import type { SecretsUpdate, WorkloadRef, WorkloadSecret } from './api';
 
 /** How long changes are gathered before the subscribers are recomputed (well under the 1 s promise). */
 const DEBOUNCE_MS = 25;
+/** Store reads in flight at once. */
+const READ_CONCURRENCY = 32;
 
 interface Subscription {
   host: string;
@@ -14,33 +16,38 @@ interface Subscription {
   sent: Map<string, string>;
 }
 
-const key = (ns: string, sa: string) => `${ns}/${sa}`;
+/** The store key of the Citadel secret of an identity: `<ns>/istio.<sa>`. */
+const secretKey = (ns: string, sa: string) => `${ns}/${secretName(sa)}`;
 
 /**
  * Feeds each node the Citadel secrets (istio.<sa>, written by the secret controller) of the
  * identities Marathon places on its host. Entitlement is recomputed from the view at every push,
  * so a node stops receiving (and is told to remove) an identity as soon as its last task there is
- * gone. Secrets are cached from the store and kept current through its watch.
+ * gone. Secrets are read from the store when a node first needs them (so a node's snapshot does
+ * not wait for the whole store) and kept current through the store's watch.
  */
 export class SecretFeed {
-  private readonly secrets = new Map<string, StoredSecret>();
+  /** Store key -> the secret, or null when the store has none. */
+  private readonly cache = new Map<string, StoredSecret | null>();
   private readonly subscriptions = new Set<Subscription>();
+  private readonly stale = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribes: Array<() => void> = [];
-  private loaded = false;
-  private pending = Promise.resolve();
+  private started = false;
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(private readonly store: Store, private readonly view: MarathonView | undefined, private readonly logger: Logger) {}
 
-  /** Loads the store's secrets in the background (resolves when loaded); nodes that subscribe meanwhile get their snapshot after. */
-  start(): Promise<void> {
-    const loading = this.reload().then(() => {
-      this.loaded = true;
-    });
-    this.pending = loading.catch((err) => this.logger.error('secret feed cannot load the store', { error: (err as Error).message }));
-    this.unsubscribes.push(this.store.watch((e) => this.enqueue(() => (e.type === 'resync' ? this.reload() : this.refresh(e.namespace, e.name)))));
+  async start(): Promise<void> {
+    this.unsubscribes.push(
+      this.store.watch((e) => {
+        if (e.type === 'resync') for (const k of this.cache.keys()) this.stale.add(k);
+        else if (this.cache.has(`${e.namespace}/${e.name}`)) this.stale.add(`${e.namespace}/${e.name}`);
+        this.schedule();
+      }),
+    );
     if (this.view) this.unsubscribes.push(this.view.onChange(() => this.schedule()));
-    return loading;
+    this.started = true;
   }
 
   stop(): void {
@@ -50,56 +57,71 @@ export class SecretFeed {
   }
 
   get ready(): boolean {
-    return this.loaded;
+    return this.started;
   }
 
-  /** Starts feeding `host`; the first update (a snapshot) is sent at once. */
+  /** Starts feeding `host`; the first update (a snapshot) follows as soon as its secrets are read. */
   subscribe(host: string, send: (u: SecretsUpdate) => void): () => void {
     const sub: Subscription = { host, send, sent: new Map() };
     let active = true;
-    const begin = () => {
-      if (!active) return;
-      this.subscriptions.add(sub);
-      this.push(sub, true);
-    };
-    if (this.loaded) begin();
-    else void this.pending.then(begin);
+    this.flushing = this.flushing
+      .then(() => this.fetch(this.entitledKeys(host)))
+      .then(() => {
+        if (!active) return;
+        this.subscriptions.add(sub);
+        this.push(sub, true);
+      })
+      .catch((err) => this.logger.warn('secret feed cannot read the store; a node waits for its snapshot', { host, error: (err as Error).message }));
     return () => {
       active = false;
       this.subscriptions.delete(sub);
     };
   }
 
-  /** The secret of an identity if `host` is entitled to it now. */
-  entitled(host: string): Array<{ namespace: string; serviceAccount: string }> {
+  private entitled(host: string): Array<{ namespace: string; serviceAccount: string }> {
     return this.view ? this.view.identitiesOnHost(host) : [];
   }
 
-  private enqueue(task: () => Promise<void>): void {
-    this.pending = this.pending
-      .then(task)
-      .catch((err) => this.logger.warn('secret feed cannot read the store; will retry on the next change', { error: (err as Error).message }))
-      .then(() => this.schedule());
+  private entitledKeys(host: string): string[] {
+    return this.entitled(host).map((i) => secretKey(i.namespace, i.serviceAccount));
   }
 
-  private async reload(): Promise<void> {
-    const all = await this.store.listSecrets();
-    this.secrets.clear();
-    for (const s of all) this.secrets.set(`${s.namespace}/${s.name}`, s);
-  }
-
-  private async refresh(namespace: string, name: string): Promise<void> {
-    const s = await this.store.getSecret(namespace, name);
-    if (s) this.secrets.set(`${namespace}/${name}`, s);
-    else this.secrets.delete(`${namespace}/${name}`);
+  /** Reads the secrets not yet cached (or changed since) into the cache. */
+  private async fetch(keys: string[]): Promise<void> {
+    const todo = keys.filter((k) => !this.cache.has(k) || this.stale.has(k));
+    let next = 0;
+    const worker = async () => {
+      while (next < todo.length) {
+        const k = todo[next++];
+        this.stale.delete(k);
+        const slash = k.indexOf('/');
+        const s = await this.store.getSecret(k.slice(0, slash), k.slice(slash + 1));
+        this.cache.set(k, s ?? null);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, todo.length) }, worker));
   }
 
   private schedule(): void {
-    if (this.timer || this.subscriptions.size === 0) return;
+    if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      for (const sub of this.subscriptions) this.push(sub, false);
+      this.flushing = this.flushing.then(() => this.flush()).catch((err) => {
+        this.logger.warn('secret feed cannot read the store; will retry', { error: (err as Error).message });
+        setTimeout(() => this.schedule(), 1000).unref();
+      });
     }, DEBOUNCE_MS);
+  }
+
+  /** Re-reads what changed and what subscribers newly need, then pushes to each node what changed for it. */
+  private async flush(): Promise<void> {
+    const needed = new Set<string>();
+    for (const sub of this.subscriptions) for (const k of this.entitledKeys(sub.host)) needed.add(k);
+    await this.fetch([...needed]);
+    // Forget secrets no node needs any more; they are read again if one does.
+    for (const k of this.cache.keys()) if (!needed.has(k)) this.cache.delete(k);
+    for (const k of this.stale) if (!this.cache.has(k)) this.stale.delete(k);
+    for (const sub of this.subscriptions) this.push(sub, false);
   }
 
   /** Sends what changed for one node since the last push (everything, on the first). */
@@ -107,10 +129,10 @@ export class SecretFeed {
     const secrets: WorkloadSecret[] = [];
     const now = new Map<string, string>();
     for (const { namespace, serviceAccount } of this.entitled(sub.host)) {
-      const s = this.secrets.get(`${namespace}/${secretName(serviceAccount)}`);
-      if (!s) continue; // the controller has not written it yet; it arrives with the store event
+      const s = this.cache.get(secretKey(namespace, serviceAccount));
+      if (!s) continue; // not written by the controller yet: it comes with the store event
       const version = `${s.metadata.serialNumber}.${s.version}`;
-      const k = key(namespace, serviceAccount);
+      const k = `${namespace}/${serviceAccount}`;
       now.set(k, version);
       if (snapshot || sub.sent.get(k) !== version) {
         secrets.push({ namespace, serviceAccount, certChain: s.certChainPem, key: s.keyPem, rootCert: s.rootCertPem, version });
