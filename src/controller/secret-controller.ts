@@ -90,7 +90,7 @@ export class SecretController {
     this.now = opts.now ?? (() => new Date());
     this.deleteDelayMs = opts.deleteDelayMs ?? 60_000;
     this.resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
-    this.concurrency = opts.concurrency ?? 32;
+    this.concurrency = opts.concurrency ?? 256;
     this.isLeader = opts.isLeader ?? (() => true);
   }
 

@@ -1,3 +1,4 @@
+import * as fsSync from 'node:fs';
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -23,6 +24,8 @@ export class FileStore implements Store {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly kek?: Kek;
   private readonly sync: FilesystemSync;
+  /** Namespace directories known to exist, so a write does not mkdir them again. */
+  private readonly knownDirs = new Set<string>();
 
   private constructor(readonly dir: string, opts: StoreOptions) {
     this.url = `file:${dir}`;
@@ -99,28 +102,42 @@ export class FileStore implements Store {
   putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
     return this.locked(`${secret.namespace}/${secret.name}`, async () => {
       const link = this.secretLink(secret.namespace, secret.name);
-      const current = await readLinkOrUndefined(link);
+      const parent = path.dirname(link);
+      // The file work is a handful of small synchronous syscalls (~0.1 ms): cheaper on the event
+      // loop than a dozen thread-pool round trips per secret. Only the shared flush is awaited.
+      const current = readLinkSyncOrUndefined(link);
       const currentVersion = current === undefined ? undefined : Number(/\.v(\d+)$/.exec(current)?.[1] ?? 0);
       checkExpected(`${secret.namespace}/${secret.name}`, currentVersion, expectedVersion);
       const version = (currentVersion ?? 0) + 1;
-      const parent = path.dirname(link);
-      await fs.mkdir(parent, { recursive: true, mode: 0o700 });
       const versionName = `.${secret.name}.v${version}`;
+      if (!this.knownDirs.has(parent)) {
+        fsSync.mkdirSync(parent, { recursive: true, mode: 0o700 });
+        this.knownDirs.add(parent);
+      }
       const tmp = path.join(parent, `.${secret.name}.tmp-${randomBytes(6).toString('hex')}`);
-      await fs.mkdir(tmp, { mode: 0o700 });
-      await Promise.all([
-        writeNewFile(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, 0o644),
-        writeNewFile(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), 0o600),
-        writeNewFile(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, 0o644),
-        writeNewFile(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', 0o644),
-      ]);
-      // The new files are durable before the link can point at them, and the swap is durable before we return.
+      try {
+        fsSync.mkdirSync(tmp, { mode: 0o700 });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        fsSync.mkdirSync(parent, { recursive: true, mode: 0o700 }); // the namespace directory was removed under us
+        fsSync.mkdirSync(tmp, { mode: 0o700 });
+      }
+      try {
+        fsSync.writeFileSync(path.join(tmp, 'cert-chain.pem'), secret.certChainPem, { flag: 'wx', mode: 0o644 });
+        fsSync.writeFileSync(path.join(tmp, 'key.pem'), this.sealKey(secret.keyPem), { flag: 'wx', mode: 0o600 });
+        fsSync.writeFileSync(path.join(tmp, 'root-cert.pem'), secret.rootCertPem, { flag: 'wx', mode: 0o644 });
+        fsSync.writeFileSync(path.join(tmp, 'metadata.json'), JSON.stringify(secret.metadata, null, 2) + '\n', { flag: 'wx', mode: 0o644 });
+        // The new files are durable before the link can point at them...
+        await this.sync.flush();
+        renameDirReplacing(tmp, path.join(parent, versionName));
+      } catch (err) {
+        fsSync.rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      }
+      swapSymlinkSync(link, versionName);
+      // ...and the swap is durable before we return.
       await this.sync.flush();
-      await fs.rm(path.join(parent, versionName), { recursive: true, force: true });
-      await fs.rename(tmp, path.join(parent, versionName));
-      await swapSymlink(link, versionName);
-      await this.sync.flush();
-      if (current && current !== versionName) await fs.rm(path.join(parent, current), { recursive: true, force: true });
+      if (current && current !== versionName) fsSync.rmSync(path.join(parent, current), { recursive: true, force: true });
       this.emit({ type: 'put', namespace: secret.namespace, name: secret.name });
       return version;
     });
@@ -291,4 +308,31 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+/** Renames a directory into place; a stale one left by an earlier failed write is removed first. */
+function renameDirReplacing(from: string, to: string): void {
+  try {
+    fsSync.renameSync(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    fsSync.rmSync(to, { recursive: true, force: true });
+    fsSync.renameSync(from, to);
+  }
+}
+
+function swapSymlinkSync(link: string, target: string): void {
+  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${randomBytes(6).toString('hex')}`;
+  fsSync.symlinkSync(target, tmp);
+  fsSync.renameSync(tmp, link);
+}
+
+function readLinkSyncOrUndefined(link: string): string | undefined {
+  try {
+    return fsSync.readlinkSync(link);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
 }
