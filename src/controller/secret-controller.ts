@@ -133,6 +133,12 @@ export class SecretController {
     void this.reconcile().catch((err) => this.log.error('reconcile failed', { error: errorMessage(err) }));
   }
 
+  /** Re-reads the whole store on the next pass (on becoming leader, after a reconnect). */
+  resync(): void {
+    this.needResync = true;
+    this.trigger();
+  }
+
   /** Waits for the next finished pass. */
   nextPass(): Promise<ReconcileResult> {
     return new Promise((resolve) => {

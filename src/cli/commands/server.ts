@@ -112,7 +112,8 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
     const announce = (leader: boolean) => logger.info(leader ? 'elected leader: this replica writes secrets' : 'not the leader: signing only', {});
     election.onChange((leader) => {
       announce(leader);
-      if (leader) controller.trigger();
+      // A new leader's cache is a follower's: re-read the store before writing anything.
+      if (leader) controller.resync();
     });
     // The first election ran inside leaderElection(), before anyone listened: say how it came out.
     if (store instanceof ZkStore) announce(election.isLeader());
