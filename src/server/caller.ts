@@ -1,4 +1,4 @@
-import type { PeerCertificate } from 'node:tls';
+import type { CallContext } from './grpc-transport';
 import { parseCertificateDer } from '../pki/certificate';
 import { Identity, spiffeId } from '../pki/identity';
 import { identityOfCertificate } from '../pki/verify';
@@ -14,11 +14,6 @@ export type CallerResult = { ok: true; caller: Caller } | { ok: false; reason: '
 
 const CACHE_LIMIT = 8192;
 
-/** The part of a grpc-js server call that carries the TLS peer. */
-export interface AuthenticatedCall {
-  getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
-}
-
 /**
  * Authenticates gRPC callers by their client certificate. TLS has already verified the chain to
  * our root (the server asks for a certificate and leaves `authorized` false for a missing or
@@ -32,12 +27,11 @@ export class CallerAuthenticator {
 
   constructor(private readonly trustDomain: string) {}
 
-  authenticate(call: AuthenticatedCall, now = Date.now()): CallerResult {
-    const session = sessionOf(call);
-    let entry = session ? this.bySession.get(session) : undefined;
+  authenticate(ctx: CallContext, now = Date.now()): CallerResult {
+    let entry = this.bySession.get(ctx.session);
     if (!entry) {
-      entry = this.fromPeer(call);
-      if (session) this.bySession.set(session, entry);
+      entry = this.fromPeer(ctx);
+      this.bySession.set(ctx.session, entry);
     }
     if (!entry) {
       return { ok: false, reason: 'unauthenticated', message: 'no client certificate from this CA: present a certificate issued by the Citadel root (or attest the node with a join token first)' };
@@ -49,8 +43,9 @@ export class CallerAuthenticator {
     return { ok: true, caller: entry };
   }
 
-  private fromPeer(call: AuthenticatedCall): Caller | { error: string } | undefined {
-    const cert = call.getAuthContext()?.sslPeerCertificate;
+  private fromPeer(ctx: CallContext): Caller | { error: string } | undefined {
+    if (!ctx.socket.authorized) return undefined; // none, or not from our root
+    const cert = ctx.socket.getPeerCertificate();
     if (!cert?.raw) return undefined;
     let entry = this.cache.get(cert.fingerprint256);
     if (!entry) {
@@ -73,14 +68,4 @@ export class CallerAuthenticator {
       return { error: `cannot read an identity from the client certificate: ${(err as Error).message}` };
     }
   }
-}
-
-/**
- * The HTTP/2 session under a grpc-js server call, when this grpc-js version lets us see it
- * (an internal field; without it every call reads the peer certificate, which is only slower).
- */
-function sessionOf(call: AuthenticatedCall): object | undefined {
-  let c = (call as unknown as { call?: unknown }).call as { stream?: { session?: object }; nextCall?: unknown } | undefined;
-  for (let i = 0; i < 4 && c && !c.stream; i++) c = c.nextCall as typeof c;
-  return c?.stream?.session;
 }

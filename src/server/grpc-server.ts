@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { CertificateAuthority, IssuedCertificate, SigningError } from '../ca/authority';
 import { Logger } from '../common/log';
@@ -6,11 +5,10 @@ import type { MarathonView } from '../marathon/view';
 import { CsrError, parseAndValidateCsr } from '../pki/csr';
 import { Identity, nodeIdentity, parseSpiffeId, spiffeId } from '../pki/identity';
 import type { Store } from '../store/store';
-import {
-  AttestNodeRequest, AttestNodeResponse, CsrRequest, CsrResponse, IstioCAService, IstioCertificateRequest,
-  IstioCertificateResponse, IstioCertificateService, NodeService, SecretsUpdate, WatchSecretsRequest,
-} from './api';
-import { AuthenticatedCall, Caller, CallerAuthenticator } from './caller';
+import type { AttestNodeRequest } from './api';
+import { IstioCAService, IstioCertificateService, NodeService, SecretsUpdate } from './api';
+import { Caller, CallerAuthenticator } from './caller';
+import { CallContext, GrpcError, GrpcHttp2Server, ServerStreamWriter, status } from './grpc-transport';
 import { hashJoinToken } from './join-token';
 import { serverMetrics, ServerMetrics } from './metrics';
 import type { MonitoringServer, ReadinessCheck } from './monitoring';
@@ -45,13 +43,6 @@ export interface CaGrpcServer {
   close(): Promise<void>;
 }
 
-/** A refusal with its gRPC status; the message is one line for the caller. */
-class Refusal extends Error {
-  constructor(readonly code: grpc.status, message: string) {
-    super(message);
-  }
-}
-
 /**
  * Starts the CA's gRPC API over TLS: Istio's IstioCertificateService (1.1+) and IstioCAService
  * (1.0), and our NodeService (join-token attestation, the node's secret feed).
@@ -64,90 +55,64 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   const limiter = new RateLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT);
   const serverCert = new ServerCertificate(ca, opts.hostIdentities ?? [], log, opts.serverCertTtlMs);
   const feed = new SecretFeed(store, view, log);
-  // Listen while the store loads: nodes attest meanwhile, and get their snapshot once it is loaded.
   feed.start().catch(() => undefined); // logged by the feed; /healthz stays not ready
   const signer = new Signer(ca, view, authn, limiter, metrics, log);
   /** Open feed streams, ended on close so that shutdown does not wait for them. */
-  const streams = new Set<grpc.ServerWritableStream<WatchSecretsRequest, SecretsUpdate>>();
+  const streams = new Set<ServerStreamWriter<SecretsUpdate>>();
 
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': 64 * 1024,
-    'grpc.enable_channelz': 0, // per-call bookkeeping we do not use
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  const server = new GrpcHttp2Server({
+    tls: serverCert.tls,
+    maxMessageBytes: 64 * 1024,
+    onError: (err, path) => log.error('gRPC request failed', { path, error: err.message }),
+  });
+  serverCert.onRenew((tls) => server.setSecureContext(tls));
+
+  server.unary(IstioCertificateService.CreateCertificate, (req, ctx) => {
+    const issued = signer.sign(ctx, req.csr, req.validityDuration * 1000);
+    return { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] };
   });
 
-  server.addService(IstioCertificateService, {
-    CreateCertificate(call: grpc.ServerUnaryCall<IstioCertificateRequest, IstioCertificateResponse>, cb: grpc.sendUnaryData<IstioCertificateResponse>) {
-      try {
-        const issued = signer.sign(call, call.request.csr, call.request.validityDuration * 1000);
-        cb(null, { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] });
-      } catch (err) {
-        cb(toStatus(err, log));
-      }
-    },
+  server.unary(IstioCAService.HandleCSR, (req, ctx) => {
+    const issued = signer.sign(ctx, req.csrPem, req.requestedTtlMinutes * 60_000);
+    return {
+      isApproved: true,
+      status: { code: status.OK, message: '' },
+      signedCert: Buffer.from(issued.certPem),
+      certChain: Buffer.from(issued.intermediatePems.join('')),
+    };
   });
 
-  server.addService(IstioCAService, {
-    HandleCSR(call: grpc.ServerUnaryCall<CsrRequest, CsrResponse>, cb: grpc.sendUnaryData<CsrResponse>) {
-      try {
-        const issued = signer.sign(call, call.request.csrPem, call.request.requestedTtlMinutes * 60_000);
-        cb(null, {
-          isApproved: true,
-          status: { code: grpc.status.OK, message: '' },
-          signedCert: Buffer.from(issued.certPem),
-          certChain: Buffer.from(issued.intermediatePems.join('')),
-        });
-      } catch (err) {
-        cb(toStatus(err, log));
-      }
-    },
+  server.unary(NodeService.AttestNode, async (req, ctx) => {
+    const issued = await signer.attest(req, ctx, store);
+    return { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] };
   });
 
-  server.addService(NodeService, {
-    AttestNode(call: grpc.ServerUnaryCall<AttestNodeRequest, AttestNodeResponse>, cb: grpc.sendUnaryData<AttestNodeResponse>) {
-      signer.attest(call, store).then(
-        (issued) => cb(null, { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] }),
-        (err) => cb(toStatus(err, log)),
-      );
-    },
-    WatchSecrets(call: grpc.ServerWritableStream<WatchSecretsRequest, SecretsUpdate>) {
-      let caller: Caller;
-      try {
-        caller = signer.node(call);
-      } catch (err) {
-        endStream(call, toStatus(err, log));
-        return;
-      }
-      const host = (caller.identity as { host: string }).host;
-      const stop = feed.subscribe(host, (u) => call.write(u));
-      // The feed is as good as the node's certificate: end it when that expires (the agent renews and reconnects).
-      const expiry = setTimeout(() => {
-        stop();
-        endStream(call, { code: grpc.status.UNAUTHENTICATED, details: `the node certificate of ${host} expired; renew it and reconnect` });
-      }, Math.min(2 ** 31 - 1, Math.max(0, caller.notAfter.getTime() - Date.now())));
-      streams.add(call);
-      const end = () => {
-        clearTimeout(expiry);
-        stop();
-        streams.delete(call);
-      };
-      call.on('cancelled', end);
-      call.on('close', end);
-      call.on('error', end);
-      log.info('node connected to the secret feed', { host });
-    },
+  server.serverStreaming(NodeService.WatchSecrets, (_req, ctx, out) => {
+    const caller = signer.node(ctx);
+    const host = (caller.identity as { host: string }).host;
+    const stop = feed.subscribe(host, (u) => out.write(u));
+    // The feed is as good as the node's certificate: end it when that expires (the agent renews and reconnects).
+    const expiry = setTimeout(() => {
+      stop();
+      out.end(new GrpcError(status.UNAUTHENTICATED, `the node certificate of ${host} expired; renew it and reconnect`));
+    }, Math.min(2 ** 31 - 1, Math.max(0, caller.notAfter.getTime() - Date.now())));
+    streams.add(out);
+    out.onClose(() => {
+      clearTimeout(expiry);
+      stop();
+      streams.delete(out);
+    });
+    log.info('node connected to the secret feed', { host });
   });
 
-  const credentials = grpc.experimental.createCertificateProviderServerCredentials(serverCert, serverCert, false);
-  const address = `${opts.host ?? '0.0.0.0'}:${opts.port}`;
+  const host = opts.host ?? '0.0.0.0';
   let port: number;
   try {
-    port = await new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p))));
+    port = await server.listen(opts.port, host);
   } catch (err) {
     serverCert.stop();
     feed.stop();
-    throw new Error(`cannot listen for gRPC on ${address}: ${(err as Error).message}`);
+    throw new Error(`cannot listen for gRPC on ${host}:${opts.port}: ${(err as Error).message}`);
   }
   log.info('gRPC CA listening', { port, services: ['istio.v1.auth.IstioCertificateService', 'istio.v1.auth.IstioCAService', 'citadel.v1.NodeService'] });
 
@@ -157,7 +122,7 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     check: () =>
       closed ? 'the gRPC server is closed'
       : serverCert.notAfter.getTime() <= Date.now() ? 'the gRPC server certificate has expired'
-      : !feed.ready ? 'the secret feed has not loaded the store yet'
+      : !feed.ready ? 'the secret feed has not started'
       : undefined,
   };
   opts.monitoring?.addReadinessCheck(readiness);
@@ -171,14 +136,8 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
       closed = true;
       serverCert.stop();
       feed.stop();
-      for (const call of [...streams]) endStream(call, { code: grpc.status.UNAVAILABLE, details: 'the CA is shutting down; reconnect' });
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), 2000).unref();
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      for (const out of [...streams]) out.end(new GrpcError(status.UNAVAILABLE, 'the CA is shutting down; reconnect'));
+      await server.close();
     },
   };
 }
@@ -194,22 +153,22 @@ class Signer {
     private readonly log: Logger,
   ) {}
 
-  /** The authenticated caller, rate-limited; throws a Refusal. */
-  caller(call: AuthenticatedCall): Caller {
-    const result = this.authn.authenticate(call);
+  /** The authenticated caller, rate-limited; throws a GrpcError. */
+  caller(ctx: CallContext): Caller {
+    const result = this.authn.authenticate(ctx);
     if (!result.ok) {
       if (result.reason === 'id-extraction') this.metrics.idExtractionErrCount.inc();
       else this.metrics.authenticationFailureCount.inc();
-      throw new Refusal(grpc.status.UNAUTHENTICATED, result.message);
+      throw new GrpcError(status.UNAUTHENTICATED, result.message);
     }
     this.limit(result.caller.spiffeId);
     return result.caller;
   }
 
-  node(call: AuthenticatedCall): Caller {
-    const caller = this.caller(call);
+  node(ctx: CallContext): Caller {
+    const caller = this.caller(ctx);
     if (caller.identity.kind !== 'node') {
-      throw new Refusal(grpc.status.PERMISSION_DENIED, `${caller.spiffeId} is not a node; the secret feed is for Mesos agent node certificates (spiffe://<td>/mesos-agent/<host>)`);
+      throw new GrpcError(status.PERMISSION_DENIED, `${caller.spiffeId} is not a node; the secret feed is for Mesos agent node certificates (spiffe://<td>/mesos-agent/<host>)`);
     }
     return caller;
   }
@@ -217,7 +176,7 @@ class Signer {
   limit(key: string): void {
     if (!this.limiter.take(key)) {
       this.metrics.rateLimitedCount.inc();
-      throw new Refusal(grpc.status.RESOURCE_EXHAUSTED, `too many requests from ${key}; slow down and retry with backoff`);
+      throw new GrpcError(status.RESOURCE_EXHAUSTED, `too many requests from ${key}; slow down and retry with backoff`);
     }
   }
 
@@ -226,9 +185,9 @@ class Signer {
    * also obtain the identities Marathon places on its host right now. The SAN comes from that
    * authorised identity; the CSR must name exactly it.
    */
-  sign(call: AuthenticatedCall, csr: string | Buffer, requestedTtlMs: number): IssuedCertificate {
+  sign(ctx: CallContext, csr: string | Buffer, requestedTtlMs: number): IssuedCertificate {
     this.metrics.csrCount.inc();
-    const caller = this.caller(call);
+    const caller = this.caller(ctx);
     let parsed;
     try {
       parsed = parseAndValidateCsr(csr);
@@ -251,16 +210,16 @@ class Signer {
       wanted = parseSpiffeId(uris[0]);
     } catch (err) {
       this.metrics.idExtractionErrCount.inc();
-      throw new Refusal(grpc.status.INVALID_ARGUMENT, `CSR URI SAN: ${(err as Error).message}`);
+      throw new GrpcError(status.INVALID_ARGUMENT, `CSR URI SAN: ${(err as Error).message}`);
     }
     const host = caller.identity.host;
     if (wanted.kind !== 'workload' || wanted.trustDomain !== this.ca.trustDomain) {
-      throw new Refusal(grpc.status.PERMISSION_DENIED, `node ${host} may obtain only workload identities of trust domain ${this.ca.trustDomain} placed on it, not ${uris[0]}`);
+      throw new GrpcError(status.PERMISSION_DENIED, `node ${host} may obtain only workload identities of trust domain ${this.ca.trustDomain} placed on it, not ${uris[0]}`);
     }
     const placed = this.view?.hostsOf(wanted.namespace, wanted.serviceAccount).has(host) ?? false;
     if (!placed) {
       this.log.warn('node asked for an identity not placed on it', { host, identity: uris[0] });
-      throw new Refusal(grpc.status.PERMISSION_DENIED, `Marathon places no task of ${uris[0]} on host ${host}; a node may obtain only the identities running on it`);
+      throw new GrpcError(status.PERMISSION_DENIED, `Marathon places no task of ${uris[0]} on host ${host}; a node may obtain only the identities running on it`);
     }
     return wanted;
   }
@@ -273,35 +232,35 @@ class Signer {
     } catch (err) {
       if (err instanceof SigningError) {
         this.metrics.csrSignErrCount.inc({ error: err.code });
-        const code = err.code === 'TTL_ERROR' ? grpc.status.INVALID_ARGUMENT : err.code === 'CA_NOT_READY' ? grpc.status.UNAVAILABLE : grpc.status.INTERNAL;
-        throw new Refusal(code, err.message);
+        const code = err.code === 'TTL_ERROR' ? status.INVALID_ARGUMENT : err.code === 'CA_NOT_READY' ? status.UNAVAILABLE : status.INTERNAL;
+        throw new GrpcError(code, err.message);
       }
       throw err;
     }
   }
 
-  private csrRefusal(err: unknown): Refusal {
-    if (!(err instanceof CsrError)) return new Refusal(grpc.status.INTERNAL, (err as Error).message);
+  private csrRefusal(err: unknown): GrpcError {
+    if (!(err instanceof CsrError)) return new GrpcError(status.INTERNAL, (err as Error).message);
     if (err.rule === 'identity') {
       this.metrics.csrSignErrCount.inc({ error: 'CSR_ERROR' });
-      return new Refusal(grpc.status.PERMISSION_DENIED, err.message);
+      return new GrpcError(status.PERMISSION_DENIED, err.message);
     }
     this.metrics.csrParsingErrCount.inc();
-    return new Refusal(grpc.status.INVALID_ARGUMENT, `CSR refused (${err.rule}): ${err.message}`);
+    return new GrpcError(status.INVALID_ARGUMENT, `CSR refused (${err.rule}): ${err.message}`);
   }
 
   /** AttestNode: a one-time join token for this host -> a node certificate. */
-  async attest(call: grpc.ServerUnaryCall<AttestNodeRequest, AttestNodeResponse>, store: Store): Promise<IssuedCertificate> {
-    const peer = call.getPeer().replace(/:\d+$/, '');
+  async attest(req: AttestNodeRequest, ctx: CallContext, store: Store): Promise<IssuedCertificate> {
+    const peer = ctx.peerAddress;
     this.limit(`attest:${peer}`);
-    const { joinToken, host, csr, validityDuration } = call.request;
+    const { joinToken, host, csr, validityDuration } = req;
     let node: Identity;
     try {
       node = nodeIdentity(this.ca.trustDomain, host);
     } catch (err) {
-      throw new Refusal(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+      throw new GrpcError(status.INVALID_ARGUMENT, (err as Error).message);
     }
-    if (!joinToken) throw new Refusal(grpc.status.UNAUTHENTICATED, 'no join token; create one with `citadel token create --host <host>`');
+    if (!joinToken) throw new GrpcError(status.UNAUTHENTICATED, 'no join token; create one with `citadel token create --host <host>`');
     let parsed;
     try {
       parsed = parseAndValidateCsr(csr, [spiffeId(node)]);
@@ -311,29 +270,18 @@ class Signer {
     }
     // Consumed before any other check: a token is spent by its first use, right or wrong.
     const record = await store.consumeJoinToken(hashJoinToken(joinToken));
-    const refuse = (result: string, code: grpc.status, message: string) => {
+    const refuse = (result: string, code: status, message: string) => {
       this.metrics.nodeAttestationCount.inc({ result });
       this.metrics.authenticationFailureCount.inc();
       this.log.warn('node attestation refused', { host, peer, reason: message });
-      return new Refusal(code, message);
+      return new GrpcError(code, message);
     };
-    if (!record) throw refuse('unknown_token', grpc.status.UNAUTHENTICATED, 'the join token is unknown or was already used; create a new one with `citadel token create --host <host>`');
-    if (Date.parse(record.expiresAt) <= Date.now()) throw refuse('expired_token', grpc.status.UNAUTHENTICATED, `the join token expired at ${record.expiresAt}; create a new one`);
-    if (record.host !== host) throw refuse('wrong_host', grpc.status.PERMISSION_DENIED, `the join token was created for host ${record.host}, not ${host}; it is now spent`);
+    if (!record) throw refuse('unknown_token', status.UNAUTHENTICATED, 'the join token is unknown or was already used; create a new one with `citadel token create --host <host>`');
+    if (Date.parse(record.expiresAt) <= Date.now()) throw refuse('expired_token', status.UNAUTHENTICATED, `the join token expired at ${record.expiresAt}; create a new one`);
+    if (record.host !== host) throw refuse('wrong_host', status.PERMISSION_DENIED, `the join token was created for host ${record.host}, not ${host}; it is now spent`);
     const issued = this.issue(parsed.spki, spiffeId(node), validityDuration * 1000);
     this.metrics.nodeAttestationCount.inc({ result: 'ok' });
     this.log.info('node attested', { host, peer, notAfter: issued.notAfter.toISOString() });
     return issued;
   }
-}
-
-/** grpc-js ends a server stream with the status of an 'error' event. */
-function endStream(call: grpc.ServerWritableStream<unknown, unknown>, status: Partial<grpc.StatusObject>): void {
-  call.emit('error', Object.assign(new Error(status.details), status));
-}
-
-function toStatus(err: unknown, log: Logger): Partial<grpc.StatusObject> {
-  if (err instanceof Refusal) return { code: err.code, details: err.message };
-  log.error('gRPC request failed', { error: (err as Error)?.message });
-  return { code: grpc.status.INTERNAL, details: `internal error: ${(err as Error)?.message}` };
 }

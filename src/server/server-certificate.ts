@@ -1,25 +1,26 @@
 import { isIP } from 'node:net';
-import type { experimental } from '@grpc/grpc-js';
 import { CertificateAuthority } from '../ca/authority';
 import { Logger } from '../common/log';
 import { generateKeyPair, privateKeyToPem, spkiDer } from '../pki/keys';
 
-type CertificateProvider = experimental.CertificateProvider;
-type IdentityListener = experimental.IdentityCertificateUpdateListener;
-type CaListener = experimental.CaCertificateUpdateListener;
+/** What a TLS server needs: our chain and key, and the root that client certificates must chain to. */
+export interface ServerTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
 
 /** Citadel's server certificate names; `--grpc-host-identities` adds to them. */
 export const DEFAULT_SERVER_NAMES = ['istio-ca', 'istio-citadel'];
 
 /**
  * The gRPC server's own TLS certificate, issued by the CA for a key it generates, renewed at half
- * its lifetime and handed to grpc-js as a certificate provider so that new connections pick up
- * the renewed certificate without a restart.
+ * its lifetime; listeners put the renewed certificate in place for new connections, without a
+ * restart.
  */
-export class ServerCertificate implements CertificateProvider {
-  private identityListeners = new Set<IdentityListener>();
-  private caListeners = new Set<CaListener>();
-  private current!: { certificate: Buffer; privateKey: Buffer; notAfter: Date };
+export class ServerCertificate {
+  private listeners = new Set<(tls: ServerTls) => void>();
+  private current!: ServerTls & { notAfter: Date };
   private timer: NodeJS.Timeout | undefined;
   readonly dnsNames: string[];
   readonly ipAddresses: string[];
@@ -39,12 +40,8 @@ export class ServerCertificate implements CertificateProvider {
   renew(now = new Date()): void {
     const pair = generateKeyPair('ec-p256');
     const issued = this.ca.issue(spkiDer(pair.publicKey), undefined, this.ttlMs, now, { dnsNames: this.dnsNames, ipAddresses: this.ipAddresses });
-    this.current = {
-      certificate: Buffer.from(issued.certPem + issued.intermediatePems.join('')),
-      privateKey: Buffer.from(privateKeyToPem(pair.privateKey)),
-      notAfter: issued.notAfter,
-    };
-    for (const l of this.identityListeners) l({ certificate: this.current.certificate, privateKey: this.current.privateKey });
+    this.current = { cert: issued.certPem + issued.intermediatePems.join(''), key: privateKeyToPem(pair.privateKey), ca: this.ca.rootCertPem, notAfter: issued.notAfter };
+    for (const l of this.listeners) l(this.tls);
     const lifetime = issued.notAfter.getTime() - now.getTime();
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
@@ -62,19 +59,12 @@ export class ServerCertificate implements CertificateProvider {
     clearTimeout(this.timer);
   }
 
-  addIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.add(listener);
-    // grpc-js registers its own watcher only after this returns: deliver on the next tick.
-    process.nextTick(() => this.identityListeners.has(listener) && listener({ certificate: this.current.certificate, privateKey: this.current.privateKey }));
+  get tls(): ServerTls {
+    return { cert: this.current.cert, key: this.current.key, ca: this.current.ca };
   }
-  removeIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.delete(listener);
-  }
-  addCaCertificateListener(listener: CaListener): void {
-    this.caListeners.add(listener);
-    process.nextTick(() => this.caListeners.has(listener) && listener({ caCertificate: Buffer.from(this.ca.rootCertPem) }));
-  }
-  removeCaCertificateListener(listener: CaListener): void {
-    this.caListeners.delete(listener);
+
+  /** Called with each renewed certificate. */
+  onRenew(listener: (tls: ServerTls) => void): void {
+    this.listeners.add(listener);
   }
 }
