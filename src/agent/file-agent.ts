@@ -1,4 +1,3 @@
-import { createPublicKey, KeyObject, verify } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { status as grpcStatus, type ClientReadableStream } from '@grpc/grpc-js';
@@ -7,10 +6,10 @@ import { errorMessage, UserError } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { createCsr } from '../pki/csr';
 import { nodeIdentity, NodeIdentity, spiffeId, workloadIdentity } from '../pki/identity';
-import { parseCertificatePem, ParsedCertificate } from '../pki/certificate';
+import { parseCertificateDer, parseCertificatePem } from '../pki/certificate';
 import { children, decodeOid, readWhole } from '../pki/der';
-import { generateKeyPair, hashForSignatureOid, privateKeyToPem } from '../pki/keys';
-import { splitCertificates } from '../pki/pem';
+import { generateKeyPair, hashForSignatureOid, privateKeyToPem, verifyWithSpki } from '../pki/keys';
+import { parsePemBlocks, splitCertificates } from '../pki/pem';
 import { identityOfCertificate, verifyChain } from '../pki/verify';
 import type { SecretsUpdate, WorkloadSecret } from '../server/api';
 import { CaClient } from './ca-client';
@@ -62,7 +61,7 @@ export class FileAgent extends EventEmitter {
   private stream: ClientReadableStream<SecretsUpdate> | undefined;
   private applying: Promise<void> = Promise.resolve();
   private loops: Promise<void>[] = [];
-  private rootCache: { subjectDer: Buffer; key: KeyObject } | undefined;
+  private rootCache: { subjectDer: Buffer; spkiDer: Buffer } | undefined;
   /** "ns/sa" -> version this process wrote; saves reading the files back before each write. */
   private readonly written = new Map<string, string>();
 
@@ -240,13 +239,13 @@ export class FileAgent extends EventEmitter {
   private checkSecret(s: WorkloadSecret, now = new Date()): string | undefined {
     try {
       const expected = spiffeId(workloadIdentity(this.node.trustDomain, s.namespace, s.serviceAccount));
-      const certs = splitCertificates(s.certChain);
+      const certs = parsePemBlocks(s.certChain).filter((b) => b.label === 'CERTIFICATE');
       if (certs.length === 0 || !s.key.includes('PRIVATE KEY')) return 'the secret has no certificate or no key';
-      let leaf: ParsedCertificate;
-      if (certs.length === 1 && this.root.subjectDer.equals((leaf = parseCertificatePem(certs[0])).issuerDer)) {
+      let leaf = parseCertificateDer(certs[0].der);
+      if (certs.length === 1 && this.root.subjectDer.equals(leaf.issuerDer)) {
         const [tbs, sigAlg, sig] = children(readWhole(leaf.der, 'certificate'));
         const hash = hashForSignatureOid(decodeOid(children(sigAlg)[0].content));
-        if (!verify(hash, tbs.raw, this.root.key, sig.content.subarray(1))) return 'the certificate is not signed by --ca-root';
+        if (!verifyWithSpki(this.root.spkiDer, hash, tbs.raw, sig.content.subarray(1))) return 'the certificate is not signed by --ca-root';
         if (now < leaf.notBefore || now > leaf.notAfter) return `the certificate is not valid now (${leaf.notBefore.toISOString()} - ${leaf.notAfter.toISOString()})`;
       } else {
         const check = verifyChain(s.certChain, this.opts.caRootPem, now);
@@ -261,11 +260,10 @@ export class FileAgent extends EventEmitter {
     }
   }
 
-  private get root(): { subjectDer: Buffer; key: KeyObject } {
+  private get root(): { subjectDer: Buffer; spkiDer: Buffer } {
     if (!this.rootCache) {
       const root = parseCertificatePem(splitCertificates(this.opts.caRootPem)[0]);
-      const key = createPublicKey({ key: root.spkiDer, format: 'der', type: 'spki' });
-      this.rootCache = { subjectDer: root.subjectDer, key };
+      this.rootCache = { subjectDer: root.subjectDer, spkiDer: root.spkiDer };
     }
     return this.rootCache;
   }
