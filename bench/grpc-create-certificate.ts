@@ -73,7 +73,7 @@ async function benchCfssl(dir: string, ca: CertificateAuthority, caKeyPem: strin
   writeFileSync(path.join(dir, 'ca-key.pem'), caKeyPem);
   writeFileSync(path.join(dir, 'cfssl.json'), JSON.stringify({ signing: { default: { expiry: '1h', usages: ['digital signature', 'key encipherment', 'server auth', 'client auth'] } } }));
   const port = await freePort();
-  const child = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', path.join(dir, 'ca.pem'), '-ca-key', path.join(dir, 'ca-key.pem'), '-config', path.join(dir, 'cfssl.json'), '-loglevel', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', path.join(dir, 'ca.pem'), '-ca-key', path.join(dir, 'ca-key.pem'), '-config', path.join(dir, 'cfssl.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const agent = new http.Agent({ keepAlive: true, maxSockets: csrs.length });
