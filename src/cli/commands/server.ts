@@ -134,7 +134,6 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         monitoring,
       });
       closers.push(() => grpcServer.close());
-      monitoring.addReadinessCheck(grpcServer.readiness);
     }
 
     monitoring.addReadinessCheck({ name: 'marathon', check: () => (marathon.connected ? undefined : 'not connected to Marathon') });
