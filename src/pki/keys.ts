@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, verify } from 'node:crypto';
-import { nativeVerifier } from './native';
+import { nativeP256 } from './native';
 import { parsePemBlocks } from './pem';
 
 /** EC P-256 is the default; RSA 2048 is for Istio 1.0 parity (Citadel wrote PKCS#1 RSA keys). */
@@ -119,7 +119,7 @@ export function isP256Spki(spki: Buffer): boolean {
  */
 export function verifyWithSpki(spki: Buffer, hash: string, data: Buffer, signature: Buffer): boolean {
   try {
-    if (nativeVerifier && hash === 'sha256' && isP256Spki(spki)) return nativeVerifier.verifyP256Sha256(spki.subarray(26), data, signature);
+    if (nativeP256 && hash === 'sha256' && isP256Spki(spki)) return nativeP256.verifyP256Sha256(spki.subarray(26), data, signature);
     return verify(hash, data, publicKeyFromSpki(spki), signature);
   } catch {
     return false;

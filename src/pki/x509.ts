@@ -3,7 +3,8 @@ import {
   bitString, bool, children, contextTag, decodeOid, DerError, expectTag, nullValue, octets, oid, readNode,
   readWhole, seq, set, smallInteger, TAG, time, tlv, unsignedInteger,
 } from './der';
-import { hashForSignatureOid, RSA_SIGNATURE_OIDS, signatureAlgorithmOid, spkiDer } from './keys';
+import { RSA_SIGNATURE_OIDS } from './keys';
+import { nativeP256 } from './native';
 import { fromPem, toPem } from './pem';
 
 /** X.509 building blocks shared by certificates and CSRs: names, extensions, signatures. */
@@ -165,8 +166,21 @@ export function randomSerial(): Buffer {
 }
 
 /** Signs a TBS structure and wraps it as a Certificate or CertificationRequest: SEQUENCE{tbs, alg, sig}. */
-export function signStructure(tbs: Buffer, algDer: Buffer, key: KeyObject, hash: string): Buffer {
-  const signature = sign(hash, tbs, key);
+export function signStructure(tbs: Buffer, algDer: Buffer, key: KeyObject | Signer, hash: string): Buffer {
+  const signature = 'sign' in key ? key.sign(tbs) : sign(hash, tbs, key);
   return seq(tbs, algDer, bitString(signature));
+}
+
+/** A private key ready to sign many times (the CA's): the native P-256 signer when built. */
+export interface Signer {
+  sign(data: Buffer): Buffer;
+}
+
+export function makeSigner(key: KeyObject, hash: string): Signer {
+  if (nativeP256 && hash === 'sha256' && key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+    const handle = nativeP256.p256Signer(key.export({ format: 'der', type: 'sec1' }));
+    return { sign: (data) => nativeP256!.signP256Sha256(handle, data) };
+  }
+  return { sign: (data) => sign(hash, data, key) };
 }
 
