@@ -1,7 +1,7 @@
 import { KeyObject } from 'node:crypto';
 import { children, contextTag, decodeOid, DerError, expectTag, oid, readWhole, seq, set, smallInteger, TAG } from './der';
 import { hashForSignatureOid, isP256Spki, publicKeyFromSpki, publicKeyOf, signatureAlgorithmOid, spkiDer, verifyWithSpki } from './keys';
-import { fromPem, parsePemBlocks, toPem } from './pem';
+import { parsePemBlocks, toPem } from './pem';
 import {
   decodeExtensions, decodeExtKeyUsage, decodeKeyUsage, decodeName, decodeSubjectAltNames, encodeExtension,
   encodeExtKeyUsage, encodeKeyUsage, encodeName, encodeSubjectAltNames, KeyUsageName, OID, signatureAlgorithm,
@@ -70,9 +70,9 @@ export function csrDer(input: string | Buffer): Buffer {
   try {
     if (Buffer.isBuffer(input) && input[0] === TAG.SEQUENCE) return input;
     const text = Buffer.isBuffer(input) ? input.toString('latin1') : input;
-    const labels = parsePemBlocks(text).map((b) => b.label);
-    const label = labels.includes('NEW CERTIFICATE REQUEST') ? 'NEW CERTIFICATE REQUEST' : 'CERTIFICATE REQUEST';
-    return fromPem(text, label, 'CSR');
+    const blocks = parsePemBlocks(text).filter((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
+    if (blocks.length !== 1) throw new Error(blocks.length ? `expected one CSR PEM block, found ${blocks.length}` : 'no "CERTIFICATE REQUEST" PEM block found');
+    return blocks[0].der;
   } catch (err) {
     throw new CsrError('malformed', (err as Error).message);
   }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, sign, KeyObject } from 'node:crypto';
+import { hash, randomBytes, sign, KeyObject } from 'node:crypto';
 import {
   bitString, bool, children, contextTag, decodeOid, DerError, expectTag, nullValue, octets, oid, readNode,
   readWhole, seq, set, smallInteger, TAG, time, tlv, unsignedInteger,
@@ -155,12 +155,23 @@ export function signatureAlgorithm(sigOid: string): Buffer {
 /** Key identifier: SHA-1 of the subjectPublicKey BIT STRING content (RFC 5280 method 1). */
 export function keyIdentifier(spki: Buffer): Buffer {
   const [, pubKey] = children(readWhole(spki, 'SubjectPublicKeyInfo'));
-  return createHash('sha1').update(pubKey.content.subarray(1)).digest();
+  return hash('sha1', pubKey.content.subarray(1), 'buffer') as unknown as Buffer;
 }
+
+// Serials are drawn from a refilled pool: one CSPRNG call per 256 certificates, not per certificate.
+const SERIAL_POOL = 4096;
+let serialPool = Buffer.alloc(0);
+let serialOffset = SERIAL_POOL;
 
 /** A positive 128-bit random serial number. */
 export function randomSerial(): Buffer {
-  const b = randomBytes(16);
+  if (serialOffset >= serialPool.length) {
+    serialPool = randomBytes(SERIAL_POOL);
+    serialOffset = 0;
+  }
+  const b = Buffer.from(serialPool.subarray(serialOffset, serialOffset + 16));
+  serialPool.fill(0, serialOffset, serialOffset + 16); // a used serial never stays in memory twice
+  serialOffset += 16;
   b[0] = (b[0] & 0x7f) | 0x01;
   return b;
 }
