@@ -5,7 +5,7 @@ import { Logger, silentLogger } from '../common/log';
 import { certificatePem, issueCaDer, issueLeafDer, Issuer, makeIssuer, parseCertificatePem } from '../pki/certificate';
 import { parseAndValidateCsr } from '../pki/csr';
 import { Identity, spiffeId } from '../pki/identity';
-import { generateKeyPair, privateKeyFromPem, privateKeyToPem, spkiDer } from '../pki/keys';
+import { generateEncodedKeyPair, generateKeyPair, privateKeyFromPem, privateKeyToPem, spkiDer } from '../pki/keys';
 import { splitCertificates } from '../pki/pem';
 import { randomSerial } from '../pki/x509';
 import { keyMatchesCertificate, verifyChain } from '../pki/verify';
@@ -180,11 +180,11 @@ export class CertificateAuthority {
   /** Generates a key and certificate for an identity: a Citadel 1.0 secret's contents. */
   issueKeyCertBundle(identity: Identity, ttlMs?: number, now = new Date()): KeyCertBundle {
     const ttl = this.resolveTtl(ttlMs);
-    const pair = generateKeyPair(this.config.keyAlgorithm);
-    const issued = this.issue(spkiDer(pair.publicKey), spiffeId(identity), ttl, now);
+    const pair = generateEncodedKeyPair(this.config.keyAlgorithm);
+    const issued = this.issue(pair.spki, spiffeId(identity), ttl, now);
     return {
       certChainPem: issued.certPem + issued.intermediatePems.join(''),
-      keyPem: privateKeyToPem(pair.privateKey, this.config.keyAlgorithm === 'rsa-2048' ? 'pkcs1' : 'pkcs8'),
+      keyPem: pair.privateKeyPem,
       rootCertPem: this.rootCertPem,
       notBefore: issued.notBefore,
       notAfter: issued.notAfter,

@@ -1,4 +1,6 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, verify } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, verify } from 'node:crypto';
+import { contextTag, octets, oid, seq, smallInteger, bitString } from './der';
+import { toPem } from './pem';
 import { nativeP256 } from './native';
 import { parsePemBlocks } from './pem';
 
@@ -125,3 +127,32 @@ export function verifyWithSpki(spki: Buffer, hash: string, data: Buffer, signatu
     return false;
   }
 }
+
+/** A private key as PEM and its public key as DER SPKI: what a Citadel secret needs. */
+export interface EncodedKeyPair {
+  privateKeyPem: string;
+  spki: Buffer;
+}
+
+/**
+ * Generates a key pair already encoded. For P-256 the key comes from ECDH and is encoded here:
+ * OpenSSL 3.0's encoders cost about 0.5 ms per key (PKCS#8 plus SPKI), eight times the key
+ * generation itself, and a reconcile makes thousands.
+ */
+export function generateEncodedKeyPair(algorithm: KeyAlgorithm = 'ec-p256'): EncodedKeyPair {
+  if (algorithm === 'ec-p256') {
+    const ecdh = createECDH('prime256v1');
+    ecdh.generateKeys();
+    const point = ecdh.getPublicKey();
+    const d = ecdh.getPrivateKey();
+    const scalar = d.length === 32 ? d : Buffer.concat([Buffer.alloc(32 - d.length), d]);
+    const ecPrivateKey = seq(smallInteger(1), octets(scalar), contextTag(1, true, bitString(point)));
+    const pkcs8 = seq(smallInteger(0), seq(oid(OID_EC_PUBLIC_KEY), oid(OID_P256)), octets(ecPrivateKey));
+    return { privateKeyPem: toPem('PRIVATE KEY', pkcs8), spki: Buffer.concat([P256_SPKI_HEADER, point]) };
+  }
+  const pair = generateKeyPair(algorithm);
+  return { privateKeyPem: privateKeyToPem(pair.privateKey, 'pkcs1'), spki: spkiDer(pair.publicKey) };
+}
+
+const OID_EC_PUBLIC_KEY = '1.2.840.10045.2.1';
+const OID_P256 = '1.2.840.10045.3.1.7';

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { parseCertificatePem, issueCaDer, certificatePem, makeIssuer } from '../../src/pki/certificate';
-import { generateKeyPair, privateKeyFromPem, privateKeyToPem, spkiDer } from '../../src/pki/keys';
+import { generateEncodedKeyPair, generateKeyPair, privateKeyFromPem, privateKeyToPem, spkiDer } from '../../src/pki/keys';
 import { svidProblems, verifyChain, identityOfCertificate } from '../../src/pki/verify';
 import { OID } from '../../src/pki/x509';
 import { bundleFor, tempDir, testCa } from '../helpers/pki';
@@ -105,4 +105,14 @@ test('an expired leaf fails the chain check with the reason', () => {
   const check = verifyChain(b.certChainPem, b.rootCertPem, new Date(Date.now() + 10_000));
   assert.equal(check.ok, false);
   assert.match(check.problems.join(), /expired/);
+});
+
+test('P-256 keys encoded by hand read back in node:crypto and openssl, and match their SPKI', () => {
+  for (let i = 0; i < 20; i++) {
+    const { privateKeyPem, spki } = generateEncodedKeyPair('ec-p256');
+    const key = privateKeyFromPem(privateKeyPem);
+    assert.equal(key.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+    assert.deepEqual(spkiDer(key), spki);
+    assert.match(execFileSync('openssl', ['pkey', '-noout', '-text'], { input: privateKeyPem, encoding: 'utf8' }), /ASN1 OID: prime256v1/);
+  }
 });
