@@ -2,6 +2,8 @@ import { constants, promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
+import * as fsSync from 'node:fs';
+import { nativeAddon } from './native';
 
 /** Creates `file` (which must not exist), writes it and fsyncs it. */
 export async function writeNewFileDurable(file: string, data: string | Buffer, mode: number): Promise<void> {
@@ -40,19 +42,25 @@ export async function writeFileAtomic(file: string, data: string | Buffer, mode 
 /**
  * Group commit for many small files on one filesystem: each caller writes without fsync, then
  * awaits flush(), which makes everything written before the call durable. Concurrent callers
- * share one syncfs(2) (`sync -f`) instead of paying an fsync per file and per directory: this
- * is what lets a reconcile write thousands of secrets in seconds.
+ * share one syncfs(2) (the native addon's, else `sync -f`) instead of paying an fsync per file
+ * and per directory: this is what lets a reconcile write thousands of secrets in seconds.
  */
 export class FilesystemSync {
   private running?: Promise<void>;
   private queued?: Promise<void>;
   private syncfsWorks = true;
+  /** An open descriptor on the filesystem to sync (kept for the life of the process). */
+  private dirFd?: number;
 
   constructor(private readonly dir: string) {}
 
   flush(): Promise<void> {
     if (!this.running) {
-      this.running = this.syncOnce().finally(() => (this.running = undefined));
+      // Start on the next turn of the event loop, so every writer of this turn shares the sync
+      // and the sync does not contend with their file creation on the journal.
+      this.running = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => this.syncOnce())
+        .finally(() => (this.running = undefined));
       return this.running;
     }
     // A sync already under way may have started before our writes: wait for the next one.
@@ -65,7 +73,17 @@ export class FilesystemSync {
     return this.queued;
   }
 
+  /** Releases the descriptor; a later flush opens it again. */
+  close(): void {
+    if (this.dirFd !== undefined) fsSync.closeSync(this.dirFd);
+    this.dirFd = undefined;
+  }
+
   private async syncOnce(): Promise<void> {
+    if (nativeAddon) {
+      this.dirFd ??= fsSync.openSync(this.dir, 'r');
+      return nativeAddon.syncfs(this.dirFd);
+    }
     if (this.syncfsWorks) {
       try {
         await execFileAsync('sync', ['-f', this.dir]);

@@ -1,7 +1,7 @@
 import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, verify } from 'node:crypto';
 import { contextTag, octets, oid, seq, smallInteger, bitString } from './der';
 import { toPem } from './pem';
-import { nativeP256 } from './native';
+import { nativeP256 } from '../common/native';
 import { parsePemBlocks } from './pem';
 
 /** EC P-256 is the default; RSA 2048 is for Istio 1.0 parity (Citadel wrote PKCS#1 RSA keys). */

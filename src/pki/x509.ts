@@ -4,7 +4,7 @@ import {
   readWhole, seq, set, smallInteger, TAG, time, tlv, unsignedInteger,
 } from './der';
 import { RSA_SIGNATURE_OIDS } from './keys';
-import { nativeP256 } from './native';
+import { nativeP256 } from '../common/native';
 import { fromPem, toPem } from './pem';
 
 /** X.509 building blocks shared by certificates and CSRs: names, extensions, signatures. */

@@ -233,6 +233,8 @@ export class FileStore implements Store {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    await Promise.all([...this.locks.values()]);
+    this.sync.close();
   }
 
   private emit(e: StoreEvent): void {

@@ -108,3 +108,16 @@ test('a writer killed mid-write never leaves a torn secret', async () => {
   }
   assert.ok(checked >= 8, `checked ${checked} secrets`);
 });
+
+test('the native syncfs resolves for a real directory and rejects a bad descriptor', async (t) => {
+  const { nativeAddon } = await import('../../src/common/native');
+  if (!nativeAddon) return t.skip('native addon not built');
+  const { openSync, closeSync } = await import('node:fs');
+  const fd = openSync(tempDir(), 'r');
+  try {
+    assert.equal(await nativeAddon.syncfs(fd), undefined);
+  } finally {
+    closeSync(fd);
+  }
+  await assert.rejects(nativeAddon.syncfs(987654), /Bad file descriptor/);
+});

@@ -106,10 +106,13 @@ static napi_value SignP256Sha256(napi_env env, napi_callback_info info) {
   return result;
 }
 
+void RegisterSyncfs(napi_env env, napi_value exports); /* src/common/native/syncfs.c */
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  RegisterSyncfs(env, exports);
   p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
-  if (!p256) return exports;
+  if (!p256) return exports; /* no P-256 functions: callers fall back to node:crypto */
   napi_create_function(env, "verifyP256Sha256", NAPI_AUTO_LENGTH, VerifyP256Sha256, NULL, &fn);
   napi_set_named_property(env, exports, "verifyP256Sha256", fn);
   napi_create_function(env, "p256Signer", NAPI_AUTO_LENGTH, P256Signer, NULL, &fn);
