@@ -23,7 +23,7 @@ import { createCsr, csrDer } from '../src/pki/csr';
 import { children, readWhole } from '../src/pki/der';
 import { spiffeId, workloadIdentity, WorkloadIdentity } from '../src/pki/identity';
 import { generateKeyPair, publicKeyFromSpki, verifyWithSpki } from '../src/pki/keys';
-import { nativeP256 } from '../src/pki/native';
+import { nativeP256 } from '../src/common/native';
 import { cpuMicros } from './grpc-proc';
 
 export const TARGET_CERTS_PER_SEC = 5_000;

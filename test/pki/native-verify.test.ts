@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { nativeP256 } from '../../src/pki/native';
+import { nativeP256 } from '../../src/common/native';
 import { spkiDer, verifyWithSpki } from '../../src/pki/keys';
 
 test('the native P-256 verifier is built (npm run build compiles it)', () => {
