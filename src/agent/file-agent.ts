@@ -15,7 +15,7 @@ import type { SecretsUpdate, WorkloadSecret } from '../server/api';
 import { CaClient } from './ca-client';
 import { Bundle, CertsDirectory } from './certs-directory';
 import { credentialFromChain, NodeCredential, NodeCredentialFile } from './node-credential';
-import { renewalTime } from './rotation';
+import { renewalTime } from '../ca/rotation';
 
 export interface FileAgentOptions {
   /** host:port of the CA's gRPC API (8060). */

@@ -22,6 +22,16 @@ export function refreshTime(notBefore: Date, notAfter: Date, policy: RotationPol
   return new Date(notAfter.getTime() - gracePeriodMs(notBefore, notAfter, policy));
 }
 
+/**
+ * Today's Istio renewal point for a certificate its holder renews itself (a node certificate,
+ * the CA's own server certificate): at `ratio` of the lifetime, moved earlier by up to `jitter`
+ * of the lifetime so that many holders started together do not renew together.
+ */
+export function renewalTime(notBefore: Date, notAfter: Date, ratio = 0.5, jitter = 0.01, random = Math.random): Date {
+  const lifetime = notAfter.getTime() - notBefore.getTime();
+  return new Date(notBefore.getTime() + lifetime * Math.max(0, ratio - jitter * random()));
+}
+
 export type RefreshReason = 'expiring' | 'root-changed' | 'unparseable';
 
 export interface SecretValidity {

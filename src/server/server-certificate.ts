@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
 import { CertificateAuthority } from '../ca/authority';
 import { Logger } from '../common/log';
-import { generateKeyPair, privateKeyToPem, spkiDer } from '../pki/keys';
+import { renewalTime } from '../ca/rotation';
+import { generateEncodedKeyPair } from '../pki/keys';
 
 /** What a TLS server needs: our chain and key, and the root that client certificates must chain to. */
 export interface ServerTls {
@@ -38,11 +39,11 @@ export class ServerCertificate {
 
   /** Issues a fresh key and certificate, tells grpc-js, and schedules the next renewal. */
   renew(now = new Date()): void {
-    const pair = generateKeyPair('ec-p256');
-    const issued = this.ca.issue(spkiDer(pair.publicKey), undefined, this.ttlMs, now, { dnsNames: this.dnsNames, ipAddresses: this.ipAddresses });
-    this.current = { cert: issued.certPem + issued.intermediatePems.join(''), key: privateKeyToPem(pair.privateKey), ca: this.ca.rootCertPem, notAfter: issued.notAfter };
+    const pair = generateEncodedKeyPair('ec-p256');
+    const issued = this.ca.issue(pair.spki, undefined, this.ttlMs, now, { dnsNames: this.dnsNames, ipAddresses: this.ipAddresses });
+    this.current = { cert: issued.certPem + issued.intermediatePems.join(''), key: pair.privateKeyPem, ca: this.ca.rootCertPem, notAfter: issued.notAfter };
     for (const l of this.listeners) l(this.tls);
-    const lifetime = issued.notAfter.getTime() - now.getTime();
+    const renewIn = renewalTime(now, issued.notAfter).getTime() - now.getTime();
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       try {
@@ -51,7 +52,7 @@ export class ServerCertificate {
         this.logger.error('cannot renew the gRPC server certificate; retrying in 1 minute', { error: (err as Error).message });
         this.timer = setTimeout(() => this.renew(), 60_000).unref();
       }
-    }, Math.max(1000, Math.min(lifetime / 2, 2 ** 31 - 1))).unref();
+    }, Math.max(1000, Math.min(renewIn, 2 ** 31 - 1))).unref();
     this.logger.info('gRPC server certificate issued', { names: [...this.dnsNames, ...this.ipAddresses], notAfter: issued.notAfter.toISOString() });
   }
 
