@@ -6,10 +6,7 @@
  *
  *   node dist/bench/grpc-create-certificate.js [requests-per-caller=150] [callers=64]
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CaClient } from '../src/agent/ca-client';
@@ -19,6 +16,7 @@ import { createCsr } from '../src/pki/csr';
 import { spiffeId, workloadIdentity } from '../src/pki/identity';
 import { generateKeyPair } from '../src/pki/keys';
 import { FileStore } from '../src/store/file-store';
+import { startCfssl } from './cfssl';
 import { cpuMicros, startCaProcess } from './grpc-proc';
 
 export interface ServerFigures {
@@ -41,14 +39,6 @@ async function drive(callers: number, perCaller: number, call: (caller: number) 
   return { certs, wallMs: Math.round(wallMs), certsPerSec: Math.round((certs / wallMs) * 1000), cpuMicrosPerCert: Math.round(cpu / certs) };
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 async function benchGrpc(dir: string, ca: CertificateAuthority, csrs: string[], ids: string[], perCaller: number): Promise<ServerFigures> {
   const proc = await startCaProcess(path.join(dir, 'store'));
   const clients = ids.map((_, i) => {
@@ -69,45 +59,13 @@ async function benchGrpc(dir: string, ca: CertificateAuthority, csrs: string[], 
 }
 
 async function benchCfssl(dir: string, ca: CertificateAuthority, caKeyPem: string, csrs: string[], perCaller: number): Promise<ServerFigures> {
-  writeFileSync(path.join(dir, 'ca.pem'), ca.rootCertPem);
-  writeFileSync(path.join(dir, 'ca-key.pem'), caKeyPem);
-  writeFileSync(path.join(dir, 'cfssl.json'), JSON.stringify({ signing: { default: { expiry: '1h', usages: ['digital signature', 'key encipherment', 'server auth', 'client auth'] } } }));
-  const port = await freePort();
-  const child = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', path.join(dir, 'ca.pem'), '-ca-key', path.join(dir, 'ca-key.pem'), '-config', path.join(dir, 'cfssl.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const agent = new http.Agent({ keepAlive: true, maxSockets: csrs.length });
+  const cfssl = await startCfssl(dir, ca.rootCertPem, caKeyPem, csrs.length, csrs[0]);
   try {
-    const sign = (csr: string) =>
-      new Promise<void>((resolve, reject) => {
-        const body = JSON.stringify({ certificate_request: csr });
-        const req = http.request({ host: '127.0.0.1', port, path: '/api/v1/cfssl/sign', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-          let text = '';
-          res.on('data', (d) => (text += d));
-          res.on('end', () => {
-            const parsed = JSON.parse(text) as { success: boolean; errors: unknown[] };
-            if (!parsed.success) reject(new Error(`cfssl: ${JSON.stringify(parsed.errors)}`));
-            else resolve();
-          });
-        });
-        req.on('error', reject);
-        req.end(body);
-      });
-    for (let i = 0; ; i++) {
-      try {
-        await sign(csrs[0]);
-        break;
-      } catch (err) {
-        if (i > 100) throw new Error(`cfssl serve did not come up: ${(err as Error).message} ${stderr}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    const call = (c: number) => sign(csrs[c]);
-    await drive(csrs.length, 20, call, child.pid!);
-    return { server: 'cfssl serve /api/v1/cfssl/sign (HTTP keep-alive)', ...(await drive(csrs.length, perCaller, call, child.pid!)) };
+    const call = (c: number) => cfssl.sign(csrs[c]);
+    await drive(csrs.length, 20, call, cfssl.pid);
+    return { server: 'cfssl serve /api/v1/cfssl/sign (HTTP keep-alive)', ...(await drive(csrs.length, perCaller, call, cfssl.pid)) };
   } finally {
-    agent.destroy();
-    child.kill('SIGTERM');
+    cfssl.stop();
   }
 }
 

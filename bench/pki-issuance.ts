@@ -10,11 +10,9 @@
  *
  *   node dist/bench/pki-issuance.js [csrs=2000] [rounds=3] [--no-cfssl] [--no-openssl]
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createPublicKey, KeyObject, verify } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CertificateAuthority, createSelfSignedRoot } from '../src/ca/authority';
@@ -24,6 +22,7 @@ import { children, readWhole } from '../src/pki/der';
 import { spiffeId, workloadIdentity, WorkloadIdentity } from '../src/pki/identity';
 import { generateKeyPair, publicKeyFromSpki, verifyWithSpki } from '../src/pki/keys';
 import { nativeP256 } from '../src/common/native';
+import { startCfssl } from './cfssl';
 import { cpuMicros } from './grpc-proc';
 
 export const TARGET_CERTS_PER_SEC = 5_000;
@@ -49,64 +48,24 @@ export function opensslSpeed(seconds = 3): { signPerSec: number; verifyPerSec: n
   return { signPerSec, verifyPerSec, boundPerSec: 1 / (1 / signPerSec + 1 / verifyPerSec) };
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 /** `cfssl serve` with our root as its CA, signing `csrs` over HTTP with `callers` keep-alive callers. */
 export async function cfsslSign(dir: string, caCertPem: string, caKeyPem: string, csrs: string[], requests: number, callers = 64): Promise<{ certsPerSec: number; cpuMicrosPerCert: number }> {
-  writeFileSync(path.join(dir, 'ca.pem'), caCertPem);
-  writeFileSync(path.join(dir, 'ca-key.pem'), caKeyPem, { mode: 0o600 });
-  writeFileSync(path.join(dir, 'cfssl.json'), JSON.stringify({ signing: { default: { expiry: '1h', usages: ['digital signature', 'key encipherment', 'server auth', 'client auth'] } } }));
-  const port = await freePort();
-  const child = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', path.join(dir, 'ca.pem'), '-ca-key', path.join(dir, 'ca-key.pem'), '-config', path.join(dir, 'cfssl.json'), '-loglevel', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const agent = new http.Agent({ keepAlive: true, maxSockets: callers });
-  const bodies = csrs.map((csr) => JSON.stringify({ certificate_request: csr }));
-  const sign = (body: string) =>
-    new Promise<void>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/api/v1/cfssl/sign', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d) => (text += d));
-        res.on('end', () => {
-          const parsed = JSON.parse(text) as { success: boolean; errors: unknown[] };
-          if (!parsed.success) reject(new Error(`cfssl: ${JSON.stringify(parsed.errors)}`));
-          else resolve();
-        });
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
+  const cfssl = await startCfssl(dir, caCertPem, caKeyPem, callers, csrs[0]);
   const drive = async (n: number) => {
     let next = 0;
     await Promise.all(Array.from({ length: callers }, async () => {
-      while (next < n) await sign(bodies[next++ % bodies.length]);
+      while (next < n) await cfssl.sign(csrs[next++ % csrs.length]);
     }));
   };
   try {
-    for (let i = 0; ; i++) {
-      try {
-        await sign(bodies[0]);
-        break;
-      } catch (err) {
-        if (i > 100) throw new Error(`cfssl serve did not come up: ${(err as Error).message} ${stderr}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
     await drive(Math.min(500, requests)); // warm-up: connections, Go's scheduler
-    const cpu0 = cpuMicros(child.pid!);
+    const cpu0 = cpuMicros(cfssl.pid);
     const t0 = performance.now();
     await drive(requests);
     const ms = performance.now() - t0;
-    return { certsPerSec: (requests / ms) * 1000, cpuMicrosPerCert: (cpuMicros(child.pid!) - cpu0) / requests };
+    return { certsPerSec: (requests / ms) * 1000, cpuMicrosPerCert: (cpuMicros(cfssl.pid) - cpu0) / requests };
   } finally {
-    agent.destroy();
-    child.kill('SIGTERM');
+    cfssl.stop();
   }
 }
 
