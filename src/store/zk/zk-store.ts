@@ -42,14 +42,9 @@ export interface ZkStoreOptions extends StoreOptions {
 }
 
 /** What a secret znode holds. The namespace and name repeat the path so a dump explains itself. */
-interface SecretRecord {
+/** A secret's znode: the Secret itself (key sealed when a KEK is set) with a format version. */
+interface SecretRecord extends Secret {
   v: 1;
-  namespace: string;
-  name: string;
-  certChainPem: string;
-  keyPem: string;
-  rootCertPem: string;
-  metadata: SecretMetadata;
 }
 
 export async function openZkStore(url: string, opts: ZkStoreOptions = {}): Promise<ZkStore> {
