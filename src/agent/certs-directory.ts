@@ -2,9 +2,10 @@ import * as fs from 'node:fs';
 import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
+import { CITADEL_FILES } from '../pki/identity';
 
 /** Citadel's three files in each identity directory. */
-export const BUNDLE_FILES = ['cert-chain.pem', 'key.pem', 'root-cert.pem'] as const;
+export const BUNDLE_FILES = [CITADEL_FILES.certChain, CITADEL_FILES.key, CITADEL_FILES.root] as const;
 export type BundleFile = (typeof BUNDLE_FILES)[number];
 export type Bundle = Record<BundleFile, string>;
 

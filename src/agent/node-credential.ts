@@ -1,6 +1,6 @@
-import { constants, promises as fs } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../common/atomic-file';
 import { parseCertificatePem } from '../pki/certificate';
 import { spiffeId, NodeIdentity } from '../pki/identity';
 import { privateKeyFromPem } from '../pki/keys';
@@ -62,20 +62,6 @@ export class NodeCredentialFile {
 
   async save(c: NodeCredential): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
-    const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    try {
-      await fh.writeFile(c.keyPem + c.certChainPem, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, this.file);
-    const dh = await fs.open(this.dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await writeFileAtomic(this.file, c.keyPem + c.certChainPem, 0o600);
   }
 }

@@ -1,9 +1,11 @@
 import { CertificateAuthority, SigningError } from '../ca/authority';
 import { refreshReason, refreshTime, RefreshReason, RotationPolicy } from '../ca/rotation';
 import { Backoff } from '../common/backoff';
+import { forEachLimited } from '../common/concurrency';
 import { ConflictError, errorMessage } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
-import { parseCertificatePem } from '../pki/certificate';
+import { parseCertificateDer } from '../pki/certificate';
+import { parsePemBlocks } from '../pki/pem';
 import { secretName, spiffeId, workloadIdentity } from '../pki/identity';
 import { Secret, SECRET_TYPE, Store, StoredSecret } from '../store/store';
 import { SecretControllerMetrics } from './metrics';
@@ -204,7 +206,7 @@ export class SecretController {
       }
       for (const key of this.goneSince.keys()) if (!this.known.has(key)) this.goneSince.delete(key);
 
-      await runLimited(work, this.concurrency);
+      await forEachLimited(work, this.concurrency, (task) => task());
       this.metrics.managed.set(this.known.size);
       if (result.failed > 0) this.scheduleWake(Date.now() + this.retry.next());
       else {
@@ -335,18 +337,9 @@ export class SecretController {
 function knownOf(s: StoredSecret): Known {
   const sa = s.metadata?.serviceAccount ?? s.name.replace(/^istio\./, '');
   try {
-    const leaf = parseCertificatePem(s.certChainPem.slice(0, s.certChainPem.indexOf('-----END CERTIFICATE-----') + 25));
+    const leaf = parseCertificateDer(parsePemBlocks(s.certChainPem)[0].der); // the leaf comes first in cert-chain.pem
     return { namespace: s.namespace, name: s.name, serviceAccount: sa, version: s.version, notBefore: leaf.notBefore, notAfter: leaf.notAfter, rootCertPem: s.rootCertPem };
   } catch {
     return { namespace: s.namespace, name: s.name, serviceAccount: sa, version: s.version, rootCertPem: s.rootCertPem };
   }
-}
-
-/** Runs tasks with at most `limit` in flight. */
-async function runLimited(tasks: Array<() => Promise<void>>, limit: number): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) await tasks[next++]();
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
 }

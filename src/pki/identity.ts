@@ -86,3 +86,6 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
 export function secretName(serviceAccount: string): string {
   return `istio.${serviceAccount}`;
 }
+
+/** Citadel's file names, in a secret and under the sidecar's /etc/certs. */
+export const CITADEL_FILES = { certChain: 'cert-chain.pem', key: 'key.pem', root: 'root-cert.pem' } as const;

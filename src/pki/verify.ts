@@ -1,7 +1,8 @@
-import { createPublicKey, X509Certificate, KeyObject } from 'node:crypto';
+import { KeyObject } from 'node:crypto';
 import { parseCertificateDer, ParsedCertificate } from './certificate';
 import { Identity, parseSpiffeId } from './identity';
-import { spkiDer } from './keys';
+import { children, decodeOid, readWhole } from './der';
+import { hashForSignatureOid, spkiDer, verifyWithSpki } from './keys';
 import { parsePemBlocks } from './pem';
 import { OID } from './x509';
 
@@ -98,7 +99,9 @@ function isCaCert(c: ParsedCertificate): boolean {
 
 function signedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
   try {
-    return new X509Certificate(child.der).verify(createPublicKey({ key: issuer.spkiDer, format: 'der', type: 'spki' }));
+    const [tbs, sigAlg, sig] = children(readWhole(child.der, 'certificate'));
+    const hash = hashForSignatureOid(decodeOid(children(sigAlg)[0].content));
+    return verifyWithSpki(issuer.spkiDer, hash, tbs.raw, sig.content.subarray(1));
   } catch {
     return false;
   }

@@ -1,3 +1,4 @@
+import { forEachLimited } from '../common/concurrency';
 import { Logger } from '../common/log';
 import type { MarathonView } from '../marathon/view';
 import { secretName } from '../pki/identity';
@@ -89,17 +90,12 @@ export class SecretFeed {
   /** Reads the secrets not yet cached (or changed since) into the cache. */
   private async fetch(keys: string[]): Promise<void> {
     const todo = keys.filter((k) => !this.cache.has(k) || this.stale.has(k));
-    let next = 0;
-    const worker = async () => {
-      while (next < todo.length) {
-        const k = todo[next++];
-        this.stale.delete(k);
-        const slash = k.indexOf('/');
-        const s = await this.store.getSecret(k.slice(0, slash), k.slice(slash + 1));
-        this.cache.set(k, s ?? null);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, todo.length) }, worker));
+    await forEachLimited(todo, READ_CONCURRENCY, async (k) => {
+      this.stale.delete(k);
+      const slash = k.indexOf('/');
+      const s = await this.store.getSecret(k.slice(0, slash), k.slice(slash + 1));
+      this.cache.set(k, s ?? null);
+    });
   }
 
   private schedule(): void {

@@ -6,15 +6,13 @@ import { writeFileAtomic } from '../../common/atomic-file';
 import { formatDuration, parseDuration } from '../../common/duration';
 import { UserError } from '../../common/errors';
 import { parseCertificatePem, ParsedCertificate } from '../../pki/certificate';
-import { spiffeId, workloadIdentity } from '../../pki/identity';
+import { CITADEL_FILES, spiffeId, workloadIdentity } from '../../pki/identity';
 import { describeKey, privateKeyFromPem, publicKeyFromSpki } from '../../pki/keys';
 import { splitCertificates } from '../../pki/pem';
 import { identityOfCertificate, keyMatchesCertificate, svidProblems, verifyChain } from '../../pki/verify';
 import { addCaOptions, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
-/** Citadel's file names, as the sidecar expects them under /etc/certs. */
-export const BUNDLE_FILES = { certChain: 'cert-chain.pem', key: 'key.pem', root: 'root-cert.pem' } as const;
 
 export const registerCert: RegisterCommand = (program: Command) => {
   const cert = program.command('cert').description('issue, inspect and verify workload certificates');
@@ -52,9 +50,9 @@ export const registerCert: RegisterCommand = (program: Command) => {
       }
       await fs.mkdir(o.out, { recursive: true });
       // Root and chain first, key last: a reader never finds a key without its certificate's root.
-      await writeFileAtomic(path.join(o.out, BUNDLE_FILES.root), bundle.rootCertPem, 0o644);
-      await writeFileAtomic(path.join(o.out, BUNDLE_FILES.certChain), bundle.certChainPem, 0o644);
-      await writeFileAtomic(path.join(o.out, BUNDLE_FILES.key), bundle.keyPem, 0o600);
+      await writeFileAtomic(path.join(o.out, CITADEL_FILES.root), bundle.rootCertPem, 0o644);
+      await writeFileAtomic(path.join(o.out, CITADEL_FILES.certChain), bundle.certChainPem, 0o644);
+      await writeFileAtomic(path.join(o.out, CITADEL_FILES.key), bundle.keyPem, 0o600);
       process.stdout.write(
         `issued ${spiffeId(identity)}\n  valid until ${bundle.notAfter.toISOString()} (${formatDuration(bundle.notAfter.getTime() - Date.now())})\n  wrote ${path.join(o.out, '{cert-chain.pem,key.pem,root-cert.pem}')}\n`,
       );
@@ -66,7 +64,7 @@ export const registerCert: RegisterCommand = (program: Command) => {
     .argument('<file>', 'a PEM certificate or chain file, or a directory holding cert-chain.pem')
     .option('--json', 'print as JSON')
     .action(async (file: string, o: { json?: boolean }) => {
-      const pemFile = (await isDirectory(file)) ? path.join(file, BUNDLE_FILES.certChain) : file;
+      const pemFile = (await isDirectory(file)) ? path.join(file, CITADEL_FILES.certChain) : file;
       const text = await readText(pemFile);
       const pems = splitCertificates(text);
       if (pems.length === 0) throw new UserError(`${pemFile}: no PEM certificate found`);
@@ -97,7 +95,7 @@ export const registerCert: RegisterCommand = (program: Command) => {
     .description('check a bundle directory: chain to root-cert.pem, X.509-SVID rules, key matches, not expired; exit 0, or 1 with the reasons')
     .argument('<dir>', 'directory with cert-chain.pem, key.pem, root-cert.pem')
     .action(async (dir: string) => {
-      const [chain, keyPem, root] = await Promise.all([BUNDLE_FILES.certChain, BUNDLE_FILES.key, BUNDLE_FILES.root].map((f) => readText(path.join(dir, f))));
+      const [chain, keyPem, root] = await Promise.all([CITADEL_FILES.certChain, CITADEL_FILES.key, CITADEL_FILES.root].map((f) => readText(path.join(dir, f))));
       const problems = verifyBundle(chain, keyPem, root);
       if (problems.length) {
         process.stderr.write(`citadel: ${dir}: ${problems.join('; ')}\n`);
