@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { constants } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
+import { uniqueSuffix } from '../common/atomic-file';
 import { CITADEL_FILES } from '../pki/identity';
 
 /** Citadel's three files in each identity directory. */
@@ -72,9 +72,9 @@ export class CertsDirectory {
       fs.mkdirSync(nsDir, { recursive: true, mode: 0o755 });
       this.namespaces.add(nsDir);
     }
-    const version = `..${new Date().toISOString().replace(/[-:]/g, '').replace('.', '_')}.${randomBytes(4).toString('hex')}`;
+    const version = `..${new Date().toISOString().replace(/[-:]/g, '').replace('.', '_')}.${uniqueSuffix()}`;
     if (isNew ?? !lstat(dir)) {
-      const tmp = path.join(nsDir, `.${serviceAccount}.tmp-${randomBytes(6).toString('hex')}`);
+      const tmp = path.join(nsDir, `.${serviceAccount}.tmp-${uniqueSuffix()}`);
       fs.mkdirSync(tmp, { mode: 0o755 });
       this.writePayload(path.join(tmp, version), bundle);
       fs.symlinkSync(version, path.join(tmp, DATA));
@@ -104,7 +104,7 @@ export class CertsDirectory {
   /** Removes an identity directory: renamed out of sight first, then deleted. */
   async remove(namespace: string, serviceAccount: string): Promise<void> {
     const dir = this.identityPath(namespace, serviceAccount);
-    const gone = path.join(path.dirname(dir), `.${serviceAccount}.removing-${randomBytes(6).toString('hex')}`);
+    const gone = path.join(path.dirname(dir), `.${serviceAccount}.removing-${uniqueSuffix()}`);
     try {
       fs.renameSync(dir, gone);
     } catch (err) {

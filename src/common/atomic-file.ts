@@ -5,6 +5,17 @@ import { execFile } from 'node:child_process';
 import * as fsSync from 'node:fs';
 import { nativeAddon } from './native';
 
+const PROCESS_TAG = randomBytes(4).toString('hex');
+let tempCounter = 0;
+
+/**
+ * A suffix for temporary names that no other writer uses: a random tag per process and a counter.
+ * (randomBytes per name cost more than the syscalls around it on the store's write path.)
+ */
+export function uniqueSuffix(): string {
+  return `${PROCESS_TAG}${(++tempCounter).toString(36)}`;
+}
+
 /** Creates `file` (which must not exist), writes it and fsyncs it. */
 export async function writeNewFileDurable(file: string, data: string | Buffer, mode: number): Promise<void> {
   const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
@@ -27,7 +38,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /** Replaces `file` all at once: a fsynced temp file renamed over it, then the directory fsynced. */
 export async function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${randomBytes(6).toString('hex')}`);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${uniqueSuffix()}`);
   try {
     await writeNewFileDurable(tmp, data, mode);
     await fs.chmod(tmp, mode);

@@ -55,17 +55,16 @@ export interface ChainCheck {
 export function verifyChain(chainPem: string, rootPem: string, now = new Date()): ChainCheck {
   const problems: string[] = [];
   const chainDer = parsePemBlocks(chainPem).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
-  const rootDer = parsePemBlocks(rootPem).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
   if (chainDer.length === 0) return { ok: false, problems: ['the chain holds no certificate'] };
-  if (rootDer.length === 0) return { ok: false, problems: ['no root certificate given'] };
   let chain: ParsedCertificate[];
   let roots: ParsedCertificate[];
   try {
+    roots = trustedRoots(rootPem);
     chain = chainDer.map(parseCertificateDer);
-    roots = rootDer.map(parseCertificateDer);
   } catch (err) {
     return { ok: false, problems: [`a certificate does not parse: ${(err as Error).message}`] };
   }
+  if (roots.length === 0) return { ok: false, problems: ['no root certificate given'] };
   const leaf = chain[0];
   for (const c of [...chain, ...roots]) {
     if (now < c.notBefore) problems.push(`certificate ${c.serialHex.slice(0, 16)} is not valid until ${c.notBefore.toISOString()}`);
@@ -91,6 +90,20 @@ export function verifyChain(chainPem: string, rootPem: string, now = new Date())
   }
   problems.push('the chain is too long');
   return { ok: false, problems, leaf };
+}
+
+/** Parsed trust bundles, by PEM: an agent checks every delivered chain against the same root. */
+const rootCache = new Map<string, ParsedCertificate[]>();
+const ROOT_CACHE_SIZE = 8;
+
+function trustedRoots(rootPem: string): ParsedCertificate[] {
+  let roots = rootCache.get(rootPem);
+  if (!roots) {
+    roots = parsePemBlocks(rootPem).filter((b) => b.label === 'CERTIFICATE').map((b) => parseCertificateDer(b.der));
+    if (rootCache.size >= ROOT_CACHE_SIZE) rootCache.delete(rootCache.keys().next().value!);
+    rootCache.set(rootPem, roots);
+  }
+  return roots;
 }
 
 function isCaCert(c: ParsedCertificate): boolean {

@@ -1,8 +1,7 @@
 import * as fsSync from 'node:fs';
 import { promises as fs } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { FilesystemSync, fsyncDir, writeFileAtomic, writeNewFile, writeNewFileDurable } from '../common/atomic-file';
+import { FilesystemSync, fsyncDir, uniqueSuffix, writeFileAtomic, writeNewFile, writeNewFileDurable } from '../common/atomic-file';
 import { ConflictError, UserError } from '../common/errors';
 import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
 
@@ -48,28 +47,33 @@ export class FileStore implements Store {
   }
 
   async getSecret(namespace: string, name: string): Promise<StoredSecret | undefined> {
+    return this.readSecretSync(namespace, name);
+  }
+
+  /**
+   * Reads a secret with synchronous syscalls: five small files from the page cache cost less on
+   * the event loop than twenty thread-pool round trips, and the CA's secret feed reads thousands.
+   */
+  private readSecretSync(namespace: string, name: string): StoredSecret | undefined {
     const link = this.secretLink(namespace, name);
     // A concurrent writer may remove the version we resolved; read again through the new link.
     for (let attempt = 0; ; attempt++) {
-      let target: string;
+      const target = readLinkSyncOrUndefined(link);
+      if (target === undefined) return undefined;
       try {
-        target = await fs.readlink(link);
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-      try {
-        return await this.readVersion(namespace, name, path.join(path.dirname(link), target));
+        return this.readVersion(namespace, name, path.join(path.dirname(link), target));
       } catch (err) {
         if (!isNotFound(err) || attempt >= 3) throw err;
       }
     }
   }
 
-  private async readVersion(namespace: string, name: string, dir: string): Promise<StoredSecret> {
-    const [certChainPem, keyText, rootCertPem, meta] = await Promise.all(
-      ['cert-chain.pem', 'key.pem', 'root-cert.pem', 'metadata.json'].map((f) => fs.readFile(path.join(dir, f), 'utf8')),
-    );
+  private readVersion(namespace: string, name: string, dir: string): StoredSecret {
+    const read = (f: string) => fsSync.readFileSync(path.join(dir, f), 'utf8');
+    const certChainPem = read('cert-chain.pem');
+    const keyText = read('key.pem');
+    const rootCertPem = read('root-cert.pem');
+    const meta = read('metadata.json');
     const version = Number(/\.v(\d+)$/.exec(dir)?.[1] ?? 0);
     return { namespace, name, certChainPem, keyPem: this.openKey(keyText), rootCertPem, metadata: JSON.parse(meta) as SecretMetadata, version };
   }
@@ -87,15 +91,13 @@ export class FileStore implements Store {
   async listSecrets(namespace?: string): Promise<StoredSecret[]> {
     const namespaces = namespace ? [namespace] : (await readdirOrEmpty(path.join(this.dir, 'secrets'))).filter((n) => !n.startsWith('.'));
     const out: StoredSecret[] = [];
-    await Promise.all(
-      namespaces.map(async (ns) => {
-        const names = (await readdirOrEmpty(path.join(this.dir, 'secrets', ns))).filter((n) => !n.startsWith('.'));
-        for (const name of names) {
-          const s = await this.getSecret(ns, name);
-          if (s) out.push(s);
-        }
-      }),
-    );
+    for (const ns of namespaces) {
+      const names = (await readdirOrEmpty(path.join(this.dir, 'secrets', ns))).filter((n) => !n.startsWith('.'));
+      for (const name of names) {
+        const s = this.readSecretSync(ns, name);
+        if (s) out.push(s);
+      }
+    }
     return out.sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
   }
 
@@ -114,7 +116,7 @@ export class FileStore implements Store {
         fsSync.mkdirSync(parent, { recursive: true, mode: 0o700 });
         this.knownDirs.add(parent);
       }
-      const tmp = path.join(parent, `.${secret.name}.tmp-${randomBytes(6).toString('hex')}`);
+      const tmp = path.join(parent, `.${secret.name}.tmp-${uniqueSuffix()}`);
       try {
         fsSync.mkdirSync(tmp, { mode: 0o700 });
       } catch (err) {
@@ -173,7 +175,7 @@ export class FileStore implements Store {
 
   async createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret> {
     const parent = path.join(this.dir, 'ca');
-    const tmp = path.join(parent, `.istio-ca-secret.tmp-${randomBytes(6).toString('hex')}`);
+    const tmp = path.join(parent, `.istio-ca-secret.tmp-${uniqueSuffix()}`);
     await fs.mkdir(tmp, { mode: 0o700 });
     await writeNewFileDurable(path.join(tmp, 'ca-cert.pem'), candidate.caCertPem, 0o644);
     await writeNewFileDurable(path.join(tmp, 'ca-key.pem'), this.sealKey(candidate.caKeyPem), 0o600);
@@ -205,7 +207,7 @@ export class FileStore implements Store {
   async putJoinToken(record: JoinTokenRecord): Promise<void> {
     checkSegment(record.hash, 'token hash');
     const file = path.join(this.dir, 'tokens', `${record.hash}.json`);
-    const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+    const tmp = `${file}.tmp-${uniqueSuffix()}`;
     await writeNewFileDurable(tmp, JSON.stringify(record) + '\n', 0o600);
     await fs.rename(tmp, file);
     await fsyncDir(path.dirname(file));
@@ -214,7 +216,7 @@ export class FileStore implements Store {
   async consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
     checkSegment(hash, 'token hash');
     const file = path.join(this.dir, 'tokens', `${hash}.json`);
-    const claimed = path.join(this.dir, 'tokens', `.consumed-${hash}-${randomBytes(6).toString('hex')}`);
+    const claimed = path.join(this.dir, 'tokens', `.consumed-${hash}-${uniqueSuffix()}`);
     try {
       await fs.rename(file, claimed); // only one rename of the same file succeeds
     } catch (err) {
@@ -285,7 +287,7 @@ function checkSegment(s: string, what: string): void {
 }
 
 async function swapSymlink(link: string, target: string): Promise<void> {
-  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${randomBytes(6).toString('hex')}`;
+  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${uniqueSuffix()}`;
   await fs.symlink(target, tmp);
   await fs.rename(tmp, link);
 }
@@ -325,7 +327,7 @@ function renameDirReplacing(from: string, to: string): void {
 }
 
 function swapSymlinkSync(link: string, target: string): void {
-  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${randomBytes(6).toString('hex')}`;
+  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${uniqueSuffix()}`;
   fsSync.symlinkSync(target, tmp);
   fsSync.renameSync(tmp, link);
 }
