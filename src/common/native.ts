@@ -12,6 +12,8 @@ export interface NativeAddon {
   /** Loads a P-256 private key (SEC1 DER) once; the handle signs many times. */
   p256Signer(sec1Der: Buffer): object;
   signP256Sha256(signer: object, message: Buffer): Buffer;
+  /** A new P-256 key: the private scalar (32 bytes) then the uncompressed public point (65). */
+  generateP256(): Buffer;
 }
 
 function load(): NativeAddon | undefined {
@@ -35,5 +37,5 @@ function load(): NativeAddon | undefined {
 export const nativeAddon: NativeAddon | undefined = load();
 
 /** The P-256 functions, when the addon is built and OpenSSL has the curve. */
-export const nativeP256: Pick<NativeAddon, 'verifyP256Sha256' | 'p256Signer' | 'signP256Sha256'> | undefined =
-  nativeAddon && typeof nativeAddon.verifyP256Sha256 === 'function' ? nativeAddon : undefined;
+export const nativeP256: Pick<NativeAddon, 'verifyP256Sha256' | 'p256Signer' | 'signP256Sha256' | 'generateP256'> | undefined =
+  nativeAddon && typeof nativeAddon.verifyP256Sha256 === 'function' && typeof nativeAddon.generateP256 === 'function' ? nativeAddon : undefined;

@@ -17,6 +17,9 @@
 #include <openssl/ecdsa.h>
 #include <openssl/obj_mac.h>
 #include <openssl/sha.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
 
 static EC_GROUP *p256;
 
@@ -106,12 +109,40 @@ static napi_value SignP256Sha256(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * generateP256(): Buffer of 97 bytes, the private scalar (32, big-endian) then the public point
+ * (65, uncompressed). node:crypto's ECDH makes a key in three calls, each through OpenSSL 3's
+ * providers; this is one EC_KEY_generate_key from OpenSSL's own random generator.
+ */
+static napi_value GenerateP256(napi_env env, napi_callback_info info) {
+  napi_value result;
+  void *out;
+  unsigned char buf[97];
+  EC_KEY *key = EC_KEY_new();
+  int ok = key && EC_KEY_set_group(key, p256) == 1 && EC_KEY_generate_key(key) == 1 &&
+           BN_bn2binpad(EC_KEY_get0_private_key(key), buf, 32) == 32 &&
+           EC_POINT_point2oct(p256, EC_KEY_get0_public_key(key), POINT_CONVERSION_UNCOMPRESSED, buf + 32, 65, NULL) == 65;
+  (void)info;
+  EC_KEY_free(key);
+  if (!ok) {
+    napi_throw_error(env, NULL, "generateP256: key generation failed");
+    return NULL;
+  }
+  napi_create_buffer_copy(env, sizeof buf, buf, &out, &result);
+  OPENSSL_cleanse(buf, sizeof buf);
+  return result;
+}
+
 void RegisterSyncfs(napi_env env, napi_value exports); /* src/common/native/syncfs.c */
 
+static pthread_once_t p256Once = PTHREAD_ONCE_INIT;
+static void InitP256(void) { p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1); }
+
+/* Loaded once per thread that requires it (the main thread, the file store's worker): the group is shared. */
 NAPI_MODULE_INIT() {
   napi_value fn;
   RegisterSyncfs(env, exports);
-  p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+  pthread_once(&p256Once, InitP256);
   if (!p256) return exports; /* no P-256 functions: callers fall back to node:crypto */
   napi_create_function(env, "verifyP256Sha256", NAPI_AUTO_LENGTH, VerifyP256Sha256, NULL, &fn);
   napi_set_named_property(env, exports, "verifyP256Sha256", fn);
@@ -119,5 +150,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "p256Signer", fn);
   napi_create_function(env, "signP256Sha256", NAPI_AUTO_LENGTH, SignP256Sha256, NULL, &fn);
   napi_set_named_property(env, exports, "signP256Sha256", fn);
+  napi_create_function(env, "generateP256", NAPI_AUTO_LENGTH, GenerateP256, NULL, &fn);
+  napi_set_named_property(env, exports, "generateP256", fn);
   return exports;
 }

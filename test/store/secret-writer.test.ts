@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ConflictError } from '../../src/common/errors';
+import { FileStore } from '../../src/store/file-store';
+import { SecretWrite, SecretWriter, VersionConflict } from '../../src/store/secret-writer';
+import { Secret, SECRET_TYPE } from '../../src/store/store';
+import { bundleFor, tempDir, testCa } from '../helpers/pki';
+
+const ca = testCa();
+
+function write(ns: string, sa: string, expectedVersion?: number | null): SecretWrite {
+  const b = bundleFor(ca, ns, sa);
+  return { namespace: ns, name: `istio.${sa}`, certChainPem: b.certChainPem, keyText: b.keyPem, rootCertPem: b.rootCertPem, metadataJson: '{}\n', expectedVersion };
+}
+
+for (const threads of [2, 0]) {
+  const mode = threads ? `${threads} writer threads` : 'in-thread (the fallback)';
+
+  test(`secret writer, ${mode}: writes land whole, versions count up, a lost compare-and-set changes nothing`, async () => {
+    const dir = tempDir();
+    const writer = new SecretWriter(dir, threads);
+    try {
+      const first = write('prod', 'api', null);
+      assert.equal(await writer.write(first), 1);
+      const second = write('prod', 'api', 1);
+      assert.equal(await writer.write(second), 2);
+      await assert.rejects(writer.write(write('prod', 'api', null)), VersionConflict);
+      await assert.rejects(writer.write(write('prod', 'api', 1)), /is at version 2, not 1/);
+      const live = path.join(dir, 'secrets', 'prod', 'istio.api');
+      assert.equal(readFileSync(path.join(live, 'cert-chain.pem'), 'utf8'), second.certChainPem, 'the refused writes left the second version in place');
+      assert.equal(readFileSync(path.join(live, 'key.pem'), 'utf8'), second.keyText);
+      assert.deepEqual(readdirSync(path.join(dir, 'secrets', 'prod')).sort(), ['.istio.api.v2', 'istio.api'], 'old version and temporaries removed');
+    } finally {
+      await writer.close();
+    }
+  });
+
+  test(`secret writer, ${mode}: an I/O error is reported with its code and leaves nothing behind`, async () => {
+    const dir = tempDir();
+    mkdirSync(path.join(dir, 'secrets'), { recursive: true });
+    writeFileSync(path.join(dir, 'secrets', 'blocked'), 'a file where a namespace directory would go');
+    const writer = new SecretWriter(dir, threads);
+    try {
+      const results = await Promise.allSettled([writer.write(write('blocked', 'api')), writer.write(write('fine', 'api'))]);
+      assert.equal(results[0].status, 'rejected');
+      assert.equal(((results[0] as PromiseRejectedResult).reason as NodeJS.ErrnoException).code, 'ENOTDIR');
+      assert.deepEqual(results[1], { status: 'fulfilled', value: 1 }, 'a failure in a batch does not fail the others');
+      assert.deepEqual(readdirSync(path.join(dir, 'secrets')).sort(), ['blocked', 'fine']);
+    } finally {
+      await writer.close();
+    }
+  });
+}
+
+test('file store: 400 concurrent writes over 40 namespaces through the writer threads; racing creates of one secret, exactly one wins', async () => {
+  const dir = tempDir();
+  const store = await FileStore.open(dir);
+  try {
+    const bundles = Array.from({ length: 400 }, (_, i) => ({ ns: `ns-${i % 40}`, sa: `sa-${Math.floor(i / 40)}` }));
+    const secret = (ns: string, sa: string): Secret => {
+      const b = bundleFor(ca, ns, sa);
+      return {
+        namespace: ns, name: `istio.${sa}`, certChainPem: b.certChainPem, keyPem: b.keyPem, rootCertPem: b.rootCertPem,
+        metadata: { type: SECRET_TYPE, serviceAccount: sa, spiffeId: '', notBefore: '', notAfter: '', serialNumber: b.serialHex, updatedAt: '' },
+      };
+    };
+    const written = bundles.map(({ ns, sa }) => secret(ns, sa));
+    const versions = await Promise.all(written.map((s) => store.putSecret(s, null)));
+    assert.ok(versions.every((v) => v === 1));
+    const racers = await Promise.allSettled([store.putSecret(secret('ns-0', 'sa-0'), 1), store.putSecret(secret('ns-0', 'sa-0'), 1)]);
+    assert.equal(racers.filter((r) => r.status === 'fulfilled').length, 1, 'one of two writers with the same expected version wins');
+    assert.ok((racers.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason instanceof ConflictError);
+    const listed = await store.listSecrets();
+    assert.equal(listed.length, 400);
+    for (const s of written.slice(1)) {
+      const back = listed.find((x) => x.namespace === s.namespace && x.name === s.name)!;
+      assert.equal(back.certChainPem, s.certChainPem);
+      assert.equal(back.keyPem, s.keyPem);
+    }
+    for (let n = 0; n < 40; n++) {
+      const entries = readdirSync(path.join(dir, 'secrets', `ns-${n}`));
+      assert.ok(entries.every((e) => !e.includes('.tmp-') && !e.includes('.link-')), entries.join(','));
+    }
+  } finally {
+    await store.close();
+  }
+});
