@@ -3,7 +3,11 @@
  * Prints one JSON line `{"port":N,"pid":P}` on stdout when it listens.
  *
  *   node dist/bench/grpc-ca-process.js <store-dir> [hosts=0] [identities-per-host=0]
+ *   node dist/bench/grpc-ca-process.js <store-dir> echo
  *
+ * `echo` serves CreateCertificate with one canned certificate chain through the same transport,
+ * TLS server certificate and client-certificate check, but no PKI: the floor that node:http2 and
+ * TLS set under every call.
  * With hosts > 0 the Marathon view places identities ns<h>/sa<i> on hosts host-<h>, as the
  * Marathon client would after its first listing.
  */
@@ -13,7 +17,11 @@ import { DEFAULT_CA_CONFIG } from '../src/ca/config';
 import { createLogger } from '../src/common/log';
 import { MarathonView } from '../src/marathon/view';
 import type { Workload } from '../src/marathon/workload';
+import { IstioCertificateService } from '../src/server/api';
 import { startCaGrpcServer } from '../src/server/grpc-server';
+import { GrpcError, GrpcHttp2Server, status } from '../src/server/grpc-transport';
+import { ServerCertificate } from '../src/server/server-certificate';
+import { workloadIdentity } from '../src/pki/identity';
 import { FileStore } from '../src/store/file-store';
 
 export function benchWorkloads(hosts: number, perHost: number): Workload[] {
@@ -30,6 +38,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const [dir, hosts = '0', perHost = '0'] = argv;
   const store = await FileStore.open(dir);
   const ca = await CertificateAuthority.open(store, DEFAULT_CA_CONFIG);
+  if (hosts === 'echo') return startEcho(ca);
   const view = new MarathonView();
   if (Number(hosts) > 0) view.replaceAll(benchWorkloads(Number(hosts), Number(perHost)));
   const server = await startCaGrpcServer({
@@ -37,6 +46,20 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     rateLimit: { ratePerSecond: 0, burst: 0 },
   });
   process.stdout.write(JSON.stringify({ port: server.port, pid: process.pid }) + '\n');
+  process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
+}
+
+async function startEcho(ca: CertificateAuthority): Promise<void> {
+  const tls = new ServerCertificate(ca, [], createLogger({ level: 'warn' })).tls;
+  const canned = ca.issueKeyCertBundle(workloadIdentity(ca.trustDomain, 'bench', 'echo'));
+  const chain = [canned.certChainPem, canned.rootCertPem];
+  const server = new GrpcHttp2Server({ tls });
+  server.unary(IstioCertificateService.CreateCertificate, (_req, ctx) => {
+    if (!ctx.socket.authorized) throw new GrpcError(status.UNAUTHENTICATED, 'no client certificate');
+    return { certChain: chain };
+  });
+  const port = await server.listen(0, '127.0.0.1');
+  process.stdout.write(JSON.stringify({ port, pid: process.pid }) + '\n');
   process.on('SIGTERM', () => server.close().then(() => process.exit(0)));
 }
 

@@ -11,7 +11,7 @@ export function cpuMicros(pid: number): number {
 }
 
 /** Starts bench/grpc-ca-process.js and waits for its port. */
-export async function startCaProcess(dir: string, hosts = 0, perHost = 0): Promise<{ child: ChildProcess; port: number; pid: number; stop(): Promise<void> }> {
+export async function startCaProcess(dir: string, hosts: number | 'echo' = 0, perHost = 0): Promise<{ child: ChildProcess; port: number; pid: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [...(process.env.CA_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.join(__dirname, 'grpc-ca-process.js'), dir, String(hosts), String(perHost)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
