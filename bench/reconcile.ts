@@ -14,7 +14,7 @@
  *   node dist/bench/reconcile.js [apps=10000] [namespaces=1000] [accountsPerNamespace=3] [deployments=1000]
  *   CITADEL_BENCH_DIR=/dev/shm node dist/bench/reconcile.js   (the store on tmpfs: the code without the disk)
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CertificateAuthority } from '../src/ca/authority';
@@ -53,6 +53,23 @@ export function groupsDump(apps: number, namespaces: number, accountsPerNamespac
   return { id: '/', apps: [], groups, pods: [], dependencies: [] };
 }
 
+/**
+ * What creating an inode costs on this filesystem right now (a directory and a small file, as a
+ * secret's version is made): the figure the store writes' time scales with. On this machine's
+ * shared disk it moves between about 60 µs and 5 ms from one minute to the next.
+ */
+function inodeProbeMicros(dir: string, n = 300): number {
+  const probe = mkdtempSync(path.join(dir, 'probe-'));
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    mkdirSync(path.join(probe, `d${i}`));
+    writeFileSync(path.join(probe, `d${i}`, 'f'), 'x'.repeat(1200), { flag: 'wx' });
+  }
+  const us = ((performance.now() - t0) * 1000) / (2 * n);
+  rmSync(probe, { recursive: true, force: true });
+  return us;
+}
+
 /** Peak resident set of this process in MB (VmHWM). */
 function peakRssMb(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -73,6 +90,7 @@ export async function main(argv = process.argv.slice(2)): Promise<ReconcileFigur
   const dir = mkdtempSync(path.join(process.env.CITADEL_BENCH_DIR ?? os.tmpdir(), 'citadel-bench-reconcile-'));
   const seedFile = path.join(dir, 'groups.json');
   writeFileSync(seedFile, JSON.stringify(groupsDump(apps, namespaces, perNs)));
+  const probeBefore = inodeProbeMicros(dir);
   const sim = await startMarathonSimProcess(['--seed', seedFile, '--heartbeat-interval', '10s'], 60_000);
   const store = await FileStore.open(path.join(dir, 'store'));
   const ca = await CertificateAuthority.open(store, DEFAULT_CA_CONFIG);
@@ -129,6 +147,7 @@ export async function main(argv = process.argv.slice(2)): Promise<ReconcileFigur
     const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
     out(`initial reconcile: ${apps.toLocaleString('en-US')} apps in ${namespaces.toLocaleString('en-US')} namespaces, ${(namespaces * perNs).toLocaleString('en-US')} accounts -> ${secrets.toLocaleString('en-US')} secrets; marathon-sim as a child process, citadel side in this process, file store (fsync on)`);
     out(`load average at start ${loadStart.map((l) => l.toFixed(2)).join(' ')}, at end ${figures.loadavg.map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
+    out(`store on ${dir}: creating an inode costs ${probeBefore.toFixed(0)} µs before the run, ${inodeProbeMicros(dir).toFixed(0)} µs after (a new secret creates 5: its directory, 4 files and its link)`);
     out(`  MarathonClient.start() -> first reconcile done  ${Math.round(reconcileMs).toLocaleString('en-US').padStart(6)} ms (target <= ${TARGETS.reconcileMs.toLocaleString('en-US')} ms): ${verdict(reconcileMs <= TARGETS.reconcileMs)}`);
     out(`    of which listing Marathon (first list)        ${Math.round(listMs).toLocaleString('en-US').padStart(6)} ms; keys, certificates and store writes ${Math.round(reconcileMs - listMs).toLocaleString('en-US')} ms (${Math.round(((reconcileMs - listMs) * 1000) / secrets)} µs/secret)`);
     out(`  peak RSS of the citadel process (VmHWM)         ${Math.round(figures.peakRssMb).toString().padStart(6)} MB (target <= ${TARGETS.rssMb} MB): ${verdict(figures.peakRssMb <= TARGETS.rssMb)}  (${Math.round(rssBeforeMb)} MB before start, incl. writing the seed dump)`);

@@ -58,8 +58,8 @@ class BatchWriter {
 
   async writeBatch(writes: SecretWrite[]): Promise<Outcome[]> {
     const outcomes: Outcome[] = new Array(writes.length);
-    const prepared: Array<{ i: number; link: string; tmp: string; versionPath: string; versionName: string; current?: string; version: number }> = [];
-    // 1. Every write's files into a fresh hidden directory.
+    const prepared: Array<{ i: number; link: string; versionPath: string; versionName: string; current?: string; version: number }> = [];
+    // 1. Every write's files into its new version directory, which no link names yet.
     writes.forEach((w, i) => {
       try {
         prepared.push({ i, ...this.prepare(w) });
@@ -73,20 +73,21 @@ class BatchWriter {
       await this.sync.flush();
     } catch (err) {
       for (const p of prepared) {
-        fs.rmSync(p.tmp, { recursive: true, force: true });
+        fs.rmSync(p.versionPath, { recursive: true, force: true });
         outcomes[p.i] = failure(err);
       }
       return outcomes;
     }
-    // 3. Each into place and its link swapped.
+    // 3. Each link pointed at its new version: a new secret's link is made in place (symlink(2)
+    //    is atomic), an existing one is swapped by rename(2).
     const swapped: typeof prepared = [];
     for (const p of prepared) {
       try {
-        renameDirReplacing(p.tmp, p.versionPath);
-        swapSymlink(p.link, p.versionName);
+        if (p.current === undefined) createSymlink(p.link, p.versionName);
+        else swapSymlink(p.link, p.versionName);
         swapped.push(p);
       } catch (err) {
-        fs.rmSync(p.tmp, { recursive: true, force: true });
+        fs.rmSync(p.versionPath, { recursive: true, force: true });
         outcomes[p.i] = failure(err);
       }
     }
@@ -120,24 +121,18 @@ class BatchWriter {
       fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
       this.knownDirs.add(parent);
     }
-    const tmp = path.join(parent, `.${w.name}.tmp-${uniqueSuffix()}`);
+    const versionPath = path.join(parent, versionName);
+    makeFreshDir(versionPath, parent);
     try {
-      fs.mkdirSync(tmp, { mode: 0o700 });
+      fs.writeFileSync(path.join(versionPath, 'cert-chain.pem'), w.certChainPem, { flag: 'wx', mode: 0o644 });
+      fs.writeFileSync(path.join(versionPath, 'key.pem'), w.keyText, { flag: 'wx', mode: 0o600 });
+      fs.writeFileSync(path.join(versionPath, 'root-cert.pem'), w.rootCertPem, { flag: 'wx', mode: 0o644 });
+      fs.writeFileSync(path.join(versionPath, 'metadata.json'), w.metadataJson, { flag: 'wx', mode: 0o644 });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      fs.mkdirSync(parent, { recursive: true, mode: 0o700 }); // the namespace directory was removed under us
-      fs.mkdirSync(tmp, { mode: 0o700 });
-    }
-    try {
-      fs.writeFileSync(path.join(tmp, 'cert-chain.pem'), w.certChainPem, { flag: 'wx', mode: 0o644 });
-      fs.writeFileSync(path.join(tmp, 'key.pem'), w.keyText, { flag: 'wx', mode: 0o600 });
-      fs.writeFileSync(path.join(tmp, 'root-cert.pem'), w.rootCertPem, { flag: 'wx', mode: 0o644 });
-      fs.writeFileSync(path.join(tmp, 'metadata.json'), w.metadataJson, { flag: 'wx', mode: 0o644 });
-    } catch (err) {
-      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.rmSync(versionPath, { recursive: true, force: true });
       throw err;
     }
-    return { link, tmp, versionPath: path.join(parent, versionName), versionName, current, version };
+    return { link, versionPath, versionName, current, version };
   }
 }
 
@@ -318,15 +313,29 @@ function readLinkOrUndefined(link: string): string | undefined {
   }
 }
 
-/** Renames a directory into place; a stale one left by an earlier failed write is removed first. */
-function renameDirReplacing(from: string, to: string): void {
+/**
+ * Makes an empty directory for a new version. One left by a killed writer (no link names it) is
+ * removed first; a namespace directory removed under us is made again.
+ */
+function makeFreshDir(dir: string, parent: string): void {
   try {
-    fs.renameSync(from, to);
+    fs.mkdirSync(dir, { mode: 0o700 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
-    fs.rmSync(to, { recursive: true, force: true });
-    fs.renameSync(from, to);
+    if (code === 'EEXIST') fs.rmSync(dir, { recursive: true, force: true });
+    else if (code === 'ENOENT') fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
+    else throw err;
+    fs.mkdirSync(dir, { mode: 0o700 });
+  }
+}
+
+/** The first link of a secret; if one appeared after all, it is swapped instead. */
+function createSymlink(link: string, target: string): void {
+  try {
+    fs.symlinkSync(target, link);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    swapSymlink(link, target);
   }
 }
 
