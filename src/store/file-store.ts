@@ -14,11 +14,13 @@ import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store
  *   <dir>/tokens/<sha256>.json
  *
  * A secret is written all or nothing, the way the kubelet's AtomicWriter does it: the files go
- * into a fresh hidden directory (made durable by a shared syncfs before the swap), and the name
- * `istio.<sa>` is a symlink swapped by rename(2). A reader or a writer killed at any moment sees the old secret or the new one,
- * never a mix. One process writes a store directory at a time. The writes run in batches on a
- * worker thread (secret-writer.ts), so that a reconcile's signing overlaps its disk work; reads
- * are a few synchronous syscalls on the caller's thread.
+ * into a new hidden version directory `.istio.<sa>.v<N>` (made durable by a shared syncfs before
+ * any link names it), and the name `istio.<sa>` is a symlink, made in place for a new secret and
+ * swapped by rename(2) for a new version. A reader or a writer killed at any moment sees the old
+ * secret or the new one, never a mix; a version no link names is removed on the next open. One
+ * process writes a store directory at a time. The writes run in batches on writer threads
+ * (secret-writer.ts), so that a reconcile's signing overlaps its disk work; reads are a few
+ * synchronous syscalls on the caller's thread.
  */
 export class FileStore implements Store {
   readonly url: string;

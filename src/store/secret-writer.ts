@@ -1,8 +1,9 @@
 /**
  * The file store's secret writes, on worker threads of their own.
  *
- * A secret is a directory of four small files behind a symlink (see file-store.ts). On a disk,
- * creating those inodes costs 100-250 µs each, and an initial reconcile writes thousands of
+ * A secret is a directory of four small files behind a symlink (see file-store.ts). On this
+ * machine's shared disk, creating an inode costs from 40 µs to over 1 ms depending on the minute
+ * (bench/reconcile.js prints it), and an initial reconcile writes thousands of
  * secrets while the main thread makes their keys and certificates. Here the two overlap: the
  * main thread hands each write over and goes on signing; a worker takes every write that has
  * arrived since its last batch, puts all of their files down, makes them durable with one shared
