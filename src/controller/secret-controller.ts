@@ -13,8 +13,8 @@ import type { Registry } from 'prom-client';
 
 /** What the controller needs of the Marathon view. */
 export interface AccountSource {
-  /** namespace -> service accounts (including `default`) of the apps and pods in it. */
-  desiredAccounts(): Map<string, Set<string>>;
+  /** namespace -> service accounts (including `default`) of the apps and pods in it; read-only. */
+  desiredAccounts(): ReadonlyMap<string, ReadonlySet<string>>;
   onChange(listener: () => void): () => void;
 }
 
@@ -47,6 +47,8 @@ interface Known {
   notBefore?: Date;
   notAfter?: Date;
   rootCertPem: string;
+  /** When the grace period starts (ms since the epoch), computed once; NaN without a parseable certificate. */
+  refreshAt: number;
 }
 
 export interface ReconcileResult {
@@ -174,6 +176,7 @@ export class SecretController {
       if (this.needResync) await this.loadFromStore();
       if (!this.isLeader()) return result;
       const now = this.now();
+      const nowMs = now.getTime();
       const desired = this.opts.accounts.desiredAccounts();
       const work: Array<() => Promise<void>> = [];
       const wanted = new Set<string>();
@@ -189,6 +192,8 @@ export class SecretController {
             work.push(() => this.write(ns, sa, undefined, result));
             continue;
           }
+          // Most secrets are current: the pass checks them with two comparisons and no allocation.
+          if (known.refreshAt > nowMs && known.rootCertPem === this.opts.ca.rootCertPem) continue;
           const reason = refreshReason(known, this.opts.ca.rootCertPem, now, this.opts.rotation);
           if (reason) work.push(() => this.write(ns, sa, known, result, reason));
         }
@@ -221,11 +226,14 @@ export class SecretController {
     }
   }
 
+  private knownOf(k: Omit<Known, 'refreshAt'>): Known {
+    const refreshAt = k.notBefore && k.notAfter ? refreshTime(k.notBefore, k.notAfter, this.opts.rotation).getTime() : NaN;
+    return { ...k, refreshAt };
+  }
+
   private nextRefreshTime(): number {
     let next = Infinity;
-    for (const k of this.known.values()) {
-      if (k.notBefore && k.notAfter) next = Math.min(next, refreshTime(k.notBefore, k.notAfter, this.opts.rotation).getTime());
-    }
+    for (const k of this.known.values()) if (k.refreshAt < next) next = k.refreshAt;
     return next;
   }
 
@@ -244,7 +252,7 @@ export class SecretController {
     const fresh = new Map<string, Known>();
     for (const s of stored) {
       if (s.metadata?.type !== undefined && s.metadata.type !== SECRET_TYPE) continue;
-      fresh.set(keyOf(s.namespace, s.name), knownOf(s));
+      fresh.set(keyOf(s.namespace, s.name), this.knownOf(validityOf(s)));
     }
     const desired = this.opts.accounts.desiredAccounts();
     for (const [key, k] of this.known) {
@@ -289,7 +297,7 @@ export class SecretController {
     }
     try {
       const version = await this.opts.store.putSecret(secret, existing ? existing.version : null);
-      this.known.set(keyOf(ns, name), { namespace: ns, name, serviceAccount: sa, version, notBefore: new Date(secret.metadata.notBefore), notAfter: new Date(secret.metadata.notAfter), rootCertPem: secret.rootCertPem });
+      this.known.set(keyOf(ns, name), this.knownOf({ namespace: ns, name, serviceAccount: sa, version, notBefore: new Date(secret.metadata.notBefore), notAfter: new Date(secret.metadata.notAfter), rootCertPem: secret.rootCertPem }));
       if (existing) {
         result.refreshed++;
         this.metrics.refreshed.inc({ reason: reason ?? 'expiring' });
@@ -334,7 +342,7 @@ export class SecretController {
   }
 }
 
-function knownOf(s: StoredSecret): Known {
+function validityOf(s: StoredSecret): Omit<Known, 'refreshAt'> {
   const sa = s.metadata?.serviceAccount ?? s.name.replace(/^istio\./, '');
   try {
     const leaf = parseCertificateDer(parsePemBlocks(s.certChainPem)[0].der); // the leaf comes first in cert-chain.pem

@@ -39,6 +39,8 @@ export class MarathonView {
   private readonly byGroup = new Map<string, Set<string>>();
   private invalidCount = 0;
   private desiredCache: Map<string, Set<string>> | undefined;
+  /** Namespaces whose accounts may have changed since desiredCache was made. */
+  private readonly dirtyNamespaces = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private readonly log: Logger;
   private readonly invalidReported?: Counter;
@@ -95,15 +97,22 @@ export class MarathonView {
   }
 
   /** Every namespace holding an app or pod -> its service accounts, always including 'default'. */
-  desiredAccounts(): Map<string, Set<string>> {
+  desiredAccounts(): ReadonlyMap<string, ReadonlySet<string>> {
+    const accountsOf = (ns: string) => new Set([DEFAULT_SERVICE_ACCOUNT, ...this.accounts.get(ns)!.keys()]);
     if (!this.desiredCache) {
-      const m = new Map<string, Set<string>>();
-      for (const [ns, sas] of this.accounts) m.set(ns, new Set([DEFAULT_SERVICE_ACCOUNT, ...sas.keys()]));
+      this.desiredCache = new Map([...this.accounts.keys()].map((ns) => [ns, accountsOf(ns)]));
+      this.dirtyNamespaces.clear();
+    } else if (this.dirtyNamespaces.size) {
+      // A new map that shares the unchanged namespaces' sets: a deployment costs one namespace, not all.
+      const m = new Map(this.desiredCache);
+      for (const ns of this.dirtyNamespaces) {
+        if (this.accounts.has(ns)) m.set(ns, accountsOf(ns));
+        else m.delete(ns);
+      }
+      this.dirtyNamespaces.clear();
       this.desiredCache = m;
     }
-    const copy = new Map<string, Set<string>>();
-    for (const [ns, sas] of this.desiredCache) copy.set(ns, new Set(sas));
-    return copy;
+    return this.desiredCache; // replaced, never changed, when the view changes: callers may hold it
   }
 
   /** Identities with a live (not terminal) task or pod instance on this agent host. */
@@ -196,7 +205,6 @@ export class MarathonView {
       this.entries.delete(key);
       this.signatures.delete(key);
     }
-    this.desiredCache = undefined;
     this.revision++;
     return true;
   }
@@ -207,6 +215,7 @@ export class MarathonView {
       return;
     }
     bump2(this.accounts, e.namespace, e.serviceAccount, d);
+    this.dirtyNamespaces.add(e.namespace);
     const ik = identityKey(e.namespace, e.serviceAccount);
     for (const inst of e.instances) {
       if (!isLive(inst)) continue;
