@@ -207,7 +207,7 @@ export class SecretWriter {
     try {
       for (let i = 0; i < this.threads; i++) {
         // A writer holds one batch of small strings at a time: a small heap keeps the store's threads cheap.
-        const worker = new Worker(__filename, { workerData: { citadelSecretWriter: this.dir }, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } });
+        const worker = new Worker(__filename, { workerData: { citadelSecretWriter: this.dir }, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 } });
         worker.on('message', (replies: Reply[]) => {
           for (const r of replies) this.settle(r);
         });
