@@ -77,6 +77,8 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   const logMark = frozen.logs().length;
   assert.equal(await store.deleteSecret('expiry-1', 'istio.sa-1', victim.version), true);
   await waitFor(async () => (await store.getSecret('expiry-1', 'istio.sa-1')) !== undefined, 15_000, 'the deleted secret to be recreated');
+  // The replica logs the creation after the write: its log line can reach us after the znode does.
+  await waitFor(() => createdByLog(frozen).length > createdBefore, 5_000, `${frozen.name} to log the recreation`);
   assert.deepEqual(createdByLog(frozen).slice(createdBefore), ['expiry-1/istio.sa-1']);
   // A resync would have said so; the watch path recreates silently.
   assert.equal(frozen.logs().slice(logMark).some((l) => /was deleted while its account exists/.test(l.msg)), false, 'recreated from the watch, not a resync');
