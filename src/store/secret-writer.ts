@@ -205,25 +205,47 @@ export class SecretWriter {
     }
     const workers: Worker[] = [];
     try {
-      for (let i = 0; i < this.threads; i++) {
-        // A writer holds one batch of small strings at a time: a small heap keeps the store's threads cheap.
-        const worker = new Worker(__filename, { workerData: { citadelSecretWriter: this.dir }, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 } });
-        worker.on('message', (replies: Reply[]) => {
-          for (const r of replies) this.settle(r);
-        });
-        worker.on('error', (err) => this.failAll(worker, err));
-        worker.on('exit', (code) => {
-          if (this.workers?.includes(worker)) this.failAll(worker, new Error(`a file store writer thread exited (code ${code})`));
-        });
-        worker.unref();
-        workers.push(worker);
-      }
+      for (let i = 0; i < this.threads; i++) workers.push(this.startWorker(workers, i));
       this.workers = workers;
     } catch {
       for (const w of workers) void w.terminate();
       this.inThread = new BatchWriter(this.dir); // no worker threads here (or no compiled worker file)
     }
     return this.workers;
+  }
+
+  /**
+   * One writer thread, slot `i` of `set`. A thread that dies fails the writes it held (their
+   * outcome is unknown to the caller, as after a timeout) and is replaced; one that dies before
+   * it ever answered cannot start here at all, so the store falls back to writing in-thread.
+   */
+  private startWorker(set: Worker[], i: number): Worker {
+    // A writer holds one batch of small strings at a time; a small young generation keeps the threads cheap.
+    const worker = new Worker(__filename, { workerData: { citadelSecretWriter: this.dir }, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 } });
+    let answered = false;
+    let failed = false;
+    const die = (err: Error) => {
+      if (failed) return;
+      failed = true;
+      this.failAll(worker, err);
+      if (this.workers !== set || set[i] !== worker) return; // closed, or already replaced
+      if (answered) {
+        set[i] = this.startWorker(set, i);
+        return;
+      }
+      this.workers = undefined;
+      for (const w of set) if (w !== worker) void w.terminate();
+      for (const w of set) this.failAll(w, err);
+      this.inThread = new BatchWriter(this.dir);
+    };
+    worker.on('message', (replies: Reply[]) => {
+      answered = true;
+      for (const r of replies) this.settle(r);
+    });
+    worker.on('error', (err) => die(new Error(`a file store writer thread failed: ${err.message}`)));
+    worker.on('exit', (code) => die(new Error(`a file store writer thread exited (code ${code})`)));
+    worker.unref();
+    return worker;
   }
 
   private settle({ id, outcome }: Reply): void {

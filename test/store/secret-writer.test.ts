@@ -87,3 +87,20 @@ test('file store: 400 concurrent writes over 40 namespaces through the writer th
     await store.close();
   }
 });
+
+test('secret writer: a writer thread that dies is replaced, and writes go on', async () => {
+  const dir = tempDir();
+  const writer = new SecretWriter(dir, 2);
+  try {
+    assert.equal(await writer.write(write('a', 'api')), 1);
+    assert.equal(await writer.write(write('b', 'api')), 1);
+    const threads = (writer as unknown as { workers: Array<{ terminate(): Promise<number> }> }).workers;
+    await Promise.all(threads.map((t) => t.terminate())); // both threads die after having answered
+    await new Promise((r) => setImmediate(r));
+    const versions = await Promise.all(['a', 'b', 'c', 'd'].map((ns) => writer.write(write(ns, 'api'))));
+    assert.deepEqual(versions, [2, 2, 1, 1]);
+    assert.equal(readFileSync(path.join(dir, 'secrets', 'c', 'istio.api', 'key.pem'), 'utf8').includes('PRIVATE KEY'), true);
+  } finally {
+    await writer.close();
+  }
+});
