@@ -269,7 +269,7 @@ export class SecretWriter {
       this.pending.delete(id);
       p.reject(err);
     }
-    this.outstanding.set(worker, 0);
+    this.outstanding.delete(worker);
   }
 
   /** The fallback: the same batches, gathered per event-loop turn, on this thread. */
