@@ -1,6 +1,6 @@
-import { KeyObject, X509Certificate, createPublicKey } from 'node:crypto';
-import { children, contextTag, decodeOid, expectTag, oid, readWhole, seq, smallInteger, TAG, time, unsignedInteger } from './der';
-import { hashForSignatureOid, signatureAlgorithmOid, spkiDer } from './keys';
+import { KeyObject } from 'node:crypto';
+import { children, contextTag, expectTag, readWhole, seq, smallInteger, TAG, time, unsignedInteger } from './der';
+import { hashForSignatureOid, signatureAlgorithmOid } from './keys';
 import { fromPem, toPem } from './pem';
 import {
   decodeExtensions, decodeExtKeyUsage, decodeKeyUsage, decodeName, decodeSubjectAltNames, encodeExtension,

@@ -1,11 +1,7 @@
 import { hash, randomBytes, sign, KeyObject } from 'node:crypto';
-import {
-  bitString, bool, children, contextTag, decodeOid, DerError, expectTag, nullValue, octets, oid, readNode,
-  readWhole, seq, set, smallInteger, TAG, time, tlv, unsignedInteger,
-} from './der';
+import { bitString, bool, children, contextTag, decodeOid, expectTag, nullValue, octets, oid, readNode, readWhole, seq, set, TAG, tlv } from './der';
 import { RSA_SIGNATURE_OIDS } from './keys';
 import { nativeP256 } from '../common/native';
-import { fromPem, toPem } from './pem';
 
 /** X.509 building blocks shared by certificates and CSRs: names, extensions, signatures. */
 

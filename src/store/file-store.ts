@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FilesystemSync, fsyncDir, uniqueSuffix, writeFileAtomic, writeNewFileDurable } from '../common/atomic-file';
 import { ConflictError, UserError } from '../common/errors';
-import { SecretWriter, VersionConflict } from './secret-writer';
+import { checkExpected, readLinkIfExists, SecretWriter } from './secret-writer';
 import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
 
 /**
@@ -64,7 +64,7 @@ export class FileStore implements Store {
     const link = this.secretLink(namespace, name);
     // A concurrent writer may remove the version we resolved; read again through the new link.
     for (let attempt = 0; ; attempt++) {
-      const target = readLinkSyncOrUndefined(link);
+      const target = readLinkIfExists(link);
       if (target === undefined) return undefined;
       try {
         return this.readVersion(namespace, name, path.join(path.dirname(link), target));
@@ -111,20 +111,15 @@ export class FileStore implements Store {
     checkSegment(secret.namespace, 'namespace');
     checkSegment(secret.name, 'secret name');
     return this.locked(`${secret.namespace}/${secret.name}`, async () => {
-      let version: number;
-      try {
-        version = await this.writer.write({
-          namespace: secret.namespace,
-          name: secret.name,
-          certChainPem: secret.certChainPem,
-          keyText: this.sealKey(secret.keyPem),
-          rootCertPem: secret.rootCertPem,
-          metadataJson: JSON.stringify(secret.metadata, null, 2) + '\n',
-          expectedVersion,
-        });
-      } catch (err) {
-        throw err instanceof VersionConflict ? new ConflictError(err.message) : err;
-      }
+      const version = await this.writer.write({
+        namespace: secret.namespace,
+        name: secret.name,
+        certChainPem: secret.certChainPem,
+        keyText: this.sealKey(secret.keyPem),
+        rootCertPem: secret.rootCertPem,
+        metadataJson: JSON.stringify(secret.metadata, null, 2) + '\n',
+        expectedVersion,
+      });
       this.emit({ type: 'put', namespace: secret.namespace, name: secret.name });
       return version;
     });
@@ -262,12 +257,6 @@ export class FileStore implements Store {
   }
 }
 
-function checkExpected(what: string, current: number | undefined, expected: number | null | undefined): void {
-  if (expected === undefined) return;
-  if (expected === null && current !== undefined) throw new ConflictError(`secret ${what} already exists (version ${current})`);
-  if (expected !== null && current !== expected) throw new ConflictError(`secret ${what} is at version ${current ?? 'none'}, not ${expected}`);
-}
-
 function checkSegment(s: string, what: string): void {
   if (!s || s.startsWith('.') || s.includes('/') || s.includes('\0')) throw new Error(`invalid ${what} "${s}"`);
 }
@@ -294,11 +283,3 @@ function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
 }
 
-function readLinkSyncOrUndefined(link: string): string | undefined {
-  try {
-    return fsSync.readlinkSync(link);
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
-}

@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { FilesystemSync, uniqueSuffix } from '../common/atomic-file';
+import { ConflictError } from '../common/errors';
 
 /** One write: the files of `<dir>/secrets/<namespace>/<name>`, already sealed and serialised. */
 export interface SecretWrite {
@@ -43,9 +44,6 @@ interface Reply {
   id: number;
   outcome: Outcome;
 }
-
-/** A failed compare-and-set, told apart from I/O errors across the thread boundary. */
-export class VersionConflict extends Error {}
 
 /** Writes batches of secrets under one store directory; used by the worker, or in-thread as the fallback. */
 class BatchWriter {
@@ -113,7 +111,7 @@ class BatchWriter {
   private prepare(w: SecretWrite) {
     const parent = path.join(this.dir, 'secrets', w.namespace);
     const link = path.join(parent, w.name);
-    const current = readLinkOrUndefined(link);
+    const current = readLinkIfExists(link);
     const currentVersion = current === undefined ? undefined : Number(/\.v(\d+)$/.exec(current)?.[1] ?? 0);
     checkExpected(`${w.namespace}/${w.name}`, currentVersion, w.expectedVersion);
     const version = (currentVersion ?? 0) + 1;
@@ -161,7 +159,7 @@ export class SecretWriter {
   /** `threads` 0 writes on the calling thread. CITADEL_STORE_WRITERS overrides the default. */
   constructor(private readonly dir: string, private readonly threads = writerThreadsFromEnv()) {}
 
-  /** Writes one secret; resolves with its new version once it is durable, rejects with VersionConflict on a lost compare-and-set. */
+  /** Writes one secret; resolves with its new version once it is durable, rejects with ConflictError on a lost compare-and-set. */
   write(write: SecretWrite): Promise<number> {
     const workers = this.startWorkers();
     if (!workers) return this.writeInThread(write);
@@ -311,23 +309,25 @@ function shardOf(namespace: string, n: number): number {
 }
 
 function toError(o: Extract<Outcome, { ok: false }>): Error {
-  if (o.conflict) return new VersionConflict(o.message);
+  if (o.conflict) return new ConflictError(o.message);
   const err = new Error(o.message) as NodeJS.ErrnoException;
   if (o.code) err.code = o.code;
   return err;
 }
 
 function failure(err: unknown): Outcome {
-  return { ok: false, conflict: err instanceof VersionConflict, message: (err as Error)?.message ?? String(err), code: (err as NodeJS.ErrnoException)?.code };
+  return { ok: false, conflict: err instanceof ConflictError, message: (err as Error)?.message ?? String(err), code: (err as NodeJS.ErrnoException)?.code };
 }
 
-function checkExpected(what: string, current: number | undefined, expected: number | null | undefined): void {
+/** The store's compare-and-set on a secret's version; ConflictError when it does not hold. */
+export function checkExpected(what: string, current: number | undefined, expected: number | null | undefined): void {
   if (expected === undefined) return;
-  if (expected === null && current !== undefined) throw new VersionConflict(`secret ${what} already exists (version ${current})`);
-  if (expected !== null && current !== expected) throw new VersionConflict(`secret ${what} is at version ${current ?? 'none'}, not ${expected}`);
+  if (expected === null && current !== undefined) throw new ConflictError(`secret ${what} already exists (version ${current})`);
+  if (expected !== null && current !== expected) throw new ConflictError(`secret ${what} is at version ${current ?? 'none'}, not ${expected}`);
 }
 
-function readLinkOrUndefined(link: string): string | undefined {
+/** A symlink's target, or undefined when there is no such link. */
+export function readLinkIfExists(link: string): string | undefined {
   try {
     return fs.readlinkSync(link);
   } catch (err) {

@@ -6,7 +6,7 @@ import { createCsr, CsrError, CsrRule, parseAndValidateCsr } from '../../src/pki
 import { workloadIdentity } from '../../src/pki/identity';
 import { generateKeyPair } from '../../src/pki/keys';
 import { fromPem, toPem } from '../../src/pki/pem';
-import { encodeExtension, OID } from '../../src/pki/x509';
+import { OID } from '../../src/pki/x509';
 import { seq, bool } from '../../src/pki/der';
 import { testCa } from '../helpers/pki';
 

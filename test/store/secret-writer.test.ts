@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError } from '../../src/common/errors';
 import { FileStore } from '../../src/store/file-store';
-import { SecretWrite, SecretWriter, VersionConflict } from '../../src/store/secret-writer';
+import { SecretWrite, SecretWriter } from '../../src/store/secret-writer';
 import { Secret, SECRET_TYPE } from '../../src/store/store';
 import { bundleFor, tempDir, testCa } from '../helpers/pki';
 
@@ -26,7 +26,7 @@ for (const threads of [2, 0]) {
       assert.equal(await writer.write(first), 1);
       const second = write('prod', 'api', 1);
       assert.equal(await writer.write(second), 2);
-      await assert.rejects(writer.write(write('prod', 'api', null)), VersionConflict);
+      await assert.rejects(writer.write(write('prod', 'api', null)), ConflictError);
       await assert.rejects(writer.write(write('prod', 'api', 1)), /is at version 2, not 1/);
       const live = path.join(dir, 'secrets', 'prod', 'istio.api');
       assert.equal(readFileSync(path.join(live, 'cert-chain.pem'), 'utf8'), second.certChainPem, 'the refused writes left the second version in place');
