@@ -208,3 +208,26 @@ test('opening an unreachable ZooKeeper fails with one clear line', async () => {
     (e: Error) => e instanceof UserError && /cannot reach ZooKeeper at 127\.0\.0\.1:1/.test(e.message),
   );
 });
+
+test('many secrets of one new namespace written at once; a namespace znode removed by hand is made again', async () => {
+  const url = freshUrl(zk);
+  const store = await open(url);
+  try {
+    const versions = await Promise.all(Array.from({ length: 20 }, (_, i) => store.putSecret(sampleSecret('fresh', `sa-${i}`), null)));
+    assert.deepEqual(versions, Array(20).fill(0));
+    assert.equal((await store.listSecrets('fresh')).length, 20);
+    for (let i = 0; i < 20; i++) assert.equal(await store.deleteSecret('fresh', `istio.sa-${i}`), true);
+    const chroot = parseZkUrl(url).chroot;
+    const c = zookeeper.createClient(zk.hostPort);
+    c.connect();
+    try {
+      await new Promise<void>((resolve, reject) => c.remove(`${chroot}/secrets/fresh`, -1, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      c.close();
+    }
+    assert.equal(await store.putSecret(sampleSecret('fresh', 'late'), null), 0);
+    assert.deepEqual((await store.listSecrets('fresh')).map((s) => s.name), ['istio.late']);
+  } finally {
+    await store.close();
+  }
+});

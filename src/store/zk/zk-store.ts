@@ -71,7 +71,8 @@ export class ZkStore implements Store {
   private readonly caPath: string;
   private readonly tokensPath: string;
   readonly electionPath: string;
-  private readonly knownNamespaces = new Set<string>();
+  /** Namespace znodes made (or being made) by this process: one create per namespace, shared by concurrent writers. */
+  private readonly namespaces = new Map<string, Promise<void>>();
   private readonly watcher = new SecretWatcher(this);
   private readonly stateEmitter = new EventEmitter();
 
@@ -260,18 +261,40 @@ export class ZkStore implements Store {
   }
 
   private async createWithParent(path: string, data: Buffer, namespace: string): Promise<void> {
-    if (!this.knownNamespaces.has(namespace)) {
-      await this.session.mkdirp(`${this.secretsPath}/${namespace}`);
-      this.knownNamespaces.add(namespace);
-    }
+    await this.ensureNamespace(namespace);
     try {
       await this.session.create(path, data);
     } catch (err) {
       if (zkErrorCode(err) !== Exception.NO_NODE) throw err;
-      // the namespace znode was removed by hand since we cached it
-      await this.session.mkdirp(`${this.secretsPath}/${namespace}`);
+      // the namespace znode was removed by hand since we made it
+      this.namespaces.delete(namespace);
+      await this.ensureNamespace(namespace);
       await this.session.create(path, data);
     }
+  }
+
+  /**
+   * The namespace's znode under the secrets root (made at open). One create, not a mkdirp: the
+   * client's mkdirp walks every ancestor, and each NODE_EXISTS it meets is an exception with a
+   * stack trace (a thousand namespaces written at once made tens of thousands of them).
+   */
+  private ensureNamespace(namespace: string): Promise<void> {
+    let made = this.namespaces.get(namespace);
+    if (!made) {
+      made = this.session
+        .create(`${this.secretsPath}/${namespace}`, Buffer.alloc(0))
+        .then(
+          () => undefined,
+          (err) => {
+            if (zkErrorCode(err) === Exception.NODE_EXISTS) return;
+            this.namespaces.delete(namespace);
+            if (zkErrorCode(err) === Exception.NO_NODE) return this.session.mkdirp(`${this.secretsPath}/${namespace}`); // the secrets root itself was removed
+            throw err;
+          },
+        );
+      this.namespaces.set(namespace, made);
+    }
+    return made;
   }
 
   private encodeSecret(s: Secret): Buffer {
