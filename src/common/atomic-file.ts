@@ -111,7 +111,3 @@ function execFileAsync(cmd: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => execFile(cmd, args, (err) => (err ? reject(err) : resolve())));
 }
 
-/** Creates `file` (which must not exist) and writes it; durability comes from a later FilesystemSync.flush(). */
-export async function writeNewFile(file: string, data: string | Buffer, mode: number): Promise<void> {
-  await fs.writeFile(file, data, { flag: 'wx', mode });
-}
