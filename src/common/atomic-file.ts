@@ -9,11 +9,40 @@ const PROCESS_TAG = randomBytes(4).toString('hex');
 let tempCounter = 0;
 
 /**
- * A suffix for temporary names that no other writer uses: a random tag per process and a counter.
- * (randomBytes per name cost more than the syscalls around it on the store's write path.)
+ * A suffix for temporary names that no other writer uses: the process id, a random tag per
+ * process and a counter. (randomBytes per name cost more than the syscalls around it on the
+ * store's write path.) The process id lets a cleanup tell a dead writer's leftovers from a live
+ * writer's work in progress (see isLeftover).
  */
 export function uniqueSuffix(): string {
-  return `${PROCESS_TAG}${(++tempCounter).toString(36)}`;
+  return `${process.pid}.${PROCESS_TAG}${(++tempCounter).toString(36)}`;
+}
+
+/** No write keeps a temporary file this long; older ones are leftovers whoever made them. */
+const LEFTOVER_AGE_MS = 10 * 60_000;
+
+/**
+ * Whether the temporary entry `name` (made with uniqueSuffix) in `dir` is a leftover to remove:
+ * its process is gone, or it is older than any write takes. A live process's entries are its
+ * writes in progress (a CLI opening the store of a running server must not remove them).
+ */
+export function isLeftover(dir: string, name: string, now = Date.now()): boolean {
+  const pid = Number(/-(\d+)\.[0-9a-f]{8}[0-9a-z]+$/.exec(name)?.[1]);
+  if (!Number.isSafeInteger(pid) || pid <= 0 || !processAlive(pid)) return true;
+  try {
+    return now - fsSync.lstatSync(path.join(dir, name)).mtimeMs > LEFTOVER_AGE_MS;
+  } catch {
+    return false; // already gone
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Creates `file` (which must not exist), writes it and fsyncs it. */

@@ -8,6 +8,8 @@ import * as path from 'node:path';
 export interface NativeAddon {
   /** syncfs(2) of the filesystem holding `fd`, on the thread pool. */
   syncfs(fd: number): Promise<void>;
+  /** `chattr +T`: "" when set, else why not (ENOTTY etc. on filesystems without the flag). */
+  markTopDir(dir: string): string;
   verifyP256Sha256(point: Buffer, message: Buffer, signature: Buffer): boolean;
   /** Loads a P-256 private key (SEC1 DER) once; the handle signs many times. */
   p256Signer(sec1Der: Buffer): object;

@@ -1,17 +1,18 @@
 /**
  * The file store's secret writes, on worker threads of their own.
  *
- * A secret is a directory of four small files behind a symlink (see file-store.ts). On this
- * machine's shared disk, creating an inode costs from 40 µs to over 1 ms depending on the minute
- * (bench/reconcile.js prints it), and an initial reconcile writes thousands of
- * secrets while the main thread makes their keys and certificates. Here the two overlap: the
- * main thread hands each write over and goes on signing; a worker takes every write that has
- * arrived since its last batch, puts all of their files down, makes them durable with one shared
- * syncfs, swaps all of their links, syncs once more, and only then answers each of them.
+ * A secret is one file (see file-store.ts). Creating an inode is the cost of a write, and on some
+ * filesystems it is a large one: on this machine's ext4, which has no journal, each allocation
+ * scans past every inode of its group deleted in the last minute, and costs from 25 µs to over
+ * 1 ms (bench/reconcile.js prints it). An initial reconcile writes thousands of secrets while the
+ * main thread makes their keys and certificates. Here the two overlap: the main thread hands each
+ * write over and goes on signing; a worker takes every write that has arrived since its last
+ * batch, writes each to a temporary file, makes them durable with one shared syncfs, renames each
+ * over its secret's name, syncs once more, and only then answers each of them.
  *
- * The protocol for one write is unchanged from writing in-thread: files durable before the link
- * can point at them, the link swap durable before the caller hears of it, and a compare-and-set
- * on the version the link names. The caller (FileStore) holds a per-secret lock, so no two
+ * The protocol for one write is the same as writing in-thread: the new file durable before its
+ * name can point at it, the rename durable before the caller hears of it, and a compare-and-set
+ * on the version written in the file. The caller (FileStore) holds a per-secret lock, so no two
  * writes of one secret are ever in flight. If no worker can start, the same batches run on the
  * calling thread.
  */
@@ -20,15 +21,13 @@ import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { FilesystemSync, uniqueSuffix } from '../common/atomic-file';
 import { ConflictError } from '../common/errors';
+import { decodeSecretRecord, encodeSecretRecord } from './secret-record';
+import type { Secret } from './store';
 
-/** One write: the files of `<dir>/secrets/<namespace>/<name>`, already sealed and serialised. */
+/** One write of `<dir>/secrets/<namespace>/<name>`. */
 export interface SecretWrite {
-  namespace: string;
-  name: string;
-  certChainPem: string;
-  keyText: string;
-  rootCertPem: string;
-  metadataJson: string;
+  /** The secret, its private key already sealed when the store seals keys. */
+  secret: Secret;
   /** null: the secret must not exist; a number: it must be at that version; undefined: no check. */
   expectedVersion?: number | null;
 }
@@ -57,8 +56,8 @@ class BatchWriter {
 
   async writeBatch(writes: SecretWrite[]): Promise<Outcome[]> {
     const outcomes: Outcome[] = new Array(writes.length);
-    const prepared: Array<{ i: number; link: string; versionPath: string; versionName: string; current?: string; version: number }> = [];
-    // 1. Every write's files into its new version directory, which no link names yet.
+    const prepared: Array<{ i: number; file: string; tmp: string; version: number }> = [];
+    // 1. Every write into a temporary file of its own, which no reader looks at.
     writes.forEach((w, i) => {
       try {
         prepared.push({ i, ...this.prepare(w) });
@@ -67,40 +66,32 @@ class BatchWriter {
       }
     });
     if (prepared.length === 0) return outcomes;
-    // 2. Durable before any link can point at them.
+    // 2. Durable before any name can point at them.
     try {
       await this.sync.flush();
     } catch (err) {
       for (const p of prepared) {
-        fs.rmSync(p.versionPath, { recursive: true, force: true });
+        fs.rmSync(p.tmp, { force: true });
         outcomes[p.i] = failure(err);
       }
       return outcomes;
     }
-    // 3. Each link pointed at its new version: a new secret's link is made in place (symlink(2)
-    //    is atomic), an existing one is swapped by rename(2).
-    const swapped: typeof prepared = [];
+    // 3. Each renamed over its secret's name: rename(2) replaces the old version, or makes a new
+    //    secret, all at once.
+    const renamed: typeof prepared = [];
     for (const p of prepared) {
       try {
-        if (p.current === undefined) createSymlink(p.link, p.versionName);
-        else swapSymlink(p.link, p.versionName);
-        swapped.push(p);
+        fs.renameSync(p.tmp, p.file);
+        renamed.push(p);
       } catch (err) {
-        fs.rmSync(p.versionPath, { recursive: true, force: true });
+        fs.rmSync(p.tmp, { force: true });
         outcomes[p.i] = failure(err);
       }
     }
-    // 4. The swaps durable before anyone hears of them; then the old versions go.
+    // 4. The renames durable before anyone hears of them.
     let syncError: unknown;
     await this.sync.flush().catch((err) => (syncError = err));
-    for (const p of swapped) {
-      if (syncError) {
-        outcomes[p.i] = failure(syncError);
-        continue;
-      }
-      if (p.current && p.current !== p.versionName) fs.rmSync(path.join(path.dirname(p.link), p.current), { recursive: true, force: true });
-      outcomes[p.i] = { ok: true, version: p.version };
-    }
+    for (const p of renamed) outcomes[p.i] = syncError ? failure(syncError) : { ok: true, version: p.version };
     return outcomes;
   }
 
@@ -109,29 +100,27 @@ class BatchWriter {
   }
 
   private prepare(w: SecretWrite) {
-    const parent = path.join(this.dir, 'secrets', w.namespace);
-    const link = path.join(parent, w.name);
-    const current = readLinkIfExists(link);
-    const currentVersion = current === undefined ? undefined : Number(/\.v(\d+)$/.exec(current)?.[1] ?? 0);
-    checkExpected(`${w.namespace}/${w.name}`, currentVersion, w.expectedVersion);
-    const version = (currentVersion ?? 0) + 1;
-    const versionName = `.${w.name}.v${version}`;
+    const { namespace, name } = w.secret;
+    const parent = path.join(this.dir, 'secrets', namespace);
+    const file = path.join(parent, name);
+    const current = currentVersion(file);
+    checkExpected(`${namespace}/${name}`, current, w.expectedVersion);
+    const version = (current ?? 0) + 1;
     if (!this.knownDirs.has(parent)) {
       fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
       this.knownDirs.add(parent);
     }
-    const versionPath = path.join(parent, versionName);
-    makeFreshDir(versionPath, parent);
+    const tmp = path.join(parent, `.${name}.tmp-${uniqueSuffix()}`);
+    const data = encodeSecretRecord(w.secret, w.secret.keyPem, version);
     try {
-      fs.writeFileSync(path.join(versionPath, 'cert-chain.pem'), w.certChainPem, { flag: 'wx', mode: 0o644 });
-      fs.writeFileSync(path.join(versionPath, 'key.pem'), w.keyText, { flag: 'wx', mode: 0o600 });
-      fs.writeFileSync(path.join(versionPath, 'root-cert.pem'), w.rootCertPem, { flag: 'wx', mode: 0o644 });
-      fs.writeFileSync(path.join(versionPath, 'metadata.json'), w.metadataJson, { flag: 'wx', mode: 0o644 });
+      fs.writeFileSync(tmp, data, { flag: 'wx', mode: 0o600 });
     } catch (err) {
-      fs.rmSync(versionPath, { recursive: true, force: true });
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The namespace directory was removed under us.
+      fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
+      fs.writeFileSync(tmp, data, { flag: 'wx', mode: 0o600 });
     }
-    return { link, versionPath, versionName, current, version };
+    return { file, tmp, version };
   }
 }
 
@@ -163,7 +152,7 @@ export class SecretWriter {
   write(write: SecretWrite): Promise<number> {
     const workers = this.startWorkers();
     if (!workers) return this.writeInThread(write);
-    const worker = workers[shardOf(write.namespace, workers.length)];
+    const worker = workers[shardOf(write.secret.namespace, workers.length)];
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { worker, resolve, reject });
@@ -326,46 +315,19 @@ export function checkExpected(what: string, current: number | undefined, expecte
   if (expected !== null && current !== expected) throw new ConflictError(`secret ${what} is at version ${current ?? 'none'}, not ${expected}`);
 }
 
-/** A symlink's target, or undefined when there is no such link. */
-export function readLinkIfExists(link: string): string | undefined {
+/**
+ * The version of the secret in `file`, or undefined when there is none. The document is checked
+ * whole: one that is not citadel's (broken or edited by hand) is an error, never overwritten.
+ */
+export function currentVersion(file: string): number | undefined {
+  let text: string;
   try {
-    return fs.readlinkSync(link);
+    text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-}
-
-/**
- * Makes an empty directory for a new version. One left by a killed writer (no link names it) is
- * removed first; a namespace directory removed under us is made again.
- */
-function makeFreshDir(dir: string, parent: string): void {
-  try {
-    fs.mkdirSync(dir, { mode: 0o700 });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') fs.rmSync(dir, { recursive: true, force: true });
-    else if (code === 'ENOENT') fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
-    else throw err;
-    fs.mkdirSync(dir, { mode: 0o700 });
-  }
-}
-
-/** The first link of a secret; if one appeared after all, it is swapped instead. */
-function createSymlink(link: string, target: string): void {
-  try {
-    fs.symlinkSync(target, link);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    swapSymlink(link, target);
-  }
-}
-
-function swapSymlink(link: string, target: string): void {
-  const tmp = `${path.dirname(link)}/.${path.basename(link)}.link-${uniqueSuffix()}`;
-  fs.symlinkSync(target, tmp);
-  fs.renameSync(tmp, link);
+  return decodeSecretRecord(`file ${file}`, text).version ?? 0;
 }
 
 /** The worker: batches whatever writes have arrived while the previous batch was syncing. */

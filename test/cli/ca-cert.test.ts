@@ -77,3 +77,33 @@ test('bad input: one line on stderr, exit 2, nothing written', () => {
   assert.equal(plugged.code, 2);
   assert.match(plugged.err, /needs all of --signing-cert, --signing-key and --root-cert/);
 });
+
+test('store list and store get show the secrets; get -o writes the PEM files a sidecar would see', async () => {
+  const { FileStore } = await import('../../src/store/file-store');
+  const { SECRET_TYPE } = await import('../../src/store/store');
+  const { bundleFor, testCa } = await import('../helpers/pki');
+  const dir = tempDir();
+  const ca = testCa();
+  const store = await FileStore.open(path.join(dir, 'data'));
+  for (const [ns, sa] of [['prod', 'api'], ['prod', 'default'], ['qa', 'api']]) {
+    const b = bundleFor(ca, ns, sa);
+    const spiffeId = `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
+    await store.putSecret({ namespace: ns, name: `istio.${sa}`, certChainPem: b.certChainPem, keyPem: b.keyPem, rootCertPem: b.rootCertPem, metadata: { type: SECRET_TYPE, serviceAccount: sa, spiffeId, notBefore: b.notBefore.toISOString(), notAfter: b.notAfter.toISOString(), serialNumber: b.serialHex, updatedAt: new Date().toISOString() } });
+  }
+  await store.close();
+  const url = `file:${dir}/data`;
+  const listed = citadel('store', 'list', '--store', url, '--namespace', 'prod');
+  assert.equal(listed.code, 0, listed.err);
+  assert.deepEqual(listed.out.trim().split('\n').map((l) => l.split(/\s+/)[0]), ['prod/istio.api', 'prod/istio.default', '2']);
+  const out = path.join(dir, 'certs');
+  const got = citadel('store', 'get', 'qa', 'api', '--store', url, '-o', out);
+  assert.equal(got.code, 0, got.err);
+  assert.match(got.out, /spiffe:\/\/cluster.local\/ns\/qa\/sa\/api/);
+  assert.equal(statSync(path.join(out, 'key.pem')).mode & 0o777, 0o600);
+  const verified = citadel('cert', 'verify', out);
+  assert.equal(verified.code, 0, verified.err);
+  assert.match(verified.out, /OK spiffe:\/\/cluster.local\/ns\/qa\/sa\/api/);
+  const missing = citadel('store', 'get', 'qa', 'nope', '--store', url);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /there is no secret qa\/istio.nope in file:/);
+});

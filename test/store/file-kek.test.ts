@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FileStore } from '../../src/store/file-store';
 import { loadKek } from '../../src/store/kek';
+import { SECRET_TYPE } from '../../src/store/store';
 import { cliPath, tempDir } from '../helpers/pki';
 
 const citadel = (...args: string[]) => spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8' });
@@ -65,9 +66,10 @@ test('file store: secret keys round-trip through the KEK', async () => {
   const kek = loadKek(kekFile);
   const store = await FileStore.open(path.join(dir, 'data'), { kek });
   const keyPem = '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n';
-  await store.putSecret({ namespace: 'n', name: 'istio.s', certChainPem: 'c', keyPem, rootCertPem: 'r', metadata: {} as never });
-  const onDisk = readFileSync(path.join(dir, 'data', 'secrets', 'n', 'istio.s', 'key.pem'), 'utf8');
-  assert.ok(!onDisk.includes('PRIVATE KEY'));
+  await store.putSecret({ namespace: 'n', name: 'istio.s', certChainPem: 'c', keyPem, rootCertPem: 'r', metadata: { type: SECRET_TYPE, serviceAccount: 's', spiffeId: 'spiffe://cluster.local/ns/n/sa/s', notBefore: '', notAfter: '', serialNumber: '01', updatedAt: '' } });
+  const onDisk = readFileSync(path.join(dir, 'data', 'secrets', 'n', 'istio.s'), 'utf8');
+  assert.ok(!onDisk.includes('PRIVATE KEY'), 'the key is sealed on disk');
+  assert.match(JSON.parse(onDisk).keyPem, /^citadel-kek:v1:/);
   assert.equal((await store.getSecret('n', 'istio.s'))?.keyPem, keyPem);
   const plain = await FileStore.open(path.join(dir, 'data'));
   await assert.rejects(plain.getSecret('n', 'istio.s'), /--kek-file/);

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstatSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { uniqueSuffix } from '../../src/common/atomic-file';
 import { ConflictError } from '../../src/common/errors';
 import { FileStore } from '../../src/store/file-store';
 import { Secret, SECRET_TYPE } from '../../src/store/store';
@@ -23,20 +24,72 @@ function secretFor(ns: string, sa: string): Secret {
   };
 }
 
-test('secrets are laid out as Citadel\'s and read back whole; key files are 0600', async () => {
+test('a secret is one file, 0600, holding Citadel\'s three PEMs and its version, and reads back whole', async () => {
   const dir = tempDir();
   const store = await FileStore.open(dir);
   const s = secretFor('prod', 'api');
   assert.equal(await store.putSecret(s, null), 1);
-  const secretDir = path.join(dir, 'secrets', 'prod', 'istio.api');
-  assert.ok(lstatSync(secretDir).isSymbolicLink());
-  assert.deepEqual(readdirSync(secretDir).sort(), ['cert-chain.pem', 'key.pem', 'metadata.json', 'root-cert.pem']);
-  assert.equal(statSync(path.join(secretDir, 'key.pem')).mode & 0o777, 0o600);
+  const file = path.join(dir, 'secrets', 'prod', 'istio.api');
+  assert.ok(lstatSync(file).isFile());
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const doc = JSON.parse(readFileSync(file, 'utf8'));
+  assert.deepEqual([doc.v, doc.version, doc.namespace, doc.name, doc.certChainPem, doc.keyPem, doc.rootCertPem], [1, 1, 'prod', 'istio.api', s.certChainPem, s.keyPem, s.rootCertPem]);
+  assert.deepEqual(readdirSync(path.join(dir, 'secrets', 'prod')), ['istio.api']);
   const back = await store.getSecret('prod', 'istio.api');
   assert.equal(back?.keyPem, s.keyPem);
   assert.equal(back?.certChainPem, s.certChainPem);
   assert.equal(back?.version, 1);
   assert.deepEqual((await store.listSecrets()).map((x) => `${x.namespace}/${x.name}`), ['prod/istio.api']);
+});
+
+test('a store in the earlier layout (a symlink to a directory of four files) is converted on open, versions kept', async () => {
+  const dir = tempDir();
+  const s = secretFor('prod', 'api');
+  const nsDir = path.join(dir, 'secrets', 'prod');
+  const v3 = path.join(nsDir, '.istio.api.v3');
+  mkdirSync(v3, { recursive: true });
+  writeFileSync(path.join(v3, 'cert-chain.pem'), s.certChainPem);
+  writeFileSync(path.join(v3, 'key.pem'), s.keyPem, { mode: 0o600 });
+  writeFileSync(path.join(v3, 'root-cert.pem'), s.rootCertPem);
+  writeFileSync(path.join(v3, 'metadata.json'), JSON.stringify(s.metadata, null, 2));
+  symlinkSync('.istio.api.v3', path.join(nsDir, 'istio.api'));
+  mkdirSync(path.join(nsDir, '.istio.api.v4')); // a killed writer's version that no link names
+  symlinkSync('.istio.api.v4', path.join(nsDir, '.istio.api.link-dead1')); // and its temporary link
+
+  const store = await FileStore.open(dir);
+  assert.deepEqual(readdirSync(nsDir), ['istio.api'], 'the version directories and leftovers are gone');
+  assert.ok(lstatSync(path.join(nsDir, 'istio.api')).isFile());
+  const back = await store.getSecret('prod', 'istio.api');
+  assert.deepEqual([back?.version, back?.certChainPem, back?.keyPem, back?.rootCertPem, back?.metadata.spiffeId], [3, s.certChainPem, s.keyPem, s.rootCertPem, s.metadata.spiffeId]);
+  assert.equal(await store.putSecret(secretFor('prod', 'api'), 3), 4, 'the compare-and-set goes on from the converted version');
+});
+
+test('a secret file that is not citadel\'s (broken or moved by hand) is a clear error, and a write over it changes nothing', async () => {
+  const dir = tempDir();
+  const store = await FileStore.open(dir);
+  await store.putSecret(secretFor('prod', 'api'), null);
+  const broken = path.join(dir, 'secrets', 'prod', 'istio.api');
+  writeFileSync(broken, '{"v":1,"version":1,"namespace":"prod"'); // half a document
+  await assert.rejects(store.getSecret('prod', 'istio.api'), new RegExp(`file ${broken} does not hold JSON written by citadel`));
+  await assert.rejects(store.putSecret(secretFor('prod', 'api'), 1), /does not hold JSON written by citadel/);
+  assert.equal(readFileSync(broken, 'utf8'), '{"v":1,"version":1,"namespace":"prod"', 'the refused write changed nothing');
+  await store.putSecret(secretFor('qa', 'api'), null);
+  mkdirSync(path.join(dir, 'secrets', 'staging'));
+  copyFileSync(path.join(dir, 'secrets', 'qa', 'istio.api'), path.join(dir, 'secrets', 'staging', 'istio.api'));
+  await assert.rejects(store.getSecret('staging', 'istio.api'), /holds the secret qa\/istio.api; it was copied or moved by hand/);
+});
+
+test('opening a store removes a dead writer\'s temporary files but not those of a live one', async () => {
+  const dir = tempDir();
+  const nsDir = path.join(dir, 'secrets', 'prod');
+  mkdirSync(nsDir, { recursive: true });
+  const live = `.istio.api.tmp-${uniqueSuffix()}`; // this process: a write in progress
+  const dead = `.istio.web.tmp-${2 ** 22 + 7}.0123abcd1`; // above pid_max's default: no such process
+  writeFileSync(path.join(nsDir, live), 'partial');
+  writeFileSync(path.join(nsDir, dead), 'partial');
+  const store = await FileStore.open(dir);
+  assert.deepEqual(readdirSync(nsDir), [live]);
+  assert.deepEqual(await store.listSecrets(), [], 'temporary files are never read as secrets');
 });
 
 test('compare-and-set: a stale version or a second create is refused and changes nothing', async () => {
@@ -104,7 +157,7 @@ test('a writer killed mid-write never leaves a torn secret', async () => {
     }
     // Garbage from the killed writer is cleared on open: only live versions remain.
     const entries = readdirSync(path.join(dir, 'data', 'secrets', 'prod'));
-    assert.ok(entries.every((e) => !e.includes('.tmp-') && !e.includes('.link-')), entries.join(','));
+    assert.ok(entries.every((e) => !e.startsWith('.')), entries.join(','));
   }
   assert.ok(checked >= 8, `checked ${checked} secrets`);
 });

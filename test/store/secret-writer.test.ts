@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError } from '../../src/common/errors';
 import { FileStore } from '../../src/store/file-store';
+import { decodeSecretRecord } from '../../src/store/secret-record';
 import { SecretWrite, SecretWriter } from '../../src/store/secret-writer';
 import { Secret, SECRET_TYPE } from '../../src/store/store';
 import { bundleFor, tempDir, testCa } from '../helpers/pki';
@@ -12,8 +13,15 @@ const ca = testCa();
 
 function write(ns: string, sa: string, expectedVersion?: number | null): SecretWrite {
   const b = bundleFor(ca, ns, sa);
-  return { namespace: ns, name: `istio.${sa}`, certChainPem: b.certChainPem, keyText: b.keyPem, rootCertPem: b.rootCertPem, metadataJson: '{}\n', expectedVersion };
+  const secret: Secret = {
+    namespace: ns, name: `istio.${sa}`, certChainPem: b.certChainPem, keyPem: b.keyPem, rootCertPem: b.rootCertPem,
+    metadata: { type: SECRET_TYPE, serviceAccount: sa, spiffeId: '', notBefore: '', notAfter: '', serialNumber: b.serialHex, updatedAt: '' },
+  };
+  return { secret, expectedVersion };
 }
+
+/** The secret document on disk, parsed. */
+const onDisk = (file: string) => decodeSecretRecord(file, readFileSync(file, 'utf8'));
 
 for (const threads of [2, 0]) {
   const mode = threads ? `${threads} writer threads` : 'in-thread (the fallback)';
@@ -28,10 +36,12 @@ for (const threads of [2, 0]) {
       assert.equal(await writer.write(second), 2);
       await assert.rejects(writer.write(write('prod', 'api', null)), ConflictError);
       await assert.rejects(writer.write(write('prod', 'api', 1)), /is at version 2, not 1/);
-      const live = path.join(dir, 'secrets', 'prod', 'istio.api');
-      assert.equal(readFileSync(path.join(live, 'cert-chain.pem'), 'utf8'), second.certChainPem, 'the refused writes left the second version in place');
-      assert.equal(readFileSync(path.join(live, 'key.pem'), 'utf8'), second.keyText);
-      assert.deepEqual(readdirSync(path.join(dir, 'secrets', 'prod')).sort(), ['.istio.api.v2', 'istio.api'], 'old version and temporaries removed');
+      const live = onDisk(path.join(dir, 'secrets', 'prod', 'istio.api'));
+      assert.equal(live.certChainPem, second.secret.certChainPem, 'the refused writes left the second version in place');
+      assert.equal(live.keyPem, second.secret.keyPem);
+      assert.equal(live.version, 2);
+      assert.equal(statSync(path.join(dir, 'secrets', 'prod', 'istio.api')).mode & 0o777, 0o600, 'a secret holds a private key: 0600');
+      assert.deepEqual(readdirSync(path.join(dir, 'secrets', 'prod')), ['istio.api'], 'no temporaries left');
     } finally {
       await writer.close();
     }
@@ -81,7 +91,7 @@ test('file store: 400 concurrent writes over 40 namespaces through the writer th
     }
     for (let n = 0; n < 40; n++) {
       const entries = readdirSync(path.join(dir, 'secrets', `ns-${n}`));
-      assert.ok(entries.every((e) => !e.includes('.tmp-') && !e.includes('.link-')), entries.join(','));
+      assert.ok(entries.every((e) => !e.startsWith('.')), entries.join(','));
     }
   } finally {
     await store.close();
@@ -99,7 +109,7 @@ test('secret writer: a writer thread that dies is replaced, and writes go on', a
     await new Promise((r) => setImmediate(r));
     const versions = await Promise.all(['a', 'b', 'c', 'd'].map((ns) => writer.write(write(ns, 'api'))));
     assert.deepEqual(versions, [2, 2, 1, 1]);
-    assert.equal(readFileSync(path.join(dir, 'secrets', 'c', 'istio.api', 'key.pem'), 'utf8').includes('PRIVATE KEY'), true);
+    assert.equal(onDisk(path.join(dir, 'secrets', 'c', 'istio.api')).keyPem.includes('PRIVATE KEY'), true);
   } finally {
     await writer.close();
   }

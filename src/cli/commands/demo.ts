@@ -81,7 +81,7 @@ export const registerDemo: RegisterCommand = (program: Command) => {
         say(`    ${secret.metadata.spiffeId}, serial ${secret.metadata.serialNumber.slice(0, 16)}…`);
         const problems = verifyBundle(secret.certChainPem, secret.keyPem, secret.rootCertPem);
         say(`    cert verify: ${problems.length ? 'FAILED: ' + problems.join('; ') : 'chain to root OK, X.509-SVID rules OK, key matches'}`);
-        say(`    files: ${path.join(dir, 'citadel-data', 'secrets', 'payments', 'istio.checkout')}/{cert-chain.pem,key.pem,root-cert.pem}`);
+        say(`    stored in ${path.join(dir, 'citadel-data', 'secrets', 'payments', 'istio.checkout')}; \`citadel store get payments checkout -o DIR\` writes its cert-chain.pem, key.pem, root-cert.pem`);
 
         step(`removing /payments/api; its secret goes after the delete delay (${o.deleteDelay})`);
         const removed = Date.now();

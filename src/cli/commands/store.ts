@@ -1,15 +1,66 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { Command } from 'commander';
+import { writeFileAtomic } from '../../common/atomic-file';
+import { UserError } from '../../common/errors';
+import { CITADEL_FILES } from '../../pki/identity';
 import { openStore } from '../../store';
 import { generateKekFile, loadKek } from '../../store/kek';
 import { migrateStore } from '../../store/migrate';
 import { rekeyKek, rekeyStore } from '../../store/rekey';
 import type { Kek } from '../../store/store';
+import { addStoreOption, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
 const say = (line: string) => process.stdout.write(line + '\n');
 
 export const registerStore: RegisterCommand = (program: Command) => {
-  const store = program.command('store').description('maintain a store: key-encryption keys, moving to another store');
+  const store = program.command('store').description('look into and maintain a store: its secrets, key-encryption keys, moving to another store');
+
+  addStoreOption(store.command('list'))
+    .description('list the workload secrets in a store: namespace/name, SPIFFE ID, expiry, version')
+    .option('-n, --namespace <ns>', 'only this namespace')
+    .action(async (o: { store: string; kekFile?: string; namespace?: string }) => {
+      const s = await openStoreFromFlags(o);
+      try {
+        const secrets = await s.listSecrets(o.namespace);
+        for (const x of secrets) say(`${`${x.namespace}/${x.name}`.padEnd(40)} ${x.metadata.spiffeId.padEnd(56)} expires ${x.metadata.notAfter}  v${x.version}`);
+        say(`${secrets.length} secret${secrets.length === 1 ? '' : 's'} in ${s.url}${o.namespace ? ` namespace ${o.namespace}` : ''}`);
+      } finally {
+        await s.close();
+      }
+    });
+
+  addStoreOption(store.command('get <namespace> <secret>'))
+    .description('show one secret (istio.<sa>, or just <sa>); with -o, write its cert-chain.pem, key.pem and root-cert.pem into DIR, as a sidecar sees them in /etc/certs')
+    .option('-o, --out <dir>', 'directory to write the three files into (created if missing)')
+    .action(async (namespace: string, secret: string, o: { store: string; kekFile?: string; out?: string }) => {
+      const name = secret.startsWith('istio.') ? secret : `istio.${secret}`;
+      const s = await openStoreFromFlags(o);
+      try {
+        let found;
+        try {
+          found = await s.getSecret(namespace, name);
+        } catch (err) {
+          throw new UserError((err as Error).message);
+        }
+        if (!found) throw new UserError(`there is no secret ${namespace}/${name} in ${s.url}; \`citadel store list\` shows what there is`);
+        const m = found.metadata;
+        say(`${namespace}/${name} (version ${found.version})`);
+        say(`  ${m.spiffeId}, serial ${m.serialNumber}`);
+        say(`  valid ${m.notBefore} .. ${m.notAfter}, written ${m.updatedAt}`);
+        if (o.out) {
+          await fs.mkdir(o.out, { recursive: true });
+          // Root and chain first, key last: a reader never finds a key without its certificate's root.
+          await writeFileAtomic(path.join(o.out, CITADEL_FILES.root), found.rootCertPem, 0o644);
+          await writeFileAtomic(path.join(o.out, CITADEL_FILES.certChain), found.certChainPem, 0o644);
+          await writeFileAtomic(path.join(o.out, CITADEL_FILES.key), found.keyPem, 0o600);
+          say(`  wrote ${path.join(o.out, '{cert-chain.pem,key.pem,root-cert.pem}')}`);
+        }
+      } finally {
+        await s.close();
+      }
+    });
 
   store
     .command('rekey')

@@ -1,12 +1,20 @@
 /*
+ * The file store's filesystem calls that Node does not expose.
+ *
  * syncfs(2) off the event loop: makes everything written to one filesystem durable in a single
  * call. The file store group-commits many small files this way instead of an fsync per file
  * (or a `sync -f` child process per flush, whose fork costs milliseconds of the main thread).
+ *
+ * markTopDir: `chattr +T`, the ext2/3/4 hint that a directory is the top of unrelated
+ * hierarchies, so the Orlov allocator spreads its subdirectories over block groups.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <node_api.h>
 
@@ -62,8 +70,39 @@ static napi_value Syncfs(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * markTopDir(path: string): string -- sets FS_TOPDIR_FL on a directory. Returns "" when the flag
+ * is set (or already was), else the reason it cannot be (a filesystem without the flag answers
+ * ENOTTY or EOPNOTSUPP); never throws for that, since the flag is only a placement hint.
+ */
+static napi_value MarkTopDir(napi_env env, napi_callback_info info) {
+  size_t argc = 1, len;
+  napi_value args[1], result;
+  char path[4096];
+  int fd, flags, err = 0;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_string_utf8(env, args[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "markTopDir(path) takes a directory path");
+    return NULL;
+  }
+  fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) err = errno;
+  else {
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) err = errno;
+    else if (!(flags & FS_TOPDIR_FL)) {
+      flags |= FS_TOPDIR_FL;
+      if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) err = errno;
+    }
+    close(fd);
+  }
+  napi_create_string_utf8(env, err ? strerror(err) : "", NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
 void RegisterSyncfs(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "syncfs", NAPI_AUTO_LENGTH, Syncfs, NULL, &fn);
   napi_set_named_property(env, exports, "syncfs", fn);
+  napi_create_function(env, "markTopDir", NAPI_AUTO_LENGTH, MarkTopDir, NULL, &fn);
+  napi_set_named_property(env, exports, "markTopDir", fn);
 }

@@ -18,15 +18,14 @@ import {
   CaSecret,
   JoinTokenRecord,
   Kek,
-  SECRET_TYPE,
   Secret,
-  SecretMetadata,
   Store,
   StoreEvent,
   StoreOptions,
   StoredSecret,
   isSealed,
 } from '../store';
+import { decodeSecretRecord, encodeSecretRecord } from '../secret-record';
 import { LeaderElection, ZkLeaderElection } from './election';
 import { ZkConnectionState, ZkSession, ZkStat, zkErrorCode } from './session';
 import { parseZkUrl } from './url';
@@ -43,10 +42,6 @@ export interface ZkStoreOptions extends StoreOptions {
 
 /** What a secret znode holds. The namespace and name repeat the path so a dump explains itself. */
 /** A secret's znode: the Secret itself (key sealed when a KEK is set) with a format version. */
-interface SecretRecord extends Secret {
-  v: 1;
-}
-
 export async function openZkStore(url: string, opts: ZkStoreOptions = {}): Promise<ZkStore> {
   const target = parseZkUrl(url);
   const log = (opts.logger ?? silentLogger).child({ store: target.url });
@@ -298,36 +293,22 @@ export class ZkStore implements Store {
   }
 
   private encodeSecret(s: Secret): Buffer {
-    const record: SecretRecord = {
-      v: 1,
-      namespace: s.namespace,
-      name: s.name,
-      certChainPem: s.certChainPem,
-      keyPem: this.kek ? this.kek.seal(s.keyPem) : s.keyPem,
-      rootCertPem: s.rootCertPem,
-      metadata: s.metadata,
-    };
-    return Buffer.from(JSON.stringify(record));
+    return Buffer.from(encodeSecretRecord(s, this.kek ? this.kek.seal(s.keyPem) : s.keyPem));
   }
 
   private decodeSecret(path: string, data: Buffer, version: number): StoredSecret {
-    const r = parseJson(path, data) as Partial<SecretRecord>;
-    const m = r.metadata as Partial<SecretMetadata> | undefined;
-    const strings = [r.namespace, r.name, r.certChainPem, r.keyPem, r.rootCertPem, m?.serviceAccount, m?.spiffeId, m?.notBefore, m?.notAfter, m?.serialNumber, m?.updatedAt];
-    if (r.v !== 1 || m?.type !== SECRET_TYPE || strings.some((s) => typeof s !== 'string')) {
-      throw new Error(`znode ${path} does not hold a citadel secret (format v1); it was written by something else`);
-    }
-    const record = r as SecretRecord;
+    const record = decodeSecretRecord(`znode ${path}`, data.toString('utf8'));
     return {
       namespace: record.namespace,
       name: record.name,
       certChainPem: record.certChainPem,
       keyPem: this.openKey(record.keyPem, `secret ${record.namespace}/${record.name}`),
       rootCertPem: record.rootCertPem,
-      metadata: { ...record.metadata },
+      metadata: record.metadata,
       version,
     };
   }
+
 
   private encodeCa(ca: CaSecret): Buffer {
     return Buffer.from(JSON.stringify({ v: 1, caCertPem: ca.caCertPem, caKeyPem: this.kek ? this.kek.seal(ca.caKeyPem) : ca.caKeyPem }));
