@@ -11,7 +11,7 @@ import { errorMessage } from '../common/errors';
 import { silentLogger, type Logger } from '../common/log';
 import { parseApp, parseAppList, parseGroup, parsePod, parsePodList, flattenGroup, MarathonParseError, type Malformed, type MarathonApp, type MarathonPod } from './model';
 import { SseParser, type ServerSentEvent } from './sse';
-import { MarathonHttpError, MarathonTransport, stripCredentials } from './transport';
+import { MarathonHttpError, MarathonTransport, RequestTiming, stripCredentials } from './transport';
 import { MarathonView, type ViewEntry } from './view';
 import { workloadOfApp, workloadOfPod } from './workload';
 
@@ -47,6 +47,12 @@ export interface MarathonClientStats {
   rereads: number;
   malformed: number;
   lastListMs: number;
+  /**
+   * The last list's apps request, split: Marathon answering (until the response head), the body
+   * arriving, JSON.parse, and turning the documents into the view. Tells a slow Marathon from a
+   * slow citadel.
+   */
+  lastList: { answerMs: number; bodyMs: number; parseMs: number; viewMs: number };
 }
 
 type Invalidation = `app:${string}` | `pod:${string}` | `any:${string}` | `group:${string}`;
@@ -58,7 +64,7 @@ const EVENT_TYPES_THAT_MATTER = new Set([
 
 export class MarathonClient {
   readonly view: MarathonView;
-  readonly stats: MarathonClientStats = { connects: 0, relists: 0, events: 0, heartbeats: 0, rereads: 0, malformed: 0, lastListMs: 0 };
+  readonly stats: MarathonClientStats = { connects: 0, relists: 0, events: 0, heartbeats: 0, rereads: 0, malformed: 0, lastListMs: 0, lastList: { answerMs: 0, bodyMs: 0, parseMs: 0, viewMs: 0 } };
   /** true while the event stream is open and the view has been re-listed since it opened */
   connected = false;
   /** the Marathon (leader) base URL in use, without credentials */
@@ -241,10 +247,12 @@ export class MarathonClient {
     this.generation++;
     const started = Date.now();
     try {
+      const timing: RequestTiming = { answerMs: 0, bodyMs: 0, parseMs: 0 };
       const [appsJson, podsJson] = await Promise.all([
-        this.transport.getJson(this.api('v2/apps?embed=apps.tasks')),
+        this.transport.getJson(this.api('v2/apps?embed=apps.tasks'), timing),
         this.transport.getJson(this.api('v2/pods/::status')),
       ]);
+      const viewStarted = performance.now();
       const malformed: Malformed[] = [];
       if (appsJson === undefined) throw new Error('GET /v2/apps answered 404: is this Marathon?');
       const apps = parseAppList(appsJson, malformed);
@@ -256,7 +264,9 @@ export class MarathonClient {
       this.view.replaceAll(entries);
       this.stats.relists++;
       this.stats.lastListMs = Date.now() - started;
-      this.log.info('marathon listed', { apps: apps.length, pods: pods.length, malformed: malformed.length, ms: this.stats.lastListMs });
+      const ms = (v: number) => Math.round(v);
+      this.stats.lastList = { answerMs: ms(timing.answerMs), bodyMs: ms(timing.bodyMs), parseMs: ms(timing.parseMs), viewMs: ms(performance.now() - viewStarted) };
+      this.log.info('marathon listed', { apps: apps.length, pods: pods.length, malformed: malformed.length, ms: this.stats.lastListMs, ...this.stats.lastList });
     } finally {
       this.listing = false;
     }

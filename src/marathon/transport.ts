@@ -19,6 +19,13 @@ export interface MarathonResponse {
   body: string;
 }
 
+/** Where a request's time went: Marathon until the response head, then its body, then JSON.parse. */
+export interface RequestTiming {
+  answerMs: number;
+  bodyMs: number;
+  parseMs: number;
+}
+
 export class MarathonHttpError extends Error {
   constructor(readonly status: number, readonly url: string, readonly body: string) {
     super(`${url}: HTTP ${status}${body ? ` ${summary(body)}` : ''}`);
@@ -93,24 +100,33 @@ export class MarathonTransport {
   }
 
   /** A whole request; rejects on network errors and timeouts, resolves with any status. */
-  async request(url: URL, accept = 'application/json'): Promise<MarathonResponse> {
+  async request(url: URL, accept = 'application/json', timing?: RequestTiming): Promise<MarathonResponse> {
     const signal = AbortSignal.timeout(this.opts.requestTimeoutMs ?? 30_000);
+    const t0 = performance.now();
     const res = await this.open(url, { accept, signal });
+    const t1 = performance.now();
     res.setEncoding('utf8');
     let body = '';
     for await (const chunk of res) body += chunk as string;
+    if (timing) {
+      timing.answerMs = t1 - t0;
+      timing.bodyMs = performance.now() - t1;
+    }
     return { status: res.statusCode ?? 0, headers: res.headers, body };
   }
 
   /** GET a JSON document; undefined on 404, MarathonHttpError on any other non-2xx. */
-  async getJson(url: URL): Promise<unknown | undefined> {
-    const res = await this.request(url);
+  async getJson(url: URL, timing?: RequestTiming): Promise<unknown | undefined> {
+    const res = await this.request(url, 'application/json', timing);
     if (res.status === 404) return undefined;
     if (res.status < 200 || res.status >= 300) throw new MarathonHttpError(res.status, stripCredentials(url), res.body);
+    const t0 = performance.now();
     try {
       return JSON.parse(res.body) as unknown;
     } catch (err) {
       throw new MarathonHttpError(res.status, stripCredentials(url), `invalid JSON: ${(err as Error).message}`);
+    } finally {
+      if (timing) timing.parseMs = performance.now() - t0;
     }
   }
 
