@@ -52,7 +52,7 @@ export interface MarathonClientStats {
    * arriving, JSON.parse, and turning the documents into the view. Tells a slow Marathon from a
    * slow citadel.
    */
-  lastList: { answerMs: number; bodyMs: number; parseMs: number; viewMs: number };
+  lastList: { answerMs: number; bodyMs: number; parseMs: number; viewMs: number; bytes: number };
 }
 
 type Invalidation = `app:${string}` | `pod:${string}` | `any:${string}` | `group:${string}`;
@@ -64,7 +64,7 @@ const EVENT_TYPES_THAT_MATTER = new Set([
 
 export class MarathonClient {
   readonly view: MarathonView;
-  readonly stats: MarathonClientStats = { connects: 0, relists: 0, events: 0, heartbeats: 0, rereads: 0, malformed: 0, lastListMs: 0, lastList: { answerMs: 0, bodyMs: 0, parseMs: 0, viewMs: 0 } };
+  readonly stats: MarathonClientStats = { connects: 0, relists: 0, events: 0, heartbeats: 0, rereads: 0, malformed: 0, lastListMs: 0, lastList: { answerMs: 0, bodyMs: 0, parseMs: 0, viewMs: 0, bytes: 0 } };
   /** true while the event stream is open and the view has been re-listed since it opened */
   connected = false;
   /** the Marathon (leader) base URL in use, without credentials */
@@ -265,7 +265,7 @@ export class MarathonClient {
       this.stats.relists++;
       this.stats.lastListMs = Date.now() - started;
       const ms = (v: number) => Math.round(v);
-      this.stats.lastList = { answerMs: ms(timing.answerMs), bodyMs: ms(timing.bodyMs), parseMs: ms(timing.parseMs), viewMs: ms(performance.now() - viewStarted) };
+      this.stats.lastList = { answerMs: ms(timing.answerMs), bodyMs: ms(timing.bodyMs), parseMs: ms(timing.parseMs), viewMs: ms(performance.now() - viewStarted), bytes: timing.bytes ?? 0 };
       this.log.info('marathon listed', { apps: apps.length, pods: pods.length, malformed: malformed.length, ms: this.stats.lastListMs, ...this.stats.lastList });
     } finally {
       this.listing = false;

@@ -24,6 +24,7 @@ export interface RequestTiming {
   answerMs: number;
   bodyMs: number;
   parseMs: number;
+  bytes?: number;
 }
 
 export class MarathonHttpError extends Error {
@@ -105,12 +106,17 @@ export class MarathonTransport {
     const t0 = performance.now();
     const res = await this.open(url, { accept, signal });
     const t1 = performance.now();
-    res.setEncoding('utf8');
-    let body = '';
-    for await (const chunk of res) body += chunk as string;
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const chunk of res) {
+      chunks.push(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+    const body = Buffer.concat(chunks, bytes).toString('utf8');
     if (timing) {
       timing.answerMs = t1 - t0;
       timing.bodyMs = performance.now() - t1;
+      timing.bytes = bytes;
     }
     return { status: res.statusCode ?? 0, headers: res.headers, body };
   }
