@@ -14,6 +14,15 @@ import { addCaOptions, addStoreOption, caConfigFromFlags, CaFlagValues, openStor
 import type { RegisterCommand } from './index';
 
 
+/** Writes a bundle into `dir` (made if missing) as Citadel's three files, each replaced atomically. */
+export async function writeBundleFiles(dir: string, b: { rootCertPem: string; certChainPem: string; keyPem: string }): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  // Root and chain first, key last: a reader never finds a key without its certificate's root.
+  await writeFileAtomic(path.join(dir, CITADEL_FILES.root), b.rootCertPem, 0o644);
+  await writeFileAtomic(path.join(dir, CITADEL_FILES.certChain), b.certChainPem, 0o644);
+  await writeFileAtomic(path.join(dir, CITADEL_FILES.key), b.keyPem, 0o600);
+}
+
 export const registerCert: RegisterCommand = (program: Command) => {
   const cert = program.command('cert').description('issue, inspect and verify workload certificates');
 
@@ -48,11 +57,7 @@ export const registerCert: RegisterCommand = (program: Command) => {
       } catch (err) {
         throw new UserError((err as Error).message);
       }
-      await fs.mkdir(o.out, { recursive: true });
-      // Root and chain first, key last: a reader never finds a key without its certificate's root.
-      await writeFileAtomic(path.join(o.out, CITADEL_FILES.root), bundle.rootCertPem, 0o644);
-      await writeFileAtomic(path.join(o.out, CITADEL_FILES.certChain), bundle.certChainPem, 0o644);
-      await writeFileAtomic(path.join(o.out, CITADEL_FILES.key), bundle.keyPem, 0o600);
+      await writeBundleFiles(o.out, bundle);
       process.stdout.write(
         `issued ${spiffeId(identity)}\n  valid until ${bundle.notAfter.toISOString()} (${formatDuration(bundle.notAfter.getTime() - Date.now())})\n  wrote ${path.join(o.out, '{cert-chain.pem,key.pem,root-cert.pem}')}\n`,
       );

@@ -1,15 +1,13 @@
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { writeFileAtomic } from '../../common/atomic-file';
 import { UserError } from '../../common/errors';
-import { CITADEL_FILES } from '../../pki/identity';
 import { openStore } from '../../store';
 import { generateKekFile, loadKek } from '../../store/kek';
 import { migrateStore } from '../../store/migrate';
 import { rekeyKek, rekeyStore } from '../../store/rekey';
 import type { Kek } from '../../store/store';
 import { addStoreOption, openStoreFromFlags } from '../options';
+import { writeBundleFiles } from './cert';
 import type { RegisterCommand } from './index';
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -50,11 +48,7 @@ export const registerStore: RegisterCommand = (program: Command) => {
         say(`  ${m.spiffeId}, serial ${m.serialNumber}`);
         say(`  valid ${m.notBefore} .. ${m.notAfter}, written ${m.updatedAt}`);
         if (o.out) {
-          await fs.mkdir(o.out, { recursive: true });
-          // Root and chain first, key last: a reader never finds a key without its certificate's root.
-          await writeFileAtomic(path.join(o.out, CITADEL_FILES.root), found.rootCertPem, 0o644);
-          await writeFileAtomic(path.join(o.out, CITADEL_FILES.certChain), found.certChainPem, 0o644);
-          await writeFileAtomic(path.join(o.out, CITADEL_FILES.key), found.keyPem, 0o600);
+          await writeBundleFiles(o.out, found);
           say(`  wrote ${path.join(o.out, '{cert-chain.pem,key.pem,root-cert.pem}')}`);
         }
       } finally {
