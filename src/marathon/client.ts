@@ -247,7 +247,7 @@ export class MarathonClient {
     this.generation++;
     const started = Date.now();
     try {
-      const timing: RequestTiming = { answerMs: 0, bodyMs: 0, parseMs: 0 };
+      const timing: RequestTiming = { answerMs: 0, bodyMs: 0, parseMs: 0, bytes: 0 };
       const [appsJson, podsJson] = await Promise.all([
         this.transport.getJson(this.api('v2/apps?embed=apps.tasks'), timing),
         this.transport.getJson(this.api('v2/pods/::status')),
@@ -265,7 +265,7 @@ export class MarathonClient {
       this.stats.relists++;
       this.stats.lastListMs = Date.now() - started;
       const ms = (v: number) => Math.round(v);
-      this.stats.lastList = { answerMs: ms(timing.answerMs), bodyMs: ms(timing.bodyMs), parseMs: ms(timing.parseMs), viewMs: ms(performance.now() - viewStarted), bytes: timing.bytes ?? 0 };
+      this.stats.lastList = { answerMs: ms(timing.answerMs), bodyMs: ms(timing.bodyMs), parseMs: ms(timing.parseMs), viewMs: ms(performance.now() - viewStarted), bytes: timing.bytes };
       this.log.info('marathon listed', { apps: apps.length, pods: pods.length, malformed: malformed.length, ms: this.stats.lastListMs, ...this.stats.lastList });
     } finally {
       this.listing = false;

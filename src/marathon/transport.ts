@@ -24,7 +24,7 @@ export interface RequestTiming {
   answerMs: number;
   bodyMs: number;
   parseMs: number;
-  bytes?: number;
+  bytes: number;
 }
 
 export class MarathonHttpError extends Error {

@@ -264,7 +264,7 @@ export class FileStore implements Store {
     }
     const version = Number(/\.v(\d+)$/.exec(target)?.[1] ?? 0);
     const tmp = path.join(nsDir, `.${name}.tmp-${uniqueSuffix()}`);
-    await writeNewFileDurable(tmp, encodeSecretRecord(secret, secret.keyPem, version), 0o600); // the key stays sealed as it was
+    await writeNewFileDurable(tmp, encodeSecretRecord(secret, version), 0o600); // the key stays sealed as it was
     await fs.rename(tmp, link);
     await fsyncDir(nsDir);
   }
@@ -279,7 +279,7 @@ export class FileStore implements Store {
  * without the flag (tmpfs, XFS) refuse it, and nothing changes.
  */
 async function markTopDir(dir: string): Promise<void> {
-  if (nativeAddon) {
+  if (typeof nativeAddon?.markTopDir === 'function') {
     nativeAddon.markTopDir(dir);
     return;
   }
@@ -302,4 +302,3 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
 }
-

@@ -12,15 +12,15 @@ export interface SecretRecord extends Secret {
   version?: number;
 }
 
-/** The document for `s`, its key already sealed by the caller if the store seals keys. */
-export function encodeSecretRecord(s: Secret, keyText: string, version?: number): string {
+/** The document for `s`; `s.keyPem` is the key as stored (sealed by the caller if the store seals keys). */
+export function encodeSecretRecord(s: Secret, version?: number): string {
   const record: SecretRecord = {
     v: 1,
     ...(version !== undefined ? { version } : {}),
     namespace: s.namespace,
     name: s.name,
     certChainPem: s.certChainPem,
-    keyPem: keyText,
+    keyPem: s.keyPem,
     rootCertPem: s.rootCertPem,
     metadata: s.metadata,
   };

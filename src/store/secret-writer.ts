@@ -111,7 +111,7 @@ class BatchWriter {
       this.knownDirs.add(parent);
     }
     const tmp = path.join(parent, `.${name}.tmp-${uniqueSuffix()}`);
-    const data = encodeSecretRecord(w.secret, w.secret.keyPem, version);
+    const data = encodeSecretRecord(w.secret, version);
     try {
       fs.writeFileSync(tmp, data, { flag: 'wx', mode: 0o600 });
     } catch (err) {

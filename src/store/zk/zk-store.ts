@@ -293,7 +293,7 @@ export class ZkStore implements Store {
   }
 
   private encodeSecret(s: Secret): Buffer {
-    return Buffer.from(encodeSecretRecord(s, this.kek ? this.kek.seal(s.keyPem) : s.keyPem));
+    return Buffer.from(encodeSecretRecord({ ...s, keyPem: this.kek ? this.kek.seal(s.keyPem) : s.keyPem }));
   }
 
   private decodeSecret(path: string, data: Buffer, version: number): StoredSecret {
