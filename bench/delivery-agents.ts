@@ -5,14 +5,14 @@
  *
  *   node dist/bench/delivery-agents.js <ca-port> <ca-root.pem> <certs-root> <identities-per-host>
  *
- * Reads `[{"host": "...", "token": "..."}]` on stdin, starts one FileAgent per host, and prints
+ * Reads `[{"host": "...", "token": "..."}]` on stdin, starts one NodeAgent (file mode) per host, and prints
  * a JSON line per event: {"credential": host}, {"synced": host} (first files written), and
  * {"complete": host} once the host's directory holds all of its identities. SIGTERM stops the
  * agents and exits.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { FileAgent } from '../src/agent/file-agent';
+import { NodeAgent } from '../src/agent/node-agent';
 
 // Each agent of the group shares this process's libuv threadpool (a real agent has its own).
 process.env.UV_THREADPOOL_SIZE ??= '8';
@@ -30,7 +30,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const hosts = JSON.parse(await readStdin()) as Array<{ host: string; token: string }>;
   const say = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');
   const agents = hosts.map(({ host, token }) => {
-    const agent = new FileAgent({ caAddress: `127.0.0.1:${port}`, caRootPem, joinToken: token, host, certsDir: path.join(certsRoot, host) });
+    const agent = new NodeAgent({ caAddress: `127.0.0.1:${port}`, caRootPem, joinToken: token, host, certsDir: path.join(certsRoot, host) });
     agent.once('credential', () => say({ credential: host }));
     agent.once('synced', () => say({ synced: host }));
     let complete = false;

@@ -17,9 +17,9 @@ import { DEFAULT_CA_CONFIG } from '../src/ca/config';
 import { createLogger } from '../src/common/log';
 import { MarathonView } from '../src/marathon/view';
 import type { Workload } from '../src/marathon/workload';
-import { IstioCertificateService } from '../src/server/api';
+import { IstioCertificateService } from '../src/api/ca-api';
 import { startCaGrpcServer } from '../src/server/grpc-server';
-import { GrpcError, GrpcHttp2Server, status } from '../src/server/grpc-transport';
+import { GrpcError, GrpcServer, status } from '../src/api/grpc/server';
 import { ServerCertificate } from '../src/server/server-certificate';
 import { workloadIdentity } from '../src/pki/identity';
 import { FileStore } from '../src/store/file-store';
@@ -42,7 +42,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const view = new MarathonView();
   if (Number(hosts) > 0) view.replaceAll(benchWorkloads(Number(hosts), Number(perHost)));
   const server = await startCaGrpcServer({
-    ca, store, view, port: 0, host: '127.0.0.1', logger: createLogger({ level: process.env.CA_LOG_LEVEL === 'info' ? 'info' : 'warn' }), registry: new Registry(),
+    ca, store, placements: view, port: 0, host: '127.0.0.1', logger: createLogger({ level: process.env.CA_LOG_LEVEL === 'info' ? 'info' : 'warn' }), registry: new Registry(),
     rateLimit: { ratePerSecond: 0, burst: 0 },
   });
   process.stdout.write(JSON.stringify({ port: server.port, pid: process.pid }) + '\n');
@@ -53,9 +53,9 @@ async function startEcho(ca: CertificateAuthority): Promise<void> {
   const tls = new ServerCertificate(ca, [], createLogger({ level: 'warn' })).tls;
   const canned = ca.issueKeyCertBundle(workloadIdentity(ca.trustDomain, 'bench', 'echo'));
   const chain = [canned.certChainPem, canned.rootCertPem];
-  const server = new GrpcHttp2Server({ tls });
+  const server = new GrpcServer({ tls });
   server.unary(IstioCertificateService.CreateCertificate, (_req, ctx) => {
-    if (!ctx.socket.authorized) throw new GrpcError(status.UNAUTHENTICATED, 'no client certificate');
+    if (!ctx.tls?.authorized) throw new GrpcError(status.UNAUTHENTICATED, 'no client certificate');
     return { certChain: chain };
   });
   const port = await server.listen(0, '127.0.0.1');

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import {
-  AttestNodeResponse, CsrResponse, IstioCAService, IstioCertificateResponse, IstioCertificateService, NodeService, SecretsUpdate,
-} from '../server/api';
+  AttestNodeResponse, CsrResponse, IstioCAService, IstioCertificateResponse, IstioCertificateService, NodeService, PlacementsUpdate, SecretsUpdate,
+} from '../api/ca-api';
 
 export interface CaClientOptions {
   /** host:port of the CA's gRPC API. */
@@ -15,18 +15,10 @@ export interface CaClientOptions {
   serverName?: string;
 }
 
-const ServiceClients = {
-  istio: grpc.makeGenericClientConstructor(IstioCertificateService, 'IstioCertificateService'),
-  istio10: grpc.makeGenericClientConstructor(IstioCAService, 'IstioCAService'),
-  node: grpc.makeGenericClientConstructor(NodeService, 'NodeService'),
-};
-
 /** A gRPC client of the CA, over TLS, presenting a client certificate when it has one. */
 export class CaClient {
   private readonly channel: grpc.Channel;
-  private readonly istio: grpc.Client;
-  private readonly istio10: grpc.Client;
-  private readonly node: grpc.Client;
+  private readonly client: grpc.Client;
 
   constructor(readonly opts: CaClientOptions) {
     const creds = grpc.credentials.createSsl(
@@ -42,45 +34,43 @@ export class CaClient {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.use_local_subchannel_pool': 1,
     });
-    const channelOverride = this.channel;
-    this.istio = new ServiceClients.istio(opts.address, creds, { channelOverride });
-    this.istio10 = new ServiceClients.istio10(opts.address, creds, { channelOverride });
-    this.node = new ServiceClients.node(opts.address, creds, { channelOverride });
+    this.client = new grpc.Client(opts.address, creds, { channelOverride: this.channel });
   }
 
   /** IstioCertificateService/CreateCertificate: the chain, leaf first and root last. */
   createCertificate(csr: string, validitySeconds = 0, deadlineMs = 10_000): Promise<string[]> {
-    return this.unary<IstioCertificateResponse>(this.istio, 'CreateCertificate', { csr, subjectId: '', validityDuration: validitySeconds }, deadlineMs).then((r) => r.certChain);
+    return this.unary(IstioCertificateService.CreateCertificate, { csr, subjectId: '', validityDuration: validitySeconds }, deadlineMs).then((r: IstioCertificateResponse) => r.certChain);
   }
 
   /** IstioCAService/HandleCSR (Istio 1.0). */
   handleCsr(csrPem: string, ttlMinutes = 0, deadlineMs = 10_000): Promise<CsrResponse> {
-    return this.unary<CsrResponse>(this.istio10, 'HandleCSR', { csrPem: Buffer.from(csrPem), requestedTtlMinutes: ttlMinutes }, deadlineMs);
+    return this.unary(IstioCAService.HandleCSR, { csrPem: Buffer.from(csrPem), nodeAgentCredential: Buffer.alloc(0), credentialType: '', requestedTtlMinutes: ttlMinutes }, deadlineMs);
   }
 
   /** NodeService/AttestNode: a join token for a node certificate chain, leaf first. */
   attestNode(joinToken: string, host: string, csr: string, validitySeconds = 0, deadlineMs = 10_000): Promise<string[]> {
-    return this.unary<AttestNodeResponse>(this.node, 'AttestNode', { joinToken, host, csr, validityDuration: validitySeconds }, deadlineMs).then((r) => r.certChain);
+    return this.unary(NodeService.AttestNode, { joinToken, host, csr, validityDuration: validitySeconds }, deadlineMs).then((r: AttestNodeResponse) => r.certChain);
   }
 
-  /** NodeService/WatchSecrets: the node's secret feed. */
+  /** NodeService/WatchSecrets: the node's secret feed (file mode). */
   watchSecrets(): grpc.ClientReadableStream<SecretsUpdate> {
-    return (this.node as unknown as { WatchSecrets(req: object): grpc.ClientReadableStream<SecretsUpdate> }).WatchSecrets({});
+    return this.client.makeServerStreamRequest(NodeService.WatchSecrets.path, NodeService.WatchSecrets.requestSerialize, NodeService.WatchSecrets.responseDeserialize, {});
+  }
+
+  /** NodeService/WatchPlacements: which identities are placed on the node, with no keys (SDS mode). */
+  watchPlacements(): grpc.ClientReadableStream<PlacementsUpdate> {
+    return this.client.makeServerStreamRequest(NodeService.WatchPlacements.path, NodeService.WatchPlacements.requestSerialize, NodeService.WatchPlacements.responseDeserialize, {});
   }
 
   close(): void {
-    this.istio.close();
-    this.istio10.close();
-    this.node.close();
+    this.client.close();
     this.channel.close();
   }
 
-  private unary<T>(client: grpc.Client, method: string, request: object, deadlineMs: number): Promise<T> {
+  private unary<Req, Res>(def: grpc.MethodDefinition<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      (client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: T) => void) => void>)[method](
-        request,
-        { deadline: Date.now() + deadlineMs },
-        (err, res) => (err ? reject(err) : resolve(res)),
+      this.client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, { deadline: Date.now() + deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res!),
       );
     });
   }

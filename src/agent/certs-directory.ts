@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { constants } from 'node:fs';
 import * as path from 'node:path';
 import { uniqueSuffix } from '../common/atomic-file';
-import { CITADEL_FILES } from '../pki/identity';
+import { AccountRef, checkAccount, CITADEL_FILES } from '../pki/identity';
 
 /** Citadel's three files in each identity directory. */
 export const BUNDLE_FILES = [CITADEL_FILES.certChain, CITADEL_FILES.key, CITADEL_FILES.root] as const;
@@ -11,11 +11,6 @@ export type Bundle = Record<BundleFile, string>;
 
 const DATA = '..data';
 const MODES: Record<BundleFile, number> = { 'cert-chain.pem': 0o644, 'key.pem': 0o600, 'root-cert.pem': 0o644 };
-
-export interface IdentityDir {
-  namespace: string;
-  serviceAccount: string;
-}
 
 /**
  * `<certs-dir>/<ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem}`, the directories sidecars mount
@@ -35,16 +30,16 @@ export class CertsDirectory {
 
   constructor(readonly root: string, private readonly durable = true) {}
 
-  identityPath(namespace: string, serviceAccount: string): string {
-    for (const [what, s] of [['namespace', namespace], ['service account', serviceAccount]] as const) {
-      if (!s || s.startsWith('.') || s.includes('/') || s.includes('\0')) throw new Error(`invalid ${what} "${s}"`);
-    }
-    return path.join(this.root, namespace, serviceAccount);
+  /** `<root>/<ns>/<sa>`; the names are checked as the stores check them, so no path can escape the root. */
+  identityPath(a: AccountRef): string {
+    const problem = checkAccount(a);
+    if (problem) throw new Error(problem);
+    return path.join(this.root, a.namespace, a.serviceAccount);
   }
 
   /** The identity directories present (visible names only). */
-  async list(): Promise<IdentityDir[]> {
-    const out: IdentityDir[] = [];
+  async list(): Promise<AccountRef[]> {
+    const out: AccountRef[] = [];
     for (const ns of visible(this.root)) {
       if (!lstat(path.join(this.root, ns))?.isDirectory()) continue;
       for (const sa of visible(path.join(this.root, ns))) out.push({ namespace: ns, serviceAccount: sa });
@@ -53,8 +48,8 @@ export class CertsDirectory {
   }
 
   /** The bundle as a reader sees it, or undefined. */
-  async read(namespace: string, serviceAccount: string): Promise<Bundle | undefined> {
-    const dir = this.identityPath(namespace, serviceAccount);
+  async read(a: AccountRef): Promise<Bundle | undefined> {
+    const dir = this.identityPath(a);
     try {
       const [a, b, c] = BUNDLE_FILES.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'));
       return { 'cert-chain.pem': a, 'key.pem': b, 'root-cert.pem': c };
@@ -65,8 +60,8 @@ export class CertsDirectory {
   }
 
   /** Replaces the identity's three files at once. `isNew`: the caller believes the directory does not exist yet. */
-  async write(namespace: string, serviceAccount: string, bundle: Bundle, isNew?: boolean): Promise<void> {
-    const dir = this.identityPath(namespace, serviceAccount);
+  async write(a: AccountRef, bundle: Bundle, isNew?: boolean): Promise<void> {
+    const dir = this.identityPath(a);
     const nsDir = path.dirname(dir);
     if (!this.namespaces.has(nsDir)) {
       fs.mkdirSync(nsDir, { recursive: true, mode: 0o755 });
@@ -74,7 +69,7 @@ export class CertsDirectory {
     }
     const version = `..${new Date().toISOString().replace(/[-:]/g, '').replace('.', '_')}.${uniqueSuffix()}`;
     if (isNew ?? !lstat(dir)) {
-      const tmp = path.join(nsDir, `.${serviceAccount}.tmp-${uniqueSuffix()}`);
+      const tmp = path.join(nsDir, `.${a.serviceAccount}.tmp-${uniqueSuffix()}`);
       fs.mkdirSync(tmp, { mode: 0o755 });
       this.writePayload(path.join(tmp, version), bundle);
       fs.symlinkSync(version, path.join(tmp, DATA));
@@ -102,9 +97,9 @@ export class CertsDirectory {
   }
 
   /** Removes an identity directory: renamed out of sight first, then deleted. */
-  async remove(namespace: string, serviceAccount: string): Promise<void> {
-    const dir = this.identityPath(namespace, serviceAccount);
-    const gone = path.join(path.dirname(dir), `.${serviceAccount}.removing-${uniqueSuffix()}`);
+  async remove(a: AccountRef): Promise<void> {
+    const dir = this.identityPath(a);
+    const gone = path.join(path.dirname(dir), `.${a.serviceAccount}.removing-${uniqueSuffix()}`);
     try {
       fs.renameSync(dir, gone);
     } catch (err) {

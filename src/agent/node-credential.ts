@@ -1,13 +1,24 @@
+/**
+ * The node's own key and certificate (spiffe://<td>/mesos-agent/<host>): obtained once with a
+ * one-time join token, saved in the state directory, reused across restarts while valid, and
+ * renewed with itself at half its lifetime.
+ */
+import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { writeFileAtomic } from '../common/atomic-file';
-import { parseCertificatePem } from '../pki/certificate';
-import { spiffeId, NodeIdentity } from '../pki/identity';
-import { privateKeyFromPem } from '../pki/keys';
+import { Backoff, BackoffOptions, sleep } from '../common/backoff';
+import { errorMessage, UserError } from '../common/errors';
+import type { Logger } from '../common/log';
+import { checkBundle } from '../pki/bundle';
+import { createCsr } from '../pki/csr';
+import { NodeIdentity, spiffeId } from '../pki/identity';
+import { generateKeyPair, privateKeyToPem } from '../pki/keys';
 import { parsePemBlocks, splitCertificates, toPem } from '../pki/pem';
-import { identityOfCertificate, keyMatchesCertificate, verifyChain } from '../pki/verify';
+import { CaClient, CaClientOptions } from './ca-client';
+import { Rotator } from './rotator';
 
-/** The node's own key and certificate (spiffe://<td>/mesos-agent/<host>). */
 export interface NodeCredential {
   keyPem: string;
   /** Leaf, then intermediates (not the root). */
@@ -16,19 +27,16 @@ export interface NodeCredential {
   notAfter: Date;
 }
 
-/** Builds a credential from the CA's answer (leaf first, root last), checking it against our root and identity. */
-export function credentialFromChain(keyPem: string, chain: string[], rootPem: string, expected: NodeIdentity): NodeCredential {
+/** Builds a credential from the CA's answer (leaf first, root last), checked against our root and identity. */
+export function credentialFromChain(keyPem: string, chain: string[], rootPem: string, expected: NodeIdentity, now = new Date()): NodeCredential {
   const root = splitCertificates(rootPem)[0];
-  const certs = chain.flatMap((c) => splitCertificates(c)).filter((c) => c !== root);
-  return checkCredential(keyPem, certs.join(''), rootPem, expected);
+  const certChainPem = chain.flatMap((c) => splitCertificates(c)).filter((c) => c !== root).join('');
+  return checkCredential(keyPem, certChainPem, rootPem, expected, now);
 }
 
 export function checkCredential(keyPem: string, certChainPem: string, rootPem: string, expected: NodeIdentity, now = new Date()): NodeCredential {
-  const check = verifyChain(certChainPem, rootPem, now);
+  const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: rootPem, expected, now, keyLabel: 'the node key' });
   if (!check.ok || !check.leaf) throw new Error(`the node certificate does not verify against --ca-root: ${check.problems.join('; ')}`);
-  const id = spiffeId(identityOfCertificate(check.leaf));
-  if (id !== spiffeId(expected)) throw new Error(`the node certificate is for ${id}, not ${spiffeId(expected)}`);
-  if (!keyMatchesCertificate(privateKeyFromPem(keyPem, 'node key'), check.leaf)) throw new Error('the node key does not match the node certificate');
   return { keyPem, certChainPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter };
 }
 
@@ -39,7 +47,7 @@ export class NodeCredentialFile {
     this.file = path.join(dir, 'node.pem');
   }
 
-  /** The saved credential if it is still valid for `expected` under `rootPem`; undefined otherwise. */
+  /** The saved credential if it is still valid for `expected` under `rootPem`; otherwise why not. */
   async load(rootPem: string, expected: NodeIdentity): Promise<{ credential?: NodeCredential; problem?: string }> {
     let text: string;
     try {
@@ -53,7 +61,6 @@ export class NodeCredentialFile {
       const key = blocks.find((b) => b.label.endsWith('PRIVATE KEY'));
       if (!key) throw new Error('no private key in it');
       const chain = blocks.filter((b) => b.label === 'CERTIFICATE').map((b) => toPem('CERTIFICATE', b.der)).join('');
-      parseCertificatePem(splitCertificates(chain)[0] ?? '');
       return { credential: checkCredential(toPem(key.label, key.der), chain, rootPem, expected) };
     } catch (err) {
       return { problem: `${this.file}: ${(err as Error).message}` };
@@ -63,5 +70,126 @@ export class NodeCredentialFile {
   async save(c: NodeCredential): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await writeFileAtomic(this.file, c.keyPem + c.certChainPem, 0o600);
+  }
+}
+
+export interface NodeCredentialsOptions {
+  node: NodeIdentity;
+  /** How to reach the CA (address, --ca-root, server name); the credential is added per call. */
+  ca: Omit<CaClientOptions, 'keyPem' | 'certChainPem'>;
+  stateDir: string;
+  /** Needed only when there is no valid saved credential. */
+  joinToken?: string;
+  /** Lifetime asked for (0: the CA's default). */
+  ttlMs?: number;
+  backoff?: BackoffOptions;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+/** Refusals that retrying cannot change: a spent or wrong token, a refused CSR. */
+const RETRYABLE = new Set([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED, grpcStatus.RESOURCE_EXHAUSTED, grpcStatus.INTERNAL, grpcStatus.UNKNOWN, grpcStatus.CANCELLED]);
+
+/**
+ * The node credential's whole life: `start()` reuses the saved one or attests with the join token
+ * (retrying while the CA is unreachable), then a Rotator renews it. Emits `renewed` with each new
+ * credential. `client()` makes a CA client that presents the current one.
+ */
+export class NodeCredentials extends EventEmitter {
+  private readonly file: NodeCredentialFile;
+  private rotator: Rotator<NodeCredential> | undefined;
+
+  constructor(private readonly opts: NodeCredentialsOptions) {
+    super();
+    this.file = new NodeCredentialFile(opts.stateDir);
+  }
+
+  get current(): NodeCredential | undefined {
+    return this.rotator?.current;
+  }
+
+  async start(): Promise<NodeCredential> {
+    const credential = await this.obtain();
+    this.rotator = new Rotator(credential, {
+      what: 'node certificate',
+      renew: (c) => this.renew(c),
+      onRotated: (next) => {
+        this.opts.logger.info('node certificate renewed', { notAfter: next.notAfter.toISOString() });
+        this.emit('renewed', next);
+      },
+      onFailure: (_err, expired) => {
+        if (expired) this.opts.logger.error('the node certificate expired before it could be renewed; create a new join token and restart the agent', {});
+      },
+      backoff: this.opts.backoff,
+      logger: this.opts.logger,
+    });
+    return credential;
+  }
+
+  async stop(): Promise<void> {
+    await this.rotator?.stop();
+  }
+
+  /** A CA client presenting the current node credential (close it when done). */
+  client(): CaClient {
+    const c = this.current;
+    if (!c) throw new Error('the node credential is not obtained yet');
+    return new CaClient({ ...this.opts.ca, keyPem: c.keyPem, certChainPem: c.certChainPem });
+  }
+
+  private csr(): { csr: string; keyPem: string } {
+    const key = generateKeyPair('ec-p256').privateKey;
+    return { csr: createCsr({ key, uris: [spiffeId(this.opts.node)] }), keyPem: privateKeyToPem(key) };
+  }
+
+  private get ttlSeconds(): number {
+    return this.opts.ttlMs ? Math.round(this.opts.ttlMs / 1000) : 0;
+  }
+
+  private async obtain(): Promise<NodeCredential> {
+    const saved = await this.file.load(this.opts.ca.rootCertPem, this.opts.node);
+    if (saved.credential) {
+      this.opts.logger.info('reusing the saved node certificate', { notAfter: saved.credential.notAfter.toISOString() });
+      return saved.credential;
+    }
+    if (saved.problem) this.opts.logger.warn('the saved node certificate cannot be used', { problem: saved.problem });
+    if (!this.opts.joinToken) {
+      throw new UserError(`no valid node certificate in ${this.file.dir} and no --join-token; create one with \`citadel token create --host ${this.opts.node.host}\``);
+    }
+    const backoff = new Backoff(this.opts.backoff);
+    for (;;) {
+      const { csr, keyPem } = this.csr();
+      const client = new CaClient(this.opts.ca);
+      try {
+        const chain = await client.attestNode(this.opts.joinToken, this.opts.node.host, csr, this.ttlSeconds);
+        const credential = credentialFromChain(keyPem, chain, this.opts.ca.rootCertPem, this.opts.node);
+        await this.file.save(credential);
+        this.opts.logger.info('node attested', { identity: spiffeId(this.opts.node), notAfter: credential.notAfter.toISOString() });
+        return credential;
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code !== undefined && !RETRYABLE.has(code)) throw new UserError(`node attestation refused: ${(err as { details?: string }).details ?? errorMessage(err)}`);
+        const delay = backoff.next();
+        this.opts.logger.warn('cannot reach the CA to attest; retrying', { error: errorMessage(err), retryInMs: delay });
+        if (this.opts.signal.aborted) throw new Error('stopped');
+        await sleep(delay, this.opts.signal);
+        if (this.opts.signal.aborted) throw new Error('stopped');
+      } finally {
+        client.close();
+      }
+    }
+  }
+
+  private async renew(current: NodeCredential): Promise<NodeCredential> {
+    const { csr, keyPem } = this.csr();
+    const client = new CaClient({ ...this.opts.ca, keyPem: current.keyPem, certChainPem: current.certChainPem });
+    try {
+      const chain = await client.createCertificate(csr, this.ttlSeconds);
+      const next = credentialFromChain(keyPem, chain, this.opts.ca.rootCertPem, this.opts.node);
+      await this.file.save(next);
+      return next;
+    } finally {
+      client.close();
+    }
   }
 }

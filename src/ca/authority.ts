@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { UserError } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { certificatePem, issueCaDer, issueLeafDer, Issuer, makeIssuer, parseCertificatePem } from '../pki/certificate';
-import { parseAndValidateCsr } from '../pki/csr';
+import { CsrError, parseAndValidateCsr } from '../pki/csr';
 import { Identity, spiffeId } from '../pki/identity';
 import { generateEncodedKeyPair, generateKeyPair, privateKeyFromPem, privateKeyToPem, spkiDer } from '../pki/keys';
 import { splitCertificates } from '../pki/pem';
@@ -146,14 +146,20 @@ export class CertificateAuthority {
   }
 
   /**
-   * Signs a CSR for `identity`, the caller's authenticated identity. The CSR goes through strict
-   * validation and must name exactly that identity.
+   * The one signing path for CSRs (the gRPC handlers, `cert` tooling and the benchmark alike):
+   * strict validation of the CSR, the subject decided by the caller's authority, the CSR naming
+   * exactly that subject, then Citadel's TTL policy. `subject` is the identity to sign for, or a
+   * function from the CSR's URI SANs to it (a node asking for a workload placed on it), which
+   * throws to refuse; it runs only on a CSR that passed validation.
    */
-  signCsr(csr: string | Buffer, identity: Identity, requestedTtlMs?: number, now = new Date()): IssuedCertificate {
-    const ttl = this.resolveTtl(requestedTtlMs);
+  signCsr(csr: string | Buffer, subject: Identity | ((requestedUris: string[]) => Identity), requestedTtlMs?: number, now = new Date()): IssuedCertificate {
+    const parsed = parseAndValidateCsr(csr);
+    const identity = typeof subject === 'function' ? subject(parsed.uris) : subject;
     const id = spiffeId(identity);
-    const parsed = parseAndValidateCsr(csr, [id]);
-    return this.issue(parsed.spki, id, ttl, now);
+    if (parsed.uris.length !== 1 || parsed.uris[0] !== id) {
+      throw new CsrError('identity', `CSR asks for ${parsed.uris.join(', ') || 'no URI SAN'} but the caller is ${id}; a CSR may only name the caller's own identity`);
+    }
+    return this.issue(parsed.spki, id, this.resolveTtl(requestedTtlMs), now);
   }
 
   /** Issues for a public key we already trust (our own generated keys, the CA's server certificate). */

@@ -48,6 +48,17 @@ export function refreshReason(secret: SecretValidity, currentRootPem: string, no
   return undefined;
 }
 
+/**
+ * A minimum grace period as long as the lifetime means a certificate is due for refresh the moment
+ * it is issued: refused at start, as Citadel refused it.
+ */
+export function checkMinGracePeriod(minGracePeriodMs: number, ttlMs: number): string | undefined {
+  if (minGracePeriodMs >= ttlMs) {
+    return `--workload-cert-min-grace-period (${Math.round(minGracePeriodMs / 1000)}s) must be shorter than --workload-cert-ttl (${Math.round(ttlMs / 1000)}s), or every certificate would be refreshed as soon as it is issued`;
+  }
+  return undefined;
+}
+
 /** Citadel's check of the ratio flag: outside [0,1] is fatal, outside [0.2,0.8] deserves a warning. */
 export function checkGracePeriodRatio(ratio: number): { fatal?: string; warning?: string } {
   if (!(ratio >= 0 && ratio <= 1)) return { fatal: `--workload-cert-grace-period-ratio ${ratio} must be within [0, 1]` };

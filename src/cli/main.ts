@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError, errorMessage } from '../common/errors';
 import { COMMANDS } from './commands';
+import { PACKAGE_VERSION } from '../common/package-root';
 
 /**
  * `citadel <command>`. Exit codes: 0 success; 1 a check failed (e.g. `cert verify` found a
@@ -9,7 +10,7 @@ import { COMMANDS } from './commands';
 export function buildProgram(): Command {
   const program = new Command('citadel')
     .description('Istio Citadel for Mesos/Marathon: per-workload SPIFFE certificates that rotate by themselves')
-    .version(require('../../../package.json').version)
+    .version(PACKAGE_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (text, write) => write(`citadel: ${text.replace(/^error: /, '')}`) })
     .exitOverride();

@@ -17,9 +17,20 @@ export function addStoreOption(cmd: Command): Command {
     .option('--kek-file <file>', 'key-encryption key (32 random bytes) for private keys at rest');
 }
 
+/** `--trust-domain`, for every command that names identities. */
+export function addTrustDomainOption(cmd: Command): Command {
+  return cmd.option('--trust-domain <domain>', 'SPIFFE trust domain', DEFAULT_CA_CONFIG.trustDomain);
+}
+
+/** The trust domain, checked: a bad one is a one-line usage error (exit 2). */
+export function trustDomainFromFlags(o: { trustDomain: string }): string {
+  const problem = checkTrustDomain(o.trustDomain);
+  if (problem) throw new UserError(`--trust-domain: ${problem}`);
+  return o.trustDomain;
+}
+
 export function addCaOptions(cmd: Command): Command {
-  return cmd
-    .option('--trust-domain <domain>', 'SPIFFE trust domain', DEFAULT_CA_CONFIG.trustDomain)
+  return addTrustDomainOption(cmd)
     .addOption(new Option('--key-algorithm <alg>', 'key type of a new root and of keys the CA generates').choices([...KEY_ALGORITHMS]).default(DEFAULT_CA_CONFIG.keyAlgorithm))
     .option('--self-signed-ca-cert-ttl <duration>', 'lifetime of a new self-signed root', '3650d')
     .option('--workload-cert-ttl <duration>', 'default lifetime of workload certificates', '24h')
@@ -43,11 +54,9 @@ export interface CaFlagValues {
 }
 
 export function caConfigFromFlags(o: CaFlagValues): CaConfig {
-  const tdProblem = checkTrustDomain(o.trustDomain);
-  if (tdProblem) throw new UserError(`--trust-domain: ${tdProblem}`);
   const config: CaConfig = {
     ...DEFAULT_CA_CONFIG,
-    trustDomain: o.trustDomain,
+    trustDomain: trustDomainFromFlags(o),
     keyAlgorithm: o.keyAlgorithm,
     selfSignedCaCertTtlMs: parseDuration(o.selfSignedCaCertTtl, '--self-signed-ca-cert-ttl'),
     workloadCertTtlMs: parseDuration(o.workloadCertTtl, '--workload-cert-ttl'),

@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 import { Backoff, sleep, type BackoffOptions } from '../common/backoff';
 import { errorMessage } from '../common/errors';
 import { silentLogger, type Logger } from '../common/log';
-import { parseApp, parseAppList, parseGroup, parsePod, parsePodList, flattenGroup, MarathonParseError, type Malformed, type MarathonApp, type MarathonPod } from './model';
+import { parseApp, parseAppList, parseGroup, parseMarathonEvent, parsePod, parsePodList, flattenGroup, MarathonParseError, MARATHON_EVENT_TYPES, type Malformed, type MarathonApp, type MarathonEvent, type MarathonPod } from './model';
 import { SseParser, type ServerSentEvent } from './sse';
 import { MarathonHttpError, MarathonTransport, RequestTiming, stripCredentials } from './transport';
 import { MarathonView, type ViewEntry } from './view';
@@ -57,10 +57,6 @@ export interface MarathonClientStats {
 
 type Invalidation = `app:${string}` | `pod:${string}` | `any:${string}` | `group:${string}`;
 
-const EVENT_TYPES_THAT_MATTER = new Set([
-  'api_post_event', 'pod_created_event', 'pod_updated_event', 'pod_deleted_event', 'group_change_success',
-  'deployment_success', 'deployment_failed', 'status_update_event', 'instance_changed_event', 'app_terminated_event',
-]);
 
 export class MarathonClient {
   readonly view: MarathonView;
@@ -281,16 +277,15 @@ export class MarathonClient {
 
   private onEvent(e: ServerSentEvent): void {
     this.stats.events++;
-    if (!EVENT_TYPES_THAT_MATTER.has(e.event)) return;
-    let data: Record<string, unknown>;
+    if (!MARATHON_EVENT_TYPES.has(e.event)) return;
+    let event: MarathonEvent | undefined;
     try {
-      data = JSON.parse(e.data) as Record<string, unknown>;
-      if (typeof data !== 'object' || data === null) throw new Error('not an object');
+      event = parseMarathonEvent(e.event, JSON.parse(e.data));
     } catch (err) {
       this.log.warn('marathon event with malformed data', { event: e.event, error: errorMessage(err) });
       return;
     }
-    for (const inv of invalidationsOf(e.event, data)) this.invalidate(inv);
+    if (event) for (const inv of invalidationsOf(event)) this.invalidate(inv);
   }
 
   private invalidate(inv: Invalidation): void {
@@ -464,54 +459,28 @@ function parentOf(id: string): string {
   return i <= 0 ? '/' : id.slice(0, i);
 }
 
-const absolute = (id: string) => (id.startsWith('/') ? id : `/${id}`);
-
 /** Which apps, pods or groups an event says may have changed. */
-export function invalidationsOf(type: string, data: Record<string, unknown>): Invalidation[] {
-  const s = (v: unknown) => (typeof v === 'string' && v.length > 0 ? v : undefined);
-  switch (type) {
+export function invalidationsOf(e: MarathonEvent): Invalidation[] {
+  switch (e.type) {
     case 'api_post_event': {
-      const def = data.appDefinition as Record<string, unknown> | undefined;
-      const id = s(def?.id);
-      if (id) return [`app:${absolute(id)}`];
-      const uri = s(data.uri);
-      return uri ? [`group:${parentOf(absolute(uri.replace(/^.*?\/v2\/apps/, '')))}`] : [];
+      if (e.appId) return [`app:${e.appId}`];
+      const id = e.uri?.replace(/^.*?\/v2\/apps/, '');
+      return id ? [`group:${parentOf(id.startsWith('/') ? id : `/${id}`)}`] : [];
     }
     case 'pod_created_event':
     case 'pod_updated_event':
-    case 'pod_deleted_event': {
-      const uri = s(data.uri);
-      if (!uri) return [];
-      const id = uri.replace(/^.*?\/v2\/pods/, '').replace(/::.*$/, '').replace(/\/$/, '');
-      return id ? [`pod:${absolute(id)}`] : [];
-    }
-    case 'group_change_success': {
-      const id = s(data.groupId);
-      return id ? [`group:${absolute(id)}`] : ['group:/'];
-    }
+    case 'pod_deleted_event':
+      return e.podId ? [`pod:${e.podId}`] : [];
+    case 'group_change_success':
+      return [`group:${e.groupId ?? '/'}`];
     case 'deployment_success':
-    case 'deployment_failed': {
-      const out: Invalidation[] = [];
-      const plan = data.plan as { steps?: Array<{ actions?: Array<Record<string, unknown>> }> } | undefined;
-      for (const step of Array.isArray(plan?.steps) ? plan!.steps : []) {
-        for (const action of Array.isArray(step?.actions) ? step.actions : []) {
-          const app = s(action?.app);
-          const pod = s(action?.pod);
-          if (app) out.push(`app:${absolute(app)}`);
-          if (pod) out.push(`pod:${absolute(pod)}`);
-        }
-      }
-      return out;
-    }
+    case 'deployment_failed':
+      return [...e.apps.map((id): Invalidation => `app:${id}`), ...e.pods.map((id): Invalidation => `pod:${id}`)];
     case 'status_update_event':
-    case 'app_terminated_event': {
-      const id = s(data.appId);
-      return id ? [`any:${absolute(id)}`] : [];
-    }
-    case 'instance_changed_event': {
-      const id = s(data.runSpecId);
-      return id ? [`any:${absolute(id)}`] : [];
-    }
+    case 'app_terminated_event':
+    case 'health_status_changed_event':
+      return e.appId ? [`any:${e.appId}`] : [];
+    case 'instance_changed_event':
+      return e.runSpecId ? [`any:${e.runSpecId}`] : [];
   }
-  return [];
 }

@@ -371,3 +371,84 @@ export function flattenGroup(g: MarathonGroup, apps: MarathonApp[] = [], pods: M
   for (const sub of g.groups) flattenGroup(sub, apps, pods);
   return { apps, pods };
 }
+
+// --- event bus payloads -------------------------------------------------------------------------
+
+/**
+ * The events the client acts on, as typed values (API-NOTES.md "Event bus"). Each names what may
+ * have changed; the client re-reads it (ordering is not guaranteed, so events are invalidation).
+ */
+export type MarathonEvent =
+  | { type: 'api_post_event'; appId?: string; uri?: string }
+  | { type: 'pod_created_event' | 'pod_updated_event' | 'pod_deleted_event'; podId?: string }
+  | { type: 'group_change_success'; groupId?: string }
+  | { type: 'deployment_success' | 'deployment_failed'; apps: string[]; pods: string[] }
+  | { type: 'status_update_event'; appId?: string; taskId?: string; taskStatus?: string; host?: string }
+  | { type: 'instance_changed_event'; runSpecId?: string; instanceId?: string; condition?: string }
+  | { type: 'app_terminated_event'; appId?: string }
+  | { type: 'health_status_changed_event'; appId?: string; instanceId?: string; alive?: boolean };
+
+export type MarathonEventType = MarathonEvent['type'];
+
+export const MARATHON_EVENT_TYPES: ReadonlySet<string> = new Set<MarathonEventType>([
+  'api_post_event', 'pod_created_event', 'pod_updated_event', 'pod_deleted_event', 'group_change_success',
+  'deployment_success', 'deployment_failed', 'status_update_event', 'instance_changed_event', 'app_terminated_event',
+  'health_status_changed_event',
+]);
+
+/** An id field: a non-empty string made absolute, or undefined. */
+function optId(v: Json): string | undefined {
+  if (typeof v !== 'string' || v.length === 0) return undefined;
+  return v.startsWith('/') ? v : `/${v}`;
+}
+const optText = (v: Json): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
+
+/**
+ * Parses the JSON `data` of an event of a type the client acts on; undefined for other types.
+ * Marathon's payloads vary by version, so a missing or odd field is left undefined rather than
+ * refused; a `data` that is not a JSON object is a MarathonParseError.
+ */
+export function parseMarathonEvent(type: string, data: Json): MarathonEvent | undefined {
+  if (!MARATHON_EVENT_TYPES.has(type)) return undefined;
+  const o = obj(data, '/');
+  switch (type as MarathonEventType) {
+    case 'api_post_event': {
+      const def = isObj(o.appDefinition) ? o.appDefinition : undefined;
+      return { type: 'api_post_event', appId: optId(def?.id), uri: optText(o.uri) };
+    }
+    case 'pod_created_event':
+    case 'pod_updated_event':
+    case 'pod_deleted_event': {
+      // No pod id field: the id is in the URI (`/v2/pods/<id>`, possibly `::status` or a trailing slash).
+      const uri = optText(o.uri);
+      const id = uri?.replace(/^.*?\/v2\/pods/, '').replace(/::.*$/, '').replace(/\/$/, '');
+      return { type: type as 'pod_created_event', podId: optId(id) };
+    }
+    case 'group_change_success':
+      return { type: 'group_change_success', groupId: optId(o.groupId) };
+    case 'deployment_success':
+    case 'deployment_failed': {
+      const apps: string[] = [];
+      const pods: string[] = [];
+      const plan = isObj(o.plan) ? o.plan : undefined;
+      for (const step of Array.isArray(plan?.steps) ? plan.steps : []) {
+        for (const action of isObj(step) && Array.isArray(step.actions) ? step.actions : []) {
+          if (!isObj(action)) continue;
+          const app = optId(action.app);
+          const pod = optId(action.pod);
+          if (app) apps.push(app);
+          if (pod) pods.push(pod);
+        }
+      }
+      return { type: type as 'deployment_success', apps, pods };
+    }
+    case 'status_update_event':
+      return { type: 'status_update_event', appId: optId(o.appId), taskId: optText(o.taskId), taskStatus: optText(o.taskStatus), host: optText(o.host) };
+    case 'instance_changed_event':
+      return { type: 'instance_changed_event', runSpecId: optId(o.runSpecId), instanceId: optText(o.instanceId), condition: optText(o.condition) };
+    case 'app_terminated_event':
+      return { type: 'app_terminated_event', appId: optId(o.appId) };
+    case 'health_status_changed_event':
+      return { type: 'health_status_changed_event', appId: optId(o.appId), instanceId: optText(o.instanceId), alive: typeof o.alive === 'boolean' ? o.alive : undefined };
+  }
+}

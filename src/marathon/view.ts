@@ -1,6 +1,7 @@
 /** The in-memory view of Marathon's workloads that the controller and the server read. */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { silentLogger, type Logger } from '../common/log';
+import { accountKey, parseAccountKey, type AccountRef } from '../pki/identity';
 import { DEFAULT_SERVICE_ACCOUNT, isInvalid, isLive, type InvalidWorkload, type Workload } from './workload';
 
 export type ViewEntry = Workload | InvalidWorkload;
@@ -12,7 +13,6 @@ export interface MarathonViewOptions {
 }
 
 const keyOf = (kind: 'app' | 'pod', id: string) => `${kind}:${id}`;
-const identityKey = (ns: string, sa: string) => `${ns}/${sa}`;
 
 function bump<K>(m: Map<K, number>, k: K, d: number): void {
   const n = (m.get(k) ?? 0) + d;
@@ -31,9 +31,9 @@ export class MarathonView {
   private readonly signatures = new Map<string, string>();
   /** namespace -> service account -> number of workloads naming it */
   private readonly accounts = new Map<string, Map<string, number>>();
-  /** host -> "ns/sa" -> live instances */
+  /** host -> accountKey -> live instances */
   private readonly byHost = new Map<string, Map<string, number>>();
-  /** "ns/sa" -> host -> live instances */
+  /** accountKey -> host -> live instances */
   private readonly byIdentity = new Map<string, Map<string, number>>();
   /** group id -> keys of the apps and pods beneath it, at any depth (not kept for the root) */
   private readonly byGroup = new Map<string, Set<string>>();
@@ -116,17 +116,18 @@ export class MarathonView {
   }
 
   /** Identities with a live (not terminal) task or pod instance on this agent host. */
-  identitiesOnHost(host: string): Array<{ namespace: string; serviceAccount: string }> {
+  identitiesOnHost(host: string): AccountRef[] {
     const ids = this.byHost.get(host);
-    if (!ids) return [];
-    return [...ids.keys()].map((k) => {
-      const slash = k.indexOf('/');
-      return { namespace: k.slice(0, slash), serviceAccount: k.slice(slash + 1) };
-    });
+    return ids ? [...ids.keys()].map(parseAccountKey) : [];
   }
 
-  hostsOf(namespace: string, serviceAccount: string): Set<string> {
-    return new Set(this.byIdentity.get(identityKey(namespace, serviceAccount))?.keys());
+  /** The agent hosts where the identity has a live task or pod instance. */
+  hostsOf(account: AccountRef): Set<string> {
+    return new Set(this.byIdentity.get(accountKey(account))?.keys());
+  }
+
+  isPlacedOn(account: AccountRef, host: string): boolean {
+    return this.byHost.get(host)?.has(accountKey(account)) ?? false;
   }
 
   /** Called after each applied change (event or re-list); returns the unsubscribe function. */
@@ -216,7 +217,7 @@ export class MarathonView {
     }
     bump2(this.accounts, e.namespace, e.serviceAccount, d);
     this.dirtyNamespaces.add(e.namespace);
-    const ik = identityKey(e.namespace, e.serviceAccount);
+    const ik = accountKey(e);
     for (const inst of e.instances) {
       if (!isLive(inst)) continue;
       bump2(this.byHost, inst.host, ik, d);

@@ -26,7 +26,33 @@ export function checkHost(host: string): string | undefined {
   return undefined;
 }
 
-export interface WorkloadIdentity {
+/**
+ * A workload's identity within the trust domain: its namespace and service account. The one
+ * type for "which identity" across the view, the feeds, the agent, the controller and the certs
+ * directory; `accountKey` builds its map key and `parseAccountKey` reads it back.
+ */
+export interface AccountRef {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
+/** `<namespace>/<service account>`: neither part can hold a slash. */
+export function accountKey(a: AccountRef): string {
+  return `${a.namespace}/${a.serviceAccount}`;
+}
+
+export function parseAccountKey(key: string): AccountRef {
+  const slash = key.indexOf('/');
+  if (slash <= 0 || slash === key.length - 1) throw new Error(`"${key}" is not <namespace>/<service account>`);
+  return { namespace: key.slice(0, slash), serviceAccount: key.slice(slash + 1) };
+}
+
+/** Why this namespace and account cannot name an identity, or undefined. */
+export function checkAccount(a: AccountRef): string | undefined {
+  return checkNamespace(a.namespace) ?? checkServiceAccount(a.serviceAccount);
+}
+
+export interface WorkloadIdentity extends AccountRef {
   kind: 'workload';
   trustDomain: string;
   namespace: string;
@@ -82,9 +108,23 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
   return spiffeId(a) === spiffeId(b);
 }
 
-/** Citadel's secret name for a service account. */
+const SECRET_PREFIX = 'istio.';
+
+/** Citadel's secret name for a service account: `istio.<sa>`. */
 export function secretName(serviceAccount: string): string {
-  return `istio.${serviceAccount}`;
+  return `${SECRET_PREFIX}${serviceAccount}`;
+}
+
+/** The service account a Citadel secret name belongs to, or undefined when it is not `istio.<valid sa>`. */
+export function accountOfSecretName(name: string): string | undefined {
+  if (!name.startsWith(SECRET_PREFIX)) return undefined;
+  const sa = name.slice(SECRET_PREFIX.length);
+  return checkServiceAccount(sa) === undefined ? sa : undefined;
+}
+
+/** The one name check of a stored secret's place: a namespace (DNS label) and `istio.<service account>`. */
+export function checkSecretRef(namespace: string, name: string): string | undefined {
+  return checkNamespace(namespace) ?? (accountOfSecretName(name) === undefined ? `secret name "${name}" must be istio.<service account> with a DNS-subdomain account` : undefined);
 }
 
 /** Citadel's file names, in a secret and under the sidecar's /etc/certs. */

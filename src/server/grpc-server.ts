@@ -1,26 +1,25 @@
 import type { Registry } from 'prom-client';
-import { CertificateAuthority, IssuedCertificate, SigningError } from '../ca/authority';
+import { CertificateAuthority } from '../ca/authority';
+import { IstioCAService, IstioCertificateService, NodeService } from '../api/ca-api';
+import { CallContext, GrpcError, GrpcServer, ServerStream, status } from '../api/grpc/server';
 import { Logger } from '../common/log';
-import type { MarathonView } from '../marathon/view';
-import { CsrError, parseAndValidateCsr } from '../pki/csr';
-import { Identity, nodeIdentity, parseSpiffeId, spiffeId } from '../pki/identity';
 import type { Store } from '../store/store';
-import type { AttestNodeRequest } from './api';
-import { IstioCAService, IstioCertificateService, NodeService, SecretsUpdate } from './api';
-import { Caller, CallerAuthenticator } from './caller';
-import { CallContext, GrpcError, GrpcHttp2Server, ServerStreamWriter, status } from './grpc-transport';
-import { hashJoinToken } from './join-token';
+import { CallerAuthenticator, Caller, NodeCaller, isNodeCaller } from './authn';
+import { NodeAttestation } from './attestation';
 import { serverMetrics, ServerMetrics } from './metrics';
 import type { MonitoringServer, ReadinessCheck } from './monitoring';
+import { NO_PLACEMENTS, PlacementSource } from './placement';
+import { PlacementFeed } from './placement-feed';
 import { DEFAULT_RATE_LIMIT, RateLimiter, RateLimitOptions } from './rate-limit';
 import { SecretFeed } from './secret-feed';
 import { ServerCertificate } from './server-certificate';
+import { CsrSigning } from './signing';
 
 export interface CaGrpcServerOptions {
   ca: CertificateAuthority;
   store: Store;
   /** Marathon's placement of tasks on hosts; without it, nodes are entitled to no workload identity. */
-  view: MarathonView | undefined;
+  placements?: PlacementSource;
   /** `--grpc-port` (8060); 0 picks a free port. */
   port: number;
   host?: string;
@@ -30,7 +29,7 @@ export interface CaGrpcServerOptions {
   registry: Registry;
   /** Per-caller token bucket; `{ ratePerSecond: 0 }` disables it. */
   rateLimit?: RateLimitOptions;
-  /** When given, /healthz also waits for the gRPC server (listening, certificate valid, feed loaded). */
+  /** When given, /healthz also waits for the gRPC server (listening, certificate valid). */
   monitoring?: MonitoringServer;
   /** Lifetime of the server's own certificate (default: the workload certificate TTL). */
   serverCertTtlMs?: number;
@@ -45,22 +44,28 @@ export interface CaGrpcServer {
 
 /**
  * Starts the CA's gRPC API over TLS: Istio's IstioCertificateService (1.1+) and IstioCAService
- * (1.0), and our NodeService (join-token attestation, the node's secret feed).
+ * (1.0), and our NodeService (join-token attestation, the node's secret and placement feeds).
+ * Each concern is its own module: authn (who calls), placement (what a node may have), signing
+ * (the CA's one path and its error mapping), attestation (join tokens), the feeds.
  */
 export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGrpcServer> {
-  const { ca, store, view, logger } = opts;
+  const { ca, store, logger } = opts;
   const log = logger.child({ component: 'grpc' });
+  const placements = opts.placements ?? NO_PLACEMENTS;
   const metrics = serverMetrics(opts.registry);
   const authn = new CallerAuthenticator(ca.trustDomain);
   const limiter = new RateLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT);
   const serverCert = new ServerCertificate(ca, opts.hostIdentities ?? [], log, opts.serverCertTtlMs);
-  const feed = new SecretFeed(store, view, log);
-  feed.start().catch(() => undefined); // logged by the feed; /healthz stays not ready
-  const signer = new Signer(ca, view, authn, limiter, metrics, log);
+  const signing = new CsrSigning(ca, placements, metrics, log);
+  const attestation = new NodeAttestation(ca.trustDomain, store, signing, metrics, log);
+  const secretFeed = new SecretFeed(store, placements, log);
+  secretFeed.start();
+  const placementFeed = new PlacementFeed(placements);
+  const gate = new CallerGate(authn, limiter, metrics);
   /** Open feed streams, ended on close so that shutdown does not wait for them. */
-  const streams = new Set<ServerStreamWriter<SecretsUpdate>>();
+  const streams = new Set<ServerStream<unknown>>();
 
-  const server = new GrpcHttp2Server({
+  const server = new GrpcServer({
     tls: serverCert.tls,
     maxMessageBytes: 64 * 1024,
     onError: (err, path) => log.error('gRPC request failed', { path, error: err.message }),
@@ -68,12 +73,14 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   serverCert.onRenew((tls) => server.setSecureContext(tls));
 
   server.unary(IstioCertificateService.CreateCertificate, (req, ctx) => {
-    const issued = signer.sign(ctx, req.csr, req.validityDuration * 1000);
+    metrics.csrCount.inc();
+    const issued = signing.sign(gate.caller(ctx), req.csr, req.validityDuration * 1000);
     return { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] };
   });
 
   server.unary(IstioCAService.HandleCSR, (req, ctx) => {
-    const issued = signer.sign(ctx, req.csrPem, req.requestedTtlMinutes * 60_000);
+    metrics.csrCount.inc();
+    const issued = signing.sign(gate.caller(ctx), req.csrPem, req.requestedTtlMinutes * 60_000);
     return {
       isApproved: true,
       status: { code: status.OK, message: '' },
@@ -83,27 +90,31 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   });
 
   server.unary(NodeService.AttestNode, async (req, ctx) => {
-    const issued = await signer.attest(req, ctx, store);
+    gate.limit(`attest:${ctx.peerAddress}`);
+    const issued = await attestation.attest(req, ctx.peerAddress);
     return { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] };
   });
 
-  server.serverStreaming(NodeService.WatchSecrets, (_req, ctx, out) => {
-    const caller = signer.node(ctx);
-    const host = (caller.identity as { host: string }).host;
-    const stop = feed.subscribe(host, (u) => out.write(u));
-    // The feed is as good as the node's certificate: end it when that expires (the agent renews and reconnects).
+  /** A node's feed stream: lives while the node certificate does (the agent renews and reconnects). */
+  const nodeStream = <T>(ctx: CallContext, out: ServerStream<T>, what: string, subscribe: (host: string) => () => void) => {
+    const caller = gate.node(ctx);
+    const host = caller.identity.host;
+    const stop = subscribe(host);
     const expiry = setTimeout(() => {
       stop();
       out.end(new GrpcError(status.UNAUTHENTICATED, `the node certificate of ${host} expired; renew it and reconnect`));
     }, Math.min(2 ** 31 - 1, Math.max(0, caller.notAfter.getTime() - Date.now())));
-    streams.add(out);
+    streams.add(out as ServerStream<unknown>);
     out.onClose(() => {
       clearTimeout(expiry);
       stop();
-      streams.delete(out);
+      streams.delete(out as ServerStream<unknown>);
     });
-    log.info('node connected to the secret feed', { host });
-  });
+    log.info(`node connected to the ${what} feed`, { host });
+  };
+
+  server.serverStreaming(NodeService.WatchSecrets, (_req, ctx, out) => nodeStream(ctx, out, 'secret', (host) => secretFeed.subscribe(host, (u) => out.write(u))));
+  server.serverStreaming(NodeService.WatchPlacements, (_req, ctx, out) => nodeStream(ctx, out, 'placement', (host) => placementFeed.subscribe(host, (u) => out.write(u))));
 
   const host = opts.host ?? '0.0.0.0';
   let port: number;
@@ -111,7 +122,8 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     port = await server.listen(opts.port, host);
   } catch (err) {
     serverCert.stop();
-    feed.stop();
+    secretFeed.stop();
+    placementFeed.stop();
     throw new Error(`cannot listen for gRPC on ${host}:${opts.port}: ${(err as Error).message}`);
   }
   log.info('gRPC CA listening', { port, services: ['istio.v1.auth.IstioCertificateService', 'istio.v1.auth.IstioCAService', 'citadel.v1.NodeService'] });
@@ -119,11 +131,7 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   let closed = false;
   const readiness: ReadinessCheck = {
     name: 'grpc',
-    check: () =>
-      closed ? 'the gRPC server is closed'
-      : serverCert.notAfter.getTime() <= Date.now() ? 'the gRPC server certificate has expired'
-      : !feed.ready ? 'the secret feed has not started'
-      : undefined,
+    check: () => (closed ? 'the gRPC server is closed' : serverCert.notAfter.getTime() <= Date.now() ? 'the gRPC server certificate has expired' : undefined),
   };
   opts.monitoring?.addReadinessCheck(readiness);
 
@@ -135,22 +143,20 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
       if (closed) return;
       closed = true;
       serverCert.stop();
-      feed.stop();
+      secretFeed.stop();
+      placementFeed.stop();
       for (const out of [...streams]) out.end(new GrpcError(status.UNAVAILABLE, 'the CA is shutting down; reconnect'));
       await server.close();
     },
   };
 }
 
-/** Authentication, authorization, rate limiting and signing for the three signing RPCs. */
-class Signer {
+/** Authentication and rate limiting of every call that needs a caller. */
+class CallerGate {
   constructor(
-    private readonly ca: CertificateAuthority,
-    private readonly view: MarathonView | undefined,
     private readonly authn: CallerAuthenticator,
     private readonly limiter: RateLimiter,
     private readonly metrics: ServerMetrics,
-    private readonly log: Logger,
   ) {}
 
   /** The authenticated caller, rate-limited; throws a GrpcError. */
@@ -165,10 +171,10 @@ class Signer {
     return result.caller;
   }
 
-  node(ctx: CallContext): Caller {
+  node(ctx: CallContext): NodeCaller {
     const caller = this.caller(ctx);
-    if (caller.identity.kind !== 'node') {
-      throw new GrpcError(status.PERMISSION_DENIED, `${caller.spiffeId} is not a node; the secret feed is for Mesos agent node certificates (spiffe://<td>/mesos-agent/<host>)`);
+    if (!isNodeCaller(caller)) {
+      throw new GrpcError(status.PERMISSION_DENIED, `${caller.spiffeId} is not a node; the node feeds are for Mesos agent node certificates (spiffe://<td>/mesos-agent/<host>)`);
     }
     return caller;
   }
@@ -178,110 +184,5 @@ class Signer {
       this.metrics.rateLimitedCount.inc();
       throw new GrpcError(status.RESOURCE_EXHAUSTED, `too many requests from ${key}; slow down and retry with backoff`);
     }
-  }
-
-  /**
-   * CreateCertificate and HandleCSR. A workload (or node) renews its own identity; a node may
-   * also obtain the identities Marathon places on its host right now. The SAN comes from that
-   * authorised identity; the CSR must name exactly it.
-   */
-  sign(ctx: CallContext, csr: string | Buffer, requestedTtlMs: number): IssuedCertificate {
-    this.metrics.csrCount.inc();
-    const caller = this.caller(ctx);
-    let parsed;
-    try {
-      parsed = parseAndValidateCsr(csr);
-    } catch (err) {
-      throw this.csrRefusal(err);
-    }
-    const target = this.authorise(caller, parsed.uris);
-    const id = spiffeId(target);
-    if (parsed.uris.length !== 1 || parsed.uris[0] !== id) {
-      throw this.csrRefusal(new CsrError('identity', `CSR asks for ${parsed.uris.join(', ') || 'no URI SAN'}; it must name exactly ${id}`));
-    }
-    return this.issue(parsed.spki, id, requestedTtlMs);
-  }
-
-  /** Which identity the caller may have signed, given what its CSR asks for. */
-  private authorise(caller: Caller, uris: string[]): Identity {
-    if (uris.length !== 1 || uris[0] === caller.spiffeId || caller.identity.kind !== 'node') return caller.identity;
-    let wanted: Identity;
-    try {
-      wanted = parseSpiffeId(uris[0]);
-    } catch (err) {
-      this.metrics.idExtractionErrCount.inc();
-      throw new GrpcError(status.INVALID_ARGUMENT, `CSR URI SAN: ${(err as Error).message}`);
-    }
-    const host = caller.identity.host;
-    if (wanted.kind !== 'workload' || wanted.trustDomain !== this.ca.trustDomain) {
-      throw new GrpcError(status.PERMISSION_DENIED, `node ${host} may obtain only workload identities of trust domain ${this.ca.trustDomain} placed on it, not ${uris[0]}`);
-    }
-    const placed = this.view?.hostsOf(wanted.namespace, wanted.serviceAccount).has(host) ?? false;
-    if (!placed) {
-      this.log.warn('node asked for an identity not placed on it', { host, identity: uris[0] });
-      throw new GrpcError(status.PERMISSION_DENIED, `Marathon places no task of ${uris[0]} on host ${host}; a node may obtain only the identities running on it`);
-    }
-    return wanted;
-  }
-
-  private issue(spki: Buffer, id: string, requestedTtlMs: number): IssuedCertificate {
-    try {
-      const issued = this.ca.issue(spki, id, this.ca.resolveTtl(requestedTtlMs));
-      this.metrics.successCertIssuanceCount.inc();
-      return issued;
-    } catch (err) {
-      if (err instanceof SigningError) {
-        this.metrics.csrSignErrCount.inc({ error: err.code });
-        const code = err.code === 'TTL_ERROR' ? status.INVALID_ARGUMENT : err.code === 'CA_NOT_READY' ? status.UNAVAILABLE : status.INTERNAL;
-        throw new GrpcError(code, err.message);
-      }
-      throw err;
-    }
-  }
-
-  private csrRefusal(err: unknown): GrpcError {
-    if (!(err instanceof CsrError)) return new GrpcError(status.INTERNAL, (err as Error).message);
-    if (err.rule === 'identity') {
-      this.metrics.csrSignErrCount.inc({ error: 'CSR_ERROR' });
-      return new GrpcError(status.PERMISSION_DENIED, err.message);
-    }
-    this.metrics.csrParsingErrCount.inc();
-    return new GrpcError(status.INVALID_ARGUMENT, `CSR refused (${err.rule}): ${err.message}`);
-  }
-
-  /** AttestNode: a one-time join token for this host -> a node certificate. */
-  async attest(req: AttestNodeRequest, ctx: CallContext, store: Store): Promise<IssuedCertificate> {
-    const peer = ctx.peerAddress;
-    this.limit(`attest:${peer}`);
-    const { joinToken, host, csr, validityDuration } = req;
-    let node: Identity;
-    try {
-      node = nodeIdentity(this.ca.trustDomain, host);
-    } catch (err) {
-      throw new GrpcError(status.INVALID_ARGUMENT, (err as Error).message);
-    }
-    if (!joinToken) throw new GrpcError(status.UNAUTHENTICATED, 'no join token; create one with `citadel token create --host <host>`');
-    let parsed;
-    try {
-      parsed = parseAndValidateCsr(csr, [spiffeId(node)]);
-    } catch (err) {
-      this.metrics.nodeAttestationCount.inc({ result: 'bad_csr' });
-      throw this.csrRefusal(err);
-    }
-    // Consumed before any other check: a token is spent by its first use, right or wrong.
-    const record = await store.consumeJoinToken(hashJoinToken(joinToken));
-    const refuse = (result: string, code: status, message: string) => {
-      this.metrics.nodeAttestationCount.inc({ result });
-      this.metrics.authenticationFailureCount.inc();
-      this.log.warn('node attestation refused', { host, peer, reason: message });
-      return new GrpcError(code, message);
-    };
-    if (!record) throw refuse('unknown_token', status.UNAUTHENTICATED, 'the join token is unknown or was already used; create a new one with `citadel token create --host <host>`');
-    if (Date.parse(record.expiresAt) <= Date.now()) throw refuse('expired_token', status.UNAUTHENTICATED, `the join token expired at ${record.expiresAt}; create a new one`);
-    if (record.host !== host) throw refuse('wrong_host', status.PERMISSION_DENIED, `the join token was created for host ${record.host}, not ${host}; it is now spent`);
-    const issued = this.issue(parsed.spki, spiffeId(node), validityDuration * 1000);
-    this.metrics.nodeAttestationCount.inc({ result: 'ok' });
-    this.log.info('node attested', { host, peer, notAfter: issued.notAfter.toISOString() });
-    return issued;
   }
 }

@@ -1,9 +1,9 @@
 import { forEachLimited } from '../common/concurrency';
 import { Logger } from '../common/log';
-import type { MarathonView } from '../marathon/view';
-import { secretName } from '../pki/identity';
+import { AccountRef, accountKey, accountOfSecretName, parseAccountKey, secretName } from '../pki/identity';
 import type { Store, StoredSecret } from '../store/store';
-import type { SecretsUpdate, WorkloadRef, WorkloadSecret } from './api';
+import type { SecretsUpdate, WorkloadSecret } from '../api/ca-api';
+import type { PlacementSource } from './placement';
 
 /** How long changes are gathered before the subscribers are recomputed (well under the 1 s promise). */
 const DEBOUNCE_MS = 25;
@@ -13,12 +13,10 @@ const READ_CONCURRENCY = 32;
 interface Subscription {
   host: string;
   send(update: SecretsUpdate): void;
-  /** "ns/sa" -> version last sent. */
+  /** accountKey -> version last sent. */
   sent: Map<string, string>;
 }
 
-/** The store key of the Citadel secret of an identity: `<ns>/istio.<sa>`. */
-const secretKey = (ns: string, sa: string) => `${ns}/${secretName(sa)}`;
 
 /**
  * Feeds each node the Citadel secrets (istio.<sa>, written by the secret controller) of the
@@ -28,37 +26,35 @@ const secretKey = (ns: string, sa: string) => `${ns}/${secretName(sa)}`;
  * not wait for the whole store) and kept current through the store's watch.
  */
 export class SecretFeed {
-  /** Store key -> the secret, or null when the store has none. */
+  /** accountKey -> its Citadel secret, or null when the store has none. */
   private readonly cache = new Map<string, StoredSecret | null>();
   private readonly subscriptions = new Set<Subscription>();
   private readonly stale = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribes: Array<() => void> = [];
-  private started = false;
   private flushing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: Store, private readonly view: MarathonView | undefined, private readonly logger: Logger) {}
+  constructor(private readonly store: Store, private readonly placements: PlacementSource, private readonly logger: Logger) {}
 
-  async start(): Promise<void> {
+  start(): void {
     this.unsubscribes.push(
       this.store.watch((e) => {
         if (e.type === 'resync') for (const k of this.cache.keys()) this.stale.add(k);
-        else if (this.cache.has(`${e.namespace}/${e.name}`)) this.stale.add(`${e.namespace}/${e.name}`);
+        else {
+          const serviceAccount = accountOfSecretName(e.name);
+          const k = serviceAccount && accountKey({ namespace: e.namespace, serviceAccount });
+          if (k && this.cache.has(k)) this.stale.add(k);
+        }
         this.schedule();
       }),
     );
-    if (this.view) this.unsubscribes.push(this.view.onChange(() => this.schedule()));
-    this.started = true;
+    this.unsubscribes.push(this.placements.onChange(() => this.schedule()));
   }
 
   stop(): void {
     for (const u of this.unsubscribes) u();
     this.unsubscribes = [];
     clearTimeout(this.timer);
-  }
-
-  get ready(): boolean {
-    return this.started;
   }
 
   /** Starts feeding `host`; the first update (a snapshot) follows as soon as its secrets are read. */
@@ -79,12 +75,8 @@ export class SecretFeed {
     };
   }
 
-  private entitled(host: string): Array<{ namespace: string; serviceAccount: string }> {
-    return this.view ? this.view.identitiesOnHost(host) : [];
-  }
-
   private entitledKeys(host: string): string[] {
-    return this.entitled(host).map((i) => secretKey(i.namespace, i.serviceAccount));
+    return this.placements.identitiesOnHost(host).map(accountKey);
   }
 
   /** Reads the secrets not yet cached (or changed since) into the cache. */
@@ -92,8 +84,8 @@ export class SecretFeed {
     const todo = keys.filter((k) => !this.cache.has(k) || this.stale.has(k));
     await forEachLimited(todo, READ_CONCURRENCY, async (k) => {
       this.stale.delete(k);
-      const slash = k.indexOf('/');
-      const s = await this.store.getSecret(k.slice(0, slash), k.slice(slash + 1));
+      const { namespace, serviceAccount } = parseAccountKey(k);
+      const s = await this.store.getSecret(namespace, secretName(serviceAccount));
       this.cache.set(k, s ?? null);
     });
   }
@@ -124,24 +116,19 @@ export class SecretFeed {
   private push(sub: Subscription, snapshot: boolean): void {
     const secrets: WorkloadSecret[] = [];
     const now = new Map<string, string>();
-    for (const { namespace, serviceAccount } of this.entitled(sub.host)) {
-      const s = this.cache.get(secretKey(namespace, serviceAccount));
+    for (const account of this.placements.identitiesOnHost(sub.host)) {
+      const { namespace, serviceAccount } = account;
+      const k = accountKey(account);
+      const s = this.cache.get(k);
       if (!s) continue; // not written by the controller yet: it comes with the store event
       const version = `${s.metadata.serialNumber}.${s.version}`;
-      const k = `${namespace}/${serviceAccount}`;
       now.set(k, version);
       if (snapshot || sub.sent.get(k) !== version) {
         secrets.push({ namespace, serviceAccount, certChain: s.certChainPem, key: s.keyPem, rootCert: s.rootCertPem, version });
       }
     }
-    const removed: WorkloadRef[] = [];
-    if (!snapshot) {
-      for (const k of sub.sent.keys()) {
-        if (now.has(k)) continue;
-        const slash = k.indexOf('/');
-        removed.push({ namespace: k.slice(0, slash), serviceAccount: k.slice(slash + 1) });
-      }
-    }
+    const removed: AccountRef[] = [];
+    if (!snapshot) for (const k of sub.sent.keys()) if (!now.has(k)) removed.push(parseAccountKey(k));
     sub.sent = now;
     if (snapshot || secrets.length || removed.length) sub.send({ snapshot, secrets, removed });
   }

@@ -14,6 +14,8 @@ export interface ServerTls {
 /** Citadel's server certificate names; `--grpc-host-identities` adds to them. */
 export const DEFAULT_SERVER_NAMES = ['istio-ca', 'istio-citadel'];
 
+const RETRY_MS = 60_000;
+
 /**
  * The gRPC server's own TLS certificate, issued by the CA for a key it generates, renewed at half
  * its lifetime; listeners put the renewed certificate in place for new connections, without a
@@ -37,23 +39,27 @@ export class ServerCertificate {
     return this.current.notAfter;
   }
 
-  /** Issues a fresh key and certificate, tells grpc-js, and schedules the next renewal. */
+  /** Issues a fresh key and certificate, tells the listeners, and schedules the next renewal. */
   renew(now = new Date()): void {
     const pair = generateEncodedKeyPair('ec-p256');
     const issued = this.ca.issue(pair.spki, undefined, this.ttlMs, now, { dnsNames: this.dnsNames, ipAddresses: this.ipAddresses });
     this.current = { cert: issued.certPem + issued.intermediatePems.join(''), key: pair.privateKeyPem, ca: this.ca.rootCertPem, notAfter: issued.notAfter };
     for (const l of this.listeners) l(this.tls);
-    const renewIn = renewalTime(now, issued.notAfter).getTime() - now.getTime();
+    this.schedule(renewalTime(now, issued.notAfter).getTime() - now.getTime());
+    this.logger.info('gRPC server certificate issued', { names: [...this.dnsNames, ...this.ipAddresses], notAfter: issued.notAfter.toISOString() });
+  }
+
+  /** The next renewal; a failed one is retried every minute, for as long as it fails, and never throws out of the timer. */
+  private schedule(delayMs: number): void {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       try {
         this.renew();
       } catch (err) {
-        this.logger.error('cannot renew the gRPC server certificate; retrying in 1 minute', { error: (err as Error).message });
-        this.timer = setTimeout(() => this.renew(), 60_000).unref();
+        this.logger.error('cannot renew the gRPC server certificate; retrying in 1 minute', { error: (err as Error).message, notAfter: this.current.notAfter.toISOString() });
+        this.schedule(RETRY_MS);
       }
-    }, Math.max(1000, Math.min(renewIn, 2 ** 31 - 1))).unref();
-    this.logger.info('gRPC server certificate issued', { names: [...this.dnsNames, ...this.ipAddresses], notAfter: issued.notAfter.toISOString() });
+    }, Math.max(1000, Math.min(delayMs, 2 ** 31 - 1))).unref();
   }
 
   stop(): void {

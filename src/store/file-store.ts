@@ -7,7 +7,8 @@ import { FilesystemSync, fsyncDir, isLeftover, uniqueSuffix, writeFileAtomic, wr
 import { ConflictError, UserError } from '../common/errors';
 import { decodeSecretRecord, encodeSecretRecord } from './secret-record';
 import { checkExpected, currentVersion, SecretWriter } from './secret-writer';
-import { CaSecret, isSealed, JoinTokenRecord, Kek, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
+import { checkSecretRef } from '../pki/identity';
+import { alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, LeaderElection, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
 
 /**
  * The embedded default store: a directory on local disk,
@@ -54,8 +55,8 @@ export class FileStore implements Store {
   }
 
   private secretFile(ns: string, name: string): string {
-    checkSegment(ns, 'namespace');
-    checkSegment(name, 'secret name');
+    const problem = checkSecretRef(ns, name);
+    if (problem) throw new Error(problem);
     return path.join(this.dir, 'secrets', ns, name);
   }
 
@@ -105,8 +106,7 @@ export class FileStore implements Store {
   }
 
   putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
-    checkSegment(secret.namespace, 'namespace');
-    checkSegment(secret.name, 'secret name');
+    this.secretFile(secret.namespace, secret.name);
     return this.locked(`${secret.namespace}/${secret.name}`, async () => {
       const version = await this.writer.write({ secret: { ...secret, keyPem: this.sealKey(secret.keyPem) }, expectedVersion });
       this.emit({ type: 'put', namespace: secret.namespace, name: secret.name });
@@ -199,6 +199,19 @@ export class FileStore implements Store {
   watch(listener: (event: StoreEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** One process writes a directory, so it always leads. */
+  async leaderElection(): Promise<LeaderElection> {
+    return alwaysLeader;
+  }
+
+  unavailableReason(): string | undefined {
+    return undefined;
+  }
+
+  onAvailable(): () => void {
+    return () => {};
   }
 
   async close(): Promise<void> {

@@ -90,8 +90,31 @@ export interface Store {
   /** Change notifications (also for writes by other processes where the backend can tell). */
   watch(listener: (event: StoreEvent) => void): () => void;
 
+  /** Joins the election among the processes writing this store; a store with one writer always leads. */
+  leaderElection(candidate?: string): Promise<LeaderElection>;
+  /** Why the store cannot serve right now (ZooKeeper disconnected), or undefined when it can. */
+  unavailableReason(): string | undefined;
+  /** Called each time the store is reachable again after it was not; returns the unsubscribe function. */
+  onAvailable(listener: () => void): () => void;
+
   close(): Promise<void>;
 }
+
+/** Leadership among a store's writers: only the leader's secret controller writes. */
+export interface LeaderElection {
+  isLeader(): boolean;
+  /** Called with the new value whenever leadership changes; returns the unsubscribe function. */
+  onChange(cb: (leader: boolean) => void): () => void;
+  /** Resigns (if leading) and stops taking part. */
+  close(): Promise<void>;
+}
+
+/** The election of a store with a single writer process (file:): always the leader. */
+export const alwaysLeader: LeaderElection = {
+  isLeader: () => true,
+  onChange: () => () => {},
+  close: async () => {},
+};
 
 /**
  * A key-encryption key for private keys at rest (`--kek-file`, 32 random bytes, AES-256-GCM).

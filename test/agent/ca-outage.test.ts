@@ -3,7 +3,7 @@ import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { it } from 'node:test';
-import { FileAgent } from '../../src/agent/file-agent';
+import { NodeAgent } from '../../src/agent/node-agent';
 import { parseCertificatePem } from '../../src/pki/certificate';
 import { newJoinToken } from '../../src/server/join-token';
 import { placeApp, putWorkloadSecret, startCaFixture } from '../server/fixtures';
@@ -21,7 +21,7 @@ it('CA outage and restart across a rotation: the files stay valid, the node cert
   place();
   const t = newJoinToken('agent-1', 60_000);
   await f.store.putJoinToken(t.record);
-  const agent = new FileAgent({
+  const agent = new NodeAgent({
     caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: t.token, host: 'agent-1', certsDir,
     nodeCertTtlMs: 6000, backoff: { initialMs: 100, maxMs: 400 },
   });

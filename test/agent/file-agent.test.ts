@@ -7,7 +7,7 @@ import * as tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createSelfSignedRoot, CertificateAuthority } from '../../src/ca/authority';
 import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
-import { FileAgent } from '../../src/agent/file-agent';
+import { NodeAgent } from '../../src/agent/node-agent';
 import { newJoinToken } from '../../src/server/join-token';
 import { CaFixture, credentialFor, placeApp, putWorkloadSecret, removeApp, startCaFixture, workload } from '../server/fixtures';
 import { bundleProblems } from './bundle-check';
@@ -60,7 +60,7 @@ async function mtlsHandshake(server: { dir: string; ns: string; sa: string }, cl
 describe('the node agent in file mode', () => {
   let f: CaFixture;
   let certsDir: string;
-  let agent: FileAgent;
+  let agent: NodeAgent;
   before(async () => {
     f = await startCaFixture();
     certsDir = mkdtempSync(path.join(tmpdir(), 'citadel-certs-'));
@@ -70,7 +70,7 @@ describe('the node agent in file mode', () => {
     placeApp(f.view, '/shop/frontend', 'shop', 'frontend', ['agent-1']);
     placeApp(f.view, '/shop/payments', 'shop', 'payments', ['agent-1']);
     placeApp(f.view, '/ops/elsewhere', 'ops', 'elsewhere', ['agent-2']);
-    agent = new FileAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: await joinToken(f, 'agent-1'), host: 'agent-1', certsDir });
+    agent = new NodeAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: await joinToken(f, 'agent-1'), host: 'agent-1', certsDir });
     await agent.start();
   });
   after(async () => {
@@ -80,8 +80,8 @@ describe('the node agent in file mode', () => {
   });
 
   it('writes <ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem} for the identities on its host, and only those', async () => {
-    await waitFor('two bundles', async () => (await agent.certs.list()).length === 2);
-    assert.deepEqual((await agent.certs.list()).map((d) => `${d.namespace}/${d.serviceAccount}`).sort(), ['shop/frontend', 'shop/payments']);
+    await waitFor('two bundles', async () => (await agent.certs!.list()).length === 2);
+    assert.deepEqual((await agent.certs!.list()).map((d) => `${d.namespace}/${d.serviceAccount}`).sort(), ['shop/frontend', 'shop/payments']);
     for (const sa of ['frontend', 'payments']) assert.deepEqual(await bundleProblems(certsDir, 'shop', sa, f.ca.rootCertPem), []);
     const keyStat = await fs.stat(path.join(certsDir, 'shop', 'payments', 'key.pem'));
     assert.equal(keyStat.mode & 0o777, 0o600);
@@ -136,13 +136,13 @@ describe('the node agent in file mode', () => {
     await agent.stop();
     const attests = async () => (await f.registry.getSingleMetric('citadel_server_node_attestation_count')!.get()).values.find((v) => v.labels.result === 'ok')?.value ?? 0;
     const n = await attests();
-    agent = new FileAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: 'cjt1.spent-token-is-not-needed', host: 'agent-1', certsDir });
+    agent = new NodeAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: 'cjt1.spent-token-is-not-needed', host: 'agent-1', certsDir });
     let synced = 0;
     agent.on('synced', () => synced++);
     await agent.start();
     assert.equal(agent.nodeCredential!.certChainPem, chainBefore);
     await waitFor('a sync after restart', () => synced > 0);
     assert.equal(await attests(), n, 'no new attestation');
-    assert.deepEqual((await agent.certs.list()).map((d) => d.serviceAccount).sort(), ['frontend', 'payments']);
+    assert.deepEqual((await agent.certs!.list()).map((d) => d.serviceAccount).sort(), ['frontend', 'payments']);
   });
 });

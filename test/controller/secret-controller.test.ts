@@ -5,7 +5,7 @@ import { CertificateAuthority } from '../../src/ca/authority';
 import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
 import { SecretController } from '../../src/controller/secret-controller';
 import { FileStore } from '../../src/store/file-store';
-import { verifyBundle } from '../../src/cli/commands/cert';
+import { checkBundle } from '../../src/pki/bundle';
 import { tempDir } from '../helpers/pki';
 
 /** A Marathon view stand-in for unit-level controller tests: just the account map. */
@@ -60,7 +60,7 @@ test('creates istio.default and one secret per named account, with Citadel metri
   const names = (await store.listSecrets()).map((s) => `${s.namespace}/${s.name}`);
   assert.deepEqual(names, ['prod/istio.default', 'prod/istio.frontend', 'prod/istio.payments', 'tools/istio.default']);
   for (const s of await store.listSecrets()) {
-    assert.deepEqual(verifyBundle(s.certChainPem, s.keyPem, s.rootCertPem), []);
+    assert.deepEqual(checkBundle(s).problems, []);
     assert.equal(s.metadata.type, 'istio.io/key-and-cert');
   }
   assert.equal(await metric(registry, 'citadel_secret_controller_svc_acc_created_cert_count'), '4');
@@ -131,7 +131,7 @@ test('a secret whose certificate does not parse, or carries another root, is ref
   assert.equal(r.refreshed, 2);
   for (const name of ['istio.api', 'istio.web']) {
     const s = (await store.getSecret('prod', name))!;
-    assert.deepEqual(verifyBundle(s.certChainPem, s.keyPem, s.rootCertPem), [], name);
+    assert.deepEqual(checkBundle(s).problems, [], name);
   }
   void registry;
 });
@@ -146,7 +146,7 @@ test('short TTLs rotate on time over several cycles, every secret valid at every
   let checks = 0;
   while (Date.now() < end) {
     for (const s of await store.listSecrets()) {
-      assert.deepEqual(verifyBundle(s.certChainPem, s.keyPem, s.rootCertPem), [], `${s.name} at check ${checks}`);
+      assert.deepEqual(checkBundle(s).problems, [], `${s.name} at check ${checks}`);
       const left = Date.parse(s.metadata.notAfter) - Date.now();
       assert.ok(left > 1000, `${s.name} has ${left} ms left: rotation is late`);
       if (s.name === 'istio.api') serials.add(s.metadata.serialNumber);

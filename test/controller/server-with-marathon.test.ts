@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { MarathonSimulator } from '../../src/marathon/simulator';
 import { FileStore } from '../../src/store/file-store';
-import { verifyBundle } from '../../src/cli/commands/cert';
+import { checkBundle } from '../../src/pki/bundle';
 import { startCitadelServer } from '../helpers/citadel-server';
 import { tempDir } from '../helpers/pki';
 
@@ -41,7 +41,7 @@ test('citadel server against the simulator: events create secrets within 1 s; in
     await deploy(url, `/${ns}/svc${i}`, `account-${i}`);
     const s = await poll(() => store.getSecret(ns, `istio.account-${i}`), 1000);
     assert.ok(s, `${ns}/istio.account-${i} within 1 s (waited ${Date.now() - started} ms)`);
-    assert.deepEqual(verifyBundle(s!.certChainPem, s!.keyPem, s!.rootCertPem), []);
+    assert.deepEqual(checkBundle(s!).problems, []);
   }
 
   await deploy(url, '/prod/bad', undefined, { 'istio.io/namespace': 'Not_A_Label' });

@@ -44,7 +44,7 @@ describe('MarathonClient against the simulator', () => {
         assert.equal(client.connected, true);
         assert.deepEqual(accounts(client), { default: ['default'], prod: ['default', 'payments', 'worker'] });
         assert.deepEqual(client.view.identitiesOnHost('h1').map((i) => i.serviceAccount).sort(), ['payments', 'worker']);
-        assert.deepEqual([...client.view.hostsOf('prod', 'payments')].sort(), ['h1', 'h2']);
+        assert.deepEqual([...client.view.hostsOf({ namespace: 'prod', serviceAccount: 'payments' })].sort(), ['h1', 'h2']);
         const pod = client.view.workloads().find((w) => w.id === '/prod/worker')!;
         assert.equal(pod.kind, 'pod');
         assert.match(pod.instances[0].id, /^prod_worker\.instance-/);
@@ -56,7 +56,7 @@ describe('MarathonClient against the simulator', () => {
         assert.ok(notified > 0);
 
         await fetch(`${url}/v2/apps/prod/api`, { method: 'PUT', body: JSON.stringify({ instances: 0 }) });
-        await until(() => client.view.hostsOf('prod', 'payments').size === 0, 'payments scaled to 0');
+        await until(() => client.view.hostsOf({ namespace: 'prod', serviceAccount: 'payments' }).size === 0, 'payments scaled to 0');
         assert.deepEqual(accounts(client).prod, ['default', 'payments', 'worker']); // the account stays while the app exists
 
         await fetch(`${url}/v2/apps/dev/web`, { method: 'PUT', body: JSON.stringify({ labels: { 'istio.io/service-account': 'Web_Bad' } }) });
@@ -97,7 +97,7 @@ describe('MarathonClient against the simulator', () => {
         sim.state.putApp('/b/two', { labels: { 'istio.io/service-account': 'deux' } });
         await sim.listen(port);
         await until(() => client.connected && JSON.stringify(accounts(client)) === JSON.stringify({ b: ['default', 'deux'], c: ['default', 'three'] }), 'view converged');
-        assert.deepEqual([...client.view.hostsOf('c', 'three')], ['h1']);
+        assert.deepEqual([...client.view.hostsOf({ namespace: 'c', serviceAccount: 'three' })], ['h1']);
         assert.ok(client.stats.connects >= 2);
         assert.ok(client.stats.relists >= 2);
       });

@@ -66,7 +66,7 @@ describe('MarathonView', () => {
     );
     assert.deepEqual(view.identitiesOnHost('h1'), [{ namespace: 'prod', serviceAccount: 'payments' }]);
     assert.deepEqual(view.identitiesOnHost('h2'), [{ namespace: 'prod', serviceAccount: 'default' }]);
-    assert.deepEqual([...view.hostsOf('prod', 'payments')], ['h1']);
+    assert.deepEqual([...view.hostsOf({ namespace: 'prod', serviceAccount: 'payments' })], ['h1']);
     assert.deepEqual(view.invalid(), [bad]);
     assert.equal(view.invalidWorkloadCount(), 1);
 

@@ -36,7 +36,7 @@ export async function startCaFixture(opts: { rateLimit?: RateLimitOptions; confi
   const ca = await CertificateAuthority.open(store, { ...DEFAULT_CA_CONFIG, ...opts.config });
   const view = new MarathonView();
   const registry = new Registry();
-  const server = await startCaGrpcServer({ ca, store, view, port: opts.port ?? 0, host: '127.0.0.1', logger: silentLogger, registry, rateLimit: opts.rateLimit });
+  const server = await startCaGrpcServer({ ca, store, placements: view, port: opts.port ?? 0, host: '127.0.0.1', logger: silentLogger, registry, rateLimit: opts.rateLimit });
   return {
     dir, ca, store, view, registry, server,
     address: `127.0.0.1:${server.port}`,

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
-import { codec, PROTO_DIR } from '../../src/server/api';
+import { codec } from '../../src/api/ca-api';
+import { PROTO_DIR } from '../../src/api/protos';
 
 const GOOGLEAPIS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps', 'googleapis');
 

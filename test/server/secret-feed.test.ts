@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { SecretsUpdate } from '../../src/server/api';
+import type { SecretsUpdate } from '../../src/api/ca-api';
 import { CaFixture, clientFor, credentialFor, node, placeApp, putWorkloadSecret, removeApp, startCaFixture } from './fixtures';
 
 /** Collects a node's feed and waits for conditions on it. */

@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LeaderElection, alwaysLeader } from '../../src/store/zk/election';
+import { LeaderElection, alwaysLeader } from '../../src/store/store';
 import { ZkStore } from '../../src/store/zk/zk-store';
 import { ZooKeeperServer, startZooKeeper, waitFor } from '../helpers/zookeeper';
 import { freshUrl, open } from './zk-fixtures';

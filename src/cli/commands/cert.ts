@@ -7,9 +7,10 @@ import { formatDuration, parseDuration } from '../../common/duration';
 import { UserError } from '../../common/errors';
 import { parseCertificatePem, ParsedCertificate } from '../../pki/certificate';
 import { CITADEL_FILES, spiffeId, workloadIdentity } from '../../pki/identity';
-import { describeKey, privateKeyFromPem, publicKeyFromSpki } from '../../pki/keys';
+import { describeKey, publicKeyFromSpki } from '../../pki/keys';
 import { splitCertificates } from '../../pki/pem';
-import { identityOfCertificate, keyMatchesCertificate, svidProblems, verifyChain } from '../../pki/verify';
+import { checkBundle } from '../../pki/bundle';
+import { identityOfCertificate } from '../../pki/verify';
 import { addCaOptions, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
@@ -101,7 +102,7 @@ export const registerCert: RegisterCommand = (program: Command) => {
     .argument('<dir>', 'directory with cert-chain.pem, key.pem, root-cert.pem')
     .action(async (dir: string) => {
       const [chain, keyPem, root] = await Promise.all([CITADEL_FILES.certChain, CITADEL_FILES.key, CITADEL_FILES.root].map((f) => readText(path.join(dir, f))));
-      const problems = verifyBundle(chain, keyPem, root);
+      const { problems } = checkBundle({ certChainPem: chain, keyPem, rootCertPem: root }, { keyLabel: 'key.pem' });
       if (problems.length) {
         process.stderr.write(`citadel: ${dir}: ${problems.join('; ')}\n`);
         process.exitCode = 1;
@@ -111,21 +112,6 @@ export const registerCert: RegisterCommand = (program: Command) => {
       process.stdout.write(`${dir}: OK ${spiffeId(identityOfCertificate(leaf))}, valid until ${leaf.notAfter.toISOString()}\n`);
     });
 };
-
-/** Everything wrong with a Citadel bundle, or an empty list. */
-export function verifyBundle(chainPem: string, keyPem: string, rootPem: string, now = new Date()): string[] {
-  const problems: string[] = [];
-  const check = verifyChain(chainPem, rootPem, now);
-  problems.push(...check.problems);
-  if (!check.leaf) return problems;
-  problems.push(...svidProblems(check.leaf));
-  try {
-    if (!keyMatchesCertificate(privateKeyFromPem(keyPem, 'key.pem'), check.leaf)) problems.push('key.pem does not match the certificate');
-  } catch (err) {
-    problems.push((err as Error).message);
-  }
-  return problems;
-}
 
 export function describeCertificate(c: ParsedCertificate, chainLength = 1) {
   const name = (rdns: Array<[string, string]>) => rdns.map(([t, v]) => `${t === '2.5.4.10' ? 'O' : t === '2.5.4.3' ? 'CN' : t}=${v}`).join(', ');

@@ -6,7 +6,7 @@ import { createLogger } from '../../common/log';
 import { parseDuration } from '../../common/duration';
 import { MarathonSimulator } from '../../marathon/simulator';
 import { FileStore } from '../../store/file-store';
-import { verifyBundle } from './cert';
+import { checkBundle } from '../../pki/bundle';
 import { startServer } from './server';
 import type { RegisterCommand } from './index';
 
@@ -79,7 +79,7 @@ export const registerDemo: RegisterCommand = (program: Command) => {
         if (!secret) throw new Error('the secret payments/istio.checkout did not appear within 5 s');
         say(`  payments/istio.checkout appeared ${Date.now() - deployed} ms after the deployment`);
         say(`    ${secret.metadata.spiffeId}, serial ${secret.metadata.serialNumber.slice(0, 16)}…`);
-        const problems = verifyBundle(secret.certChainPem, secret.keyPem, secret.rootCertPem);
+        const { problems } = checkBundle(secret);
         say(`    cert verify: ${problems.length ? 'FAILED: ' + problems.join('; ') : 'chain to root OK, X.509-SVID rules OK, key matches'}`);
         say(`    stored in ${path.join(dir, 'citadel-data', 'secrets', 'payments', 'istio.checkout')}; \`citadel store get payments checkout -o DIR\` writes its cert-chain.pem, key.pem, root-cert.pem`);
 

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { CertificateAuthority, rootFields } from '../../ca/authority';
-import { checkGracePeriodRatio, DEFAULT_ROTATION_POLICY } from '../../ca/rotation';
+import { checkGracePeriodRatio, checkMinGracePeriod, DEFAULT_ROTATION_POLICY } from '../../ca/rotation';
 import { parseDuration } from '../../common/duration';
 import { UserError, errorMessage } from '../../common/errors';
 import { Logger } from '../../common/log';
@@ -9,8 +9,7 @@ import { MarathonClient } from '../../marathon/client';
 import { addMarathonOptions, MarathonFlagValues, marathonClientOptionsFromFlags } from '../../marathon/flags';
 import { startCaGrpcServer } from '../../server/grpc-server';
 import { newRegistry, startMonitoring } from '../../server/monitoring';
-import { alwaysLeader, LeaderElection } from '../../store/zk/election';
-import { ZkStore } from '../../store/zk/zk-store';
+import { PACKAGE_VERSION } from '../../common/package-root';
 import { addCaOptions, addLogOptions, addStoreOption, caConfigFromFlags, CaFlagValues, loggerFromFlags, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
@@ -69,6 +68,8 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
   if (ratioCheck.fatal) throw new UserError(ratioCheck.fatal);
   if (ratioCheck.warning) logger.warn(ratioCheck.warning);
   const rotation = { ...DEFAULT_ROTATION_POLICY, gracePeriodRatio: ratio, minGracePeriodMs: parseDuration(o.workloadCertMinGracePeriod, '--workload-cert-min-grace-period') };
+  const graceCheck = checkMinGracePeriod(rotation.minGracePeriodMs, config.workloadCertTtlMs);
+  if (graceCheck) throw new UserError(graceCheck);
   const deleteDelayMs = parseDuration(o.secretDeleteDelay, '--secret-delete-delay');
   const resyncIntervalMs = parseDuration(o.resyncInterval, '--resync-interval');
   const marathonOptions = marathonClientOptionsFromFlags(o);
@@ -82,18 +83,16 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
   try {
     const store = await openStoreFromFlags(o, logger);
     closers.push(() => store.close());
-    const election: LeaderElection = store instanceof ZkStore ? await store.leaderElection() : alwaysLeader;
+    const election = await store.leaderElection();
     closers.push(() => election.close());
     const ca = await CertificateAuthority.open(store, config, logger);
     logger.info('CA ready', { selfSigned: ca.selfSigned, trustDomain: ca.trustDomain, store: store.url, ...rootFields(ca.rootCertPem) });
 
     const registry = newRegistry();
-    const monitoring = await startMonitoring({ port: monitoringPort, registry, version: require('../../../../package.json').version, logger });
+    const monitoring = await startMonitoring({ port: monitoringPort, registry, version: PACKAGE_VERSION, logger });
     closers.push(() => monitoring.close());
     monitoring.addReadinessCheck({ name: 'ca', check: () => (ca.rootCertPem ? undefined : 'no CA root') });
-    if (store instanceof ZkStore) {
-      monitoring.addReadinessCheck({ name: 'store', check: () => (store.connectionState === 'connected' ? undefined : `ZooKeeper ${store.connectionState}`) });
-    }
+    monitoring.addReadinessCheck({ name: 'store', check: () => store.unavailableReason() });
 
     const marathon = new MarathonClient({ ...marathonOptions, logger: logger.child({ component: 'marathon' }), registry });
     closers.push(() => marathon.stop());
@@ -116,17 +115,16 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
       if (leader) controller.resync();
     });
     // The first election ran inside leaderElection(), before anyone listened: say how it came out.
-    if (store instanceof ZkStore) announce(election.isLeader());
-    if (store instanceof ZkStore) {
-      // After ZooKeeper comes back, catch up on everything the controller could not write.
-      store.onConnectionState((state) => state === 'connected' && controller.trigger());
-    }
+    announce(election.isLeader());
+    // After the store comes back, catch up on everything the controller could not write.
+    const unsubscribeAvailable = store.onAvailable(() => controller.trigger());
+    closers.push(async () => unsubscribeAvailable());
 
     if (o.grpc) {
       const grpcServer = await startCaGrpcServer({
         ca,
         store,
-        view: marathon.view,
+        placements: marathon.view,
         port: grpcPort,
         hostIdentities: o.grpcHostIdentities?.split(',').map((s) => s.trim()).filter(Boolean),
         logger: logger.child({ component: 'grpc' }),

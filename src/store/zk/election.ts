@@ -10,22 +10,9 @@ import zookeeper from 'node-zookeeper-client';
 import { Backoff, sleep } from '../../common/backoff';
 import { errorMessage } from '../../common/errors';
 import { Logger, silentLogger } from '../../common/log';
+import type { LeaderElection } from '../store';
 import { ZkSession, ZkUnavailableError } from './session';
 
-export interface LeaderElection {
-  isLeader(): boolean;
-  /** Called with the new value whenever leadership changes; returns the unsubscribe function. */
-  onChange(cb: (leader: boolean) => void): () => void;
-  /** Resigns (if leading) and stops taking part. */
-  close(): Promise<void>;
-}
-
-/** The election of a single-process store (file:): always the leader. */
-export const alwaysLeader: LeaderElection = {
-  isLeader: () => true,
-  onChange: () => () => {},
-  close: async () => {},
-};
 
 const SEQUENCE = /-(\d{10})$/;
 

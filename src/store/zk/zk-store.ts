@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import zookeeper from 'node-zookeeper-client';
 import { ConflictError, UserError, errorMessage } from '../../common/errors';
 import { Logger, silentLogger } from '../../common/log';
-import { checkNamespace } from '../../pki/identity';
+import { checkSecretRef } from '../../pki/identity';
 import {
   CaSecret,
   JoinTokenRecord,
@@ -24,9 +24,10 @@ import {
   StoreOptions,
   StoredSecret,
   isSealed,
+  type LeaderElection,
 } from '../store';
 import { decodeSecretRecord, encodeSecretRecord } from '../secret-record';
-import { LeaderElection, ZkLeaderElection } from './election';
+import { ZkLeaderElection } from './election';
 import { ZkConnectionState, ZkSession, ZkStat, zkErrorCode } from './session';
 import { parseZkUrl } from './url';
 
@@ -97,6 +98,15 @@ export class ZkStore implements Store {
 
   onConnectionState(cb: (state: ZkConnectionState) => void): () => void {
     return this.session.onState(cb);
+  }
+
+  unavailableReason(): string | undefined {
+    const state = this.session.connectionState;
+    return state === 'connected' ? undefined : `ZooKeeper ${state}`;
+  }
+
+  onAvailable(listener: () => void): () => void {
+    return this.session.onState((state) => state === 'connected' && listener());
   }
 
   /** Joins the leader election of this store's replicas (ephemeral sequential znodes under <chroot>/election). */
@@ -494,9 +504,8 @@ class SecretWatcher {
 }
 
 function checkSecretName(namespace: string, name: string): void {
-  const problem = checkNamespace(namespace);
+  const problem = checkSecretRef(namespace, name);
   if (problem) throw new Error(problem);
-  if (!/^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$/.test(name)) throw new Error(`secret name "${name}" cannot be a znode name`);
 }
 
 function parseJson(path: string, data: Buffer): unknown {

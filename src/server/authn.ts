@@ -1,13 +1,25 @@
-import type { CallContext } from './grpc-transport';
-import { parseCertificateDer } from '../pki/certificate';
-import { Identity, spiffeId } from '../pki/identity';
-import { identityOfCertificate } from '../pki/verify';
-
 /** Who is calling: the identity of a TLS client certificate that chains to our root. */
-export interface Caller {
-  identity: Identity;
+import { parseCertificateDer } from '../pki/certificate';
+import { Identity, NodeIdentity, spiffeId, WorkloadIdentity } from '../pki/identity';
+import { identityOfCertificate } from '../pki/verify';
+import type { CallContext } from '../api/grpc/server';
+
+interface CallerBase {
   spiffeId: string;
   notAfter: Date;
+}
+/** A workload presenting its own certificate (it may renew its own identity only). */
+export interface WorkloadCaller extends CallerBase {
+  identity: WorkloadIdentity;
+}
+/** A Mesos agent's node agent presenting its node certificate. */
+export interface NodeCaller extends CallerBase {
+  identity: NodeIdentity;
+}
+export type Caller = WorkloadCaller | NodeCaller;
+
+export function isNodeCaller(c: Caller): c is NodeCaller {
+  return c.identity.kind === 'node';
 }
 
 export type CallerResult = { ok: true; caller: Caller } | { ok: false; reason: 'unauthenticated' | 'id-extraction'; message: string };
@@ -25,9 +37,9 @@ export class CallerAuthenticator {
   /** Per HTTP/2 connection: its peer cannot change, so it is read once, not at every call. */
   private readonly bySession = new WeakMap<object, Caller | { error: string } | undefined>();
 
-  constructor(private readonly trustDomain: string) {}
+  constructor(private readonly trustDomain: string, private readonly now: () => number = Date.now) {}
 
-  authenticate(ctx: CallContext, now = Date.now()): CallerResult {
+  authenticate(ctx: CallContext): CallerResult {
     let entry = this.bySession.get(ctx.session);
     if (!entry) {
       entry = this.fromPeer(ctx);
@@ -37,15 +49,15 @@ export class CallerAuthenticator {
       return { ok: false, reason: 'unauthenticated', message: 'no client certificate from this CA: present a certificate issued by the Citadel root (or attest the node with a join token first)' };
     }
     if ('error' in entry) return { ok: false, reason: 'id-extraction', message: entry.error };
-    if (entry.notAfter.getTime() <= now) {
+    if (entry.notAfter.getTime() <= this.now()) {
       return { ok: false, reason: 'unauthenticated', message: `the client certificate of ${entry.spiffeId} expired at ${entry.notAfter.toISOString()}` };
     }
     return { ok: true, caller: entry };
   }
 
   private fromPeer(ctx: CallContext): Caller | { error: string } | undefined {
-    if (!ctx.socket.authorized) return undefined; // none, or not from our root
-    const cert = ctx.socket.getPeerCertificate();
+    if (!ctx.tls?.authorized) return undefined; // none, or not from our root
+    const cert = ctx.tls.getPeerCertificate();
     if (!cert?.raw) return undefined;
     let entry = this.cache.get(cert.fingerprint256);
     if (!entry) {
@@ -59,11 +71,12 @@ export class CallerAuthenticator {
   private parse(der: Buffer): Caller | { error: string } {
     try {
       const cert = parseCertificateDer(der);
-      const identity = identityOfCertificate(cert);
+      const identity: Identity = identityOfCertificate(cert);
       if (identity.trustDomain !== this.trustDomain) {
         return { error: `the client certificate is for trust domain ${identity.trustDomain}, not ${this.trustDomain}` };
       }
-      return { identity, spiffeId: spiffeId(identity), notAfter: cert.notAfter };
+      const base = { spiffeId: spiffeId(identity), notAfter: cert.notAfter };
+      return identity.kind === 'node' ? { ...base, identity } : { ...base, identity };
     } catch (err) {
       return { error: `cannot read an identity from the client certificate: ${(err as Error).message}` };
     }

@@ -1,0 +1,106 @@
+import { EventEmitter } from 'node:events';
+import type { SecretsUpdate, WorkloadSecret } from '../api/ca-api';
+import type { BackoffOptions } from '../common/backoff';
+import { forEachLimited } from '../common/concurrency';
+import { errorMessage } from '../common/errors';
+import type { Logger } from '../common/log';
+import { checkBundle } from '../pki/bundle';
+import { AccountRef, accountKey, workloadIdentity } from '../pki/identity';
+import { Bundle, CertsDirectory } from './certs-directory';
+import { followFeed } from './feed';
+import type { NodeCredentials } from './node-credential';
+
+export interface SecretFileWriterOptions {
+  certs: CertsDirectory;
+  credentials: NodeCredentials;
+  trustDomain: string;
+  /** The Citadel root (PEM) every delivered certificate must chain to. */
+  caRootPem: string;
+  logger: Logger;
+  backoff?: BackoffOptions;
+  signal: AbortSignal;
+}
+
+/**
+ * File mode (Citadel 1.0.5's compromise): keeps `<certs-dir>/<ns>/<sa>/` equal to the Citadel
+ * secrets the CA's secret feed says this node is entitled to. Every secret is checked before a
+ * byte is written; while the CA is unreachable the files stay as they are.
+ * Emits `synced` after each applied update with the identities now present.
+ */
+export class SecretFileWriter extends EventEmitter {
+  private applying: Promise<void> = Promise.resolve();
+  /** accountKey -> version this process wrote; saves reading the files back before each write. */
+  private readonly written = new Map<string, string>();
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly opts: SecretFileWriterOptions) {
+    super();
+  }
+
+  start(): void {
+    this.loop ??= followFeed({
+      what: 'secret feed',
+      credentials: this.opts.credentials,
+      open: (client) => client.watchSecrets(),
+      onMessage: (u) => {
+        this.applying = this.applying.then(() => this.apply(u)).catch((err) => this.opts.logger.error('cannot apply secrets', { error: errorMessage(err) }));
+      },
+      backoff: this.opts.backoff,
+      logger: this.opts.logger,
+      signal: this.opts.signal,
+    });
+  }
+
+  async stopped(): Promise<void> {
+    await this.loop;
+    await this.applying;
+  }
+
+  /** Applies one feed update to the certs directory; a snapshot also removes what is not in it. */
+  private async apply(u: SecretsUpdate): Promise<void> {
+    const { certs } = this.opts;
+    const present = new Set((await certs.list()).map(accountKey));
+    await forEachLimited(u.secrets, 8, (s) => this.writeSecret(s, present.has(accountKey(s))));
+    const wanted = new Set(u.secrets.map(accountKey));
+    const gone: AccountRef[] = u.snapshot ? (await certs.list()).filter((a) => !wanted.has(accountKey(a))) : u.removed;
+    for (const a of gone) {
+      await certs.remove(a);
+      this.written.delete(accountKey(a));
+      this.opts.logger.info('identity left this node; removed its certificates', { namespace: a.namespace, serviceAccount: a.serviceAccount });
+    }
+    this.emit('synced', await certs.list());
+  }
+
+  private async writeSecret(s: WorkloadSecret, present: boolean): Promise<void> {
+    const k = accountKey(s);
+    if (present && this.written.get(k) === s.version) return;
+    const problem = this.problemWith(s);
+    if (problem) {
+      this.opts.logger.error('refusing a secret from the CA; keeping the current files', { namespace: s.namespace, serviceAccount: s.serviceAccount, problem });
+      return;
+    }
+    const bundle: Bundle = { 'cert-chain.pem': s.certChain, 'key.pem': s.key, 'root-cert.pem': s.rootCert };
+    const { certs } = this.opts;
+    // Files left by an earlier run are read once, so that a restart rewrites nothing that is current.
+    const current = present && !this.written.has(k) ? await certs.read(s).catch(() => undefined) : undefined;
+    const same = current && current['cert-chain.pem'] === bundle['cert-chain.pem'] && current['key.pem'] === bundle['key.pem'] && current['root-cert.pem'] === bundle['root-cert.pem'];
+    if (!same) await certs.write(s, bundle, !present);
+    this.written.set(k, s.version);
+    this.opts.logger.debug('wrote certificates', { namespace: s.namespace, serviceAccount: s.serviceAccount, version: s.version });
+  }
+
+  /**
+   * What is wrong with a delivered secret, by the one bundle check: it must chain to our root,
+   * name its identity, and its key must be its certificate's. The feed is authenticated (the
+   * server's certificate chains to --ca-root), so this guards against a wrong or damaged secret.
+   */
+  private problemWith(s: WorkloadSecret): string | undefined {
+    try {
+      const expected = workloadIdentity(this.opts.trustDomain, s.namespace, s.serviceAccount);
+      const check = checkBundle({ certChainPem: s.certChain, keyPem: s.key, rootCertPem: s.rootCert }, { trustedRootPem: this.opts.caRootPem, expected });
+      return check.ok ? undefined : check.problems.join('; ');
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }
+}
