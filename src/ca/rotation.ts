@@ -8,13 +8,24 @@ export interface RotationPolicy {
   gracePeriodRatio: number;
   /** `--workload-cert-min-grace-period`: ...or less than this, whichever is longer. */
   minGracePeriodMs: number;
+  /**
+   * How far notBefore is back-dated for clock skew (the CA's clockSkewMs). The lifetime the grace
+   * period is a share of is the one asked for, from issuance to notAfter, not the back-dated one:
+   * with a 4 s TTL and 60 s of back-dating, half of 64 s would exceed the whole lifetime.
+   */
+  clockSkewMs?: number;
 }
 
-export const DEFAULT_ROTATION_POLICY: RotationPolicy = { gracePeriodRatio: 0.5, minGracePeriodMs: 10 * 60_000 };
+export const DEFAULT_ROTATION_POLICY: RotationPolicy = { gracePeriodRatio: 0.5, minGracePeriodMs: 10 * 60_000, clockSkewMs: 60_000 };
 
-/** Citadel's grace period: max(ratio x (NotAfter - NotBefore), min grace). */
+/** The lifetime that was asked for: from issuance (notBefore plus the back-dating) to notAfter. */
+export function askedLifetimeMs(notBefore: Date, notAfter: Date, policy: RotationPolicy): number {
+  return Math.max(0, notAfter.getTime() - notBefore.getTime() - (policy.clockSkewMs ?? 0));
+}
+
+/** Citadel's grace period: max(ratio x lifetime, min grace), on the lifetime asked for. */
 export function gracePeriodMs(notBefore: Date, notAfter: Date, policy: RotationPolicy): number {
-  return Math.max(policy.gracePeriodRatio * (notAfter.getTime() - notBefore.getTime()), policy.minGracePeriodMs);
+  return Math.max(policy.gracePeriodRatio * askedLifetimeMs(notBefore, notAfter, policy), policy.minGracePeriodMs);
 }
 
 /** The moment a certificate enters its grace period and must be replaced. */

@@ -1,14 +1,15 @@
 import { CertificateAuthority, SigningError } from '../ca/authority';
-import { refreshReason, refreshTime, RefreshReason, RotationPolicy } from '../ca/rotation';
+import { refreshTime, RefreshReason, RotationPolicy } from '../ca/rotation';
 import { Backoff } from '../common/backoff';
 import { forEachLimited } from '../common/concurrency';
 import { ConflictError, errorMessage } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { parseCertificateDer } from '../pki/certificate';
 import { parsePemBlocks } from '../pki/pem';
-import { secretName, spiffeId, workloadIdentity } from '../pki/identity';
+import { AccountRef, accountKey, accountOfSecretName, secretName, spiffeId, workloadIdentity } from '../pki/identity';
 import { Secret, SECRET_TYPE, Store, StoredSecret } from '../store/store';
 import { SecretControllerMetrics } from './metrics';
+import { KnownSecret, planReconcile } from './plan';
 import type { Registry } from 'prom-client';
 
 /** What the controller needs of the Marathon view. */
@@ -38,19 +39,6 @@ export interface SecretControllerOptions {
   now?: () => Date;
 }
 
-/** What the controller knows of one stored secret, without holding its key in memory. */
-interface Known {
-  namespace: string;
-  name: string;
-  serviceAccount: string;
-  version: number;
-  notBefore?: Date;
-  notAfter?: Date;
-  rootCertPem: string;
-  /** When the grace period starts (ms since the epoch), computed once; NaN without a parseable certificate. */
-  refreshAt: number;
-}
-
 export interface ReconcileResult {
   created: number;
   refreshed: number;
@@ -59,7 +47,10 @@ export interface ReconcileResult {
   pendingDeletes: number;
 }
 
-const keyOf = (ns: string, name: string) => `${ns}/${name}`;
+/** The shortest re-issue interval: a tenth of the lifetime, and never under a second. */
+export function minReissueIntervalMs(ttlMs: number): number {
+  return Math.max(1000, ttlMs / 10);
+}
 
 /**
  * Citadel's secret controller for Marathon: for every namespace with apps or pods, keeps
@@ -68,8 +59,9 @@ const keyOf = (ns: string, name: string) => `${ns}/${name}`;
  * deleted secrets, and deletes the secrets of accounts gone for longer than the delete delay.
  */
 export class SecretController {
-  private readonly known = new Map<string, Known>();
-  private readonly goneSince = new Map<string, number>();
+  /** accountKey -> the secret in the store. */
+  private readonly known = new Map<string, KnownSecret>();
+  private goneSince = new Map<string, number>();
   private readonly log: Logger;
   private readonly metrics: SecretControllerMetrics;
   private readonly now: () => Date;
@@ -77,6 +69,7 @@ export class SecretController {
   private readonly resyncIntervalMs: number;
   private readonly concurrency: number;
   private readonly isLeader: () => boolean;
+  private readonly minReissueMs: number;
   private running?: Promise<ReconcileResult>;
   private again = false;
   private wakeTimer?: NodeJS.Timeout;
@@ -96,6 +89,7 @@ export class SecretController {
     this.resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
     this.concurrency = opts.concurrency ?? 256;
     this.isLeader = opts.isLeader ?? (() => true);
+    this.minReissueMs = minReissueIntervalMs(opts.certTtlMs ?? opts.ca.config.workloadCertTtlMs);
   }
 
   /** Reconciles once, then follows Marathon changes, store changes, rotation times and the resync timer. */
@@ -104,10 +98,12 @@ export class SecretController {
     this.unsubscribe.push(
       this.opts.store.watch((e) => {
         if (e.type === 'resync') this.needResync = true;
-        else if (e.type === 'delete' && this.known.has(keyOf(e.namespace, e.name))) {
+        else if (e.type === 'put') return; // ours, or another replica's: picked up on resync
+        else {
+          const serviceAccount = accountOfSecretName(e.name);
           // Deleted by someone else (our own deletes are forgotten before the event arrives).
-          this.known.delete(keyOf(e.namespace, e.name));
-        } else if (e.type === 'put') return; // ours, or another replica's: picked up on resync
+          if (serviceAccount) this.known.delete(accountKey({ namespace: e.namespace, serviceAccount }));
+        }
         this.trigger();
       }),
     );
@@ -175,48 +171,34 @@ export class SecretController {
     try {
       if (this.needResync) await this.loadFromStore();
       if (!this.isLeader()) return result;
-      const now = this.now();
-      const nowMs = now.getTime();
-      const desired = this.opts.accounts.desiredAccounts();
-      const work: Array<() => Promise<void>> = [];
-      const wanted = new Set<string>();
-
-      for (const [ns, accounts] of desired) {
-        for (const sa of accounts) {
-          const name = secretName(sa);
-          const key = keyOf(ns, name);
-          wanted.add(key);
-          this.goneSince.delete(key);
-          const known = this.known.get(key);
-          if (!known) {
-            work.push(() => this.write(ns, sa, undefined, result));
-            continue;
-          }
-          // Most secrets are current: the pass checks them with two comparisons and no allocation.
-          if (known.refreshAt > nowMs && known.rootCertPem === this.opts.ca.rootCertPem) continue;
-          const reason = refreshReason(known, this.opts.ca.rootCertPem, now, this.opts.rotation);
-          if (reason) work.push(() => this.write(ns, sa, known, result, reason));
-        }
-      }
-      let nextDelete = Infinity;
-      for (const [key, known] of this.known) {
-        if (wanted.has(key)) continue;
-        const since = this.goneSince.get(key) ?? now.getTime();
-        this.goneSince.set(key, since);
-        if (now.getTime() - since >= this.deleteDelayMs) work.push(() => this.remove(known, result));
-        else {
-          result.pendingDeletes++;
-          nextDelete = Math.min(nextDelete, since + this.deleteDelayMs);
-        }
-      }
-      for (const key of this.goneSince.keys()) if (!this.known.has(key)) this.goneSince.delete(key);
-
+      const now = this.now().getTime();
+      const plan = planReconcile({
+        desired: this.opts.accounts.desiredAccounts(),
+        known: this.known,
+        goneSince: this.goneSince,
+        now,
+        rootCertPem: this.opts.ca.rootCertPem,
+        rotation: this.opts.rotation,
+        deleteDelayMs: this.deleteDelayMs,
+        minReissueIntervalMs: this.minReissueMs,
+      });
+      this.goneSince = plan.goneSince;
+      result.pendingDeletes = plan.pendingDeletes;
+      if (plan.held) this.metrics.reissueHeld.inc(plan.held);
+      const work: Array<() => Promise<void>> = [
+        ...plan.create.map((a) => () => this.write(a, undefined, result)),
+        ...plan.refresh.map(({ known, reason }) => () => this.write(known, known, result, reason)),
+        ...plan.delete.map((k) => () => this.remove(k, result)),
+      ];
       await forEachLimited(work, this.concurrency, (task) => task());
       this.metrics.managed.set(this.known.size);
-      if (result.failed > 0) this.scheduleWake(Date.now() + this.retry.next());
+      if (result.failed > 0) this.scheduleWake(this.now().getTime() + this.retry.next());
       else {
         this.retry.reset();
-        this.scheduleWake(Math.min(nextDelete, this.nextRefreshTime()));
+        // The plan knew when the secrets it left alone are due; those written now are due at their own refresh time.
+        let wakeAt = plan.nextWakeAt;
+        for (const a of [...plan.create, ...plan.refresh.map((r) => r.known)]) wakeAt = Math.min(wakeAt, this.known.get(accountKey(a))?.refreshAt ?? Infinity);
+        this.scheduleWake(wakeAt);
       }
       if (result.created || result.refreshed || result.deleted || result.failed) this.log.info('reconciled', { ...result, secrets: this.known.size });
       return result;
@@ -226,22 +208,11 @@ export class SecretController {
     }
   }
 
-  private knownOf(k: Omit<Known, 'refreshAt'>): Known {
-    const refreshAt = k.notBefore && k.notAfter ? refreshTime(k.notBefore, k.notAfter, this.opts.rotation).getTime() : NaN;
-    return { ...k, refreshAt };
-  }
-
-  private nextRefreshTime(): number {
-    let next = Infinity;
-    for (const k of this.known.values()) if (k.refreshAt < next) next = k.refreshAt;
-    return next;
-  }
-
   private scheduleWake(at: number): void {
     clearTimeout(this.wakeTimer);
     if (!Number.isFinite(at) || this.stopped) return;
     // Timers beyond ~24.8 days overflow; the resync timer covers anything that far out.
-    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    const delay = Math.min(Math.max(0, at - this.now().getTime()), 2 ** 31 - 1);
     this.wakeTimer = setTimeout(() => this.trigger(), delay);
     this.wakeTimer.unref?.();
   }
@@ -249,16 +220,17 @@ export class SecretController {
   /** Re-reads every secret from the store: what exists, its version, validity and root. */
   private async loadFromStore(): Promise<void> {
     const stored = await this.opts.store.listSecrets();
-    const fresh = new Map<string, Known>();
+    const fresh = new Map<string, KnownSecret>();
     for (const s of stored) {
       if (s.metadata?.type !== undefined && s.metadata.type !== SECRET_TYPE) continue;
-      fresh.set(keyOf(s.namespace, s.name), this.knownOf(validityOf(s)));
+      const k = this.knownOf(s);
+      if (k) fresh.set(accountKey(k), k);
     }
     const desired = this.opts.accounts.desiredAccounts();
     for (const [key, k] of this.known) {
       if (!fresh.has(key) && desired.get(k.namespace)?.has(k.serviceAccount)) {
         this.metrics.secretDeleted.inc();
-        this.log.warn('secret was deleted while its account exists; recreating', { namespace: k.namespace, secret: k.name });
+        this.log.warn('secret was deleted while its account exists; recreating', { namespace: k.namespace, secret: secretName(k.serviceAccount) });
       }
     }
     this.known.clear();
@@ -266,88 +238,106 @@ export class SecretController {
     this.needResync = false;
   }
 
-  private async write(ns: string, sa: string, existing: Known | undefined, result: ReconcileResult, reason?: RefreshReason): Promise<void> {
-    const name = secretName(sa);
+  /** What the controller keeps of a stored secret; undefined (logged) for one that is not Citadel's. */
+  private knownOf(s: StoredSecret): KnownSecret | undefined {
+    const serviceAccount = accountOfSecretName(s.name);
+    if (!serviceAccount) {
+      this.log.warn('ignoring a stored secret that is not istio.<service account>', { namespace: s.namespace, secret: s.name });
+      return undefined;
+    }
+    const base = { namespace: s.namespace, serviceAccount, version: s.version, rootCertPem: s.rootCertPem, writtenAt: Date.parse(s.metadata?.updatedAt ?? '') };
+    try {
+      const first = parsePemBlocks(s.certChainPem)[0]; // the leaf comes first in cert-chain.pem
+      if (!first) throw new Error('cert-chain.pem holds no PEM block');
+      const leaf = parseCertificateDer(first.der);
+      return { ...base, notBefore: leaf.notBefore, notAfter: leaf.notAfter, refreshAt: refreshTime(leaf.notBefore, leaf.notAfter, this.opts.rotation).getTime() };
+    } catch (err) {
+      this.log.warn('the certificate of a stored secret does not parse; it will be refreshed', { namespace: s.namespace, secret: s.name, error: errorMessage(err) });
+      return { ...base, refreshAt: NaN };
+    }
+  }
+
+  private async write(account: AccountRef, existing: KnownSecret | undefined, result: ReconcileResult, reason?: RefreshReason): Promise<void> {
+    const { namespace, serviceAccount } = account;
+    const name = secretName(serviceAccount);
+    const now = this.now();
     let secret: Secret;
     try {
-      const identity = workloadIdentity(this.opts.ca.trustDomain, ns, sa);
-      const bundle = this.opts.ca.issueKeyCertBundle(identity, this.opts.certTtlMs);
+      const identity = workloadIdentity(this.opts.ca.trustDomain, namespace, serviceAccount);
+      const bundle = this.opts.ca.issueKeyCertBundle(identity, this.opts.certTtlMs, now);
       secret = {
-        namespace: ns,
+        namespace,
         name,
         certChainPem: bundle.certChainPem,
         keyPem: bundle.keyPem,
         rootCertPem: bundle.rootCertPem,
         metadata: {
           type: SECRET_TYPE,
-          serviceAccount: sa,
+          serviceAccount,
           spiffeId: spiffeId(identity),
           notBefore: bundle.notBefore.toISOString(),
           notAfter: bundle.notAfter.toISOString(),
           serialNumber: bundle.serialHex,
-          updatedAt: this.now().toISOString(),
+          updatedAt: now.toISOString(),
         },
       };
     } catch (err) {
       result.failed++;
+      // Citadel counts signing refusals by their kind, and anything else (making the key) as a CSR error.
       if (err instanceof SigningError) this.metrics.signErrors.inc({ error: err.code });
       else this.metrics.csrErrors.inc();
-      this.log.error('cannot issue a certificate for the secret', { namespace: ns, secret: name, error: errorMessage(err) });
+      this.log.error('cannot issue a certificate for the secret', { namespace, secret: name, error: errorMessage(err) });
       return;
     }
     try {
       const version = await this.opts.store.putSecret(secret, existing ? existing.version : null);
-      this.known.set(keyOf(ns, name), this.knownOf({ namespace: ns, name, serviceAccount: sa, version, notBefore: new Date(secret.metadata.notBefore), notAfter: new Date(secret.metadata.notAfter), rootCertPem: secret.rootCertPem }));
+      const notBefore = new Date(secret.metadata.notBefore);
+      const notAfter = new Date(secret.metadata.notAfter);
+      this.known.set(accountKey(account), {
+        namespace, serviceAccount, version, notBefore, notAfter, rootCertPem: secret.rootCertPem,
+        refreshAt: refreshTime(notBefore, notAfter, this.opts.rotation).getTime(), writtenAt: now.getTime(),
+      });
       if (existing) {
         result.refreshed++;
         this.metrics.refreshed.inc({ reason: reason ?? 'expiring' });
-        this.log.info('refreshed secret', { namespace: ns, secret: name, reason, notAfter: secret.metadata.notAfter });
+        this.log.info('refreshed secret', { namespace, secret: name, reason, notAfter: secret.metadata.notAfter });
       } else {
         result.created++;
         this.metrics.created.inc();
-        this.log.info('created secret', { namespace: ns, secret: name, notAfter: secret.metadata.notAfter });
+        this.log.info('created secret', { namespace, secret: name, notAfter: secret.metadata.notAfter });
       }
     } catch (err) {
       result.failed++;
       if (err instanceof ConflictError) {
         // Another writer got there first: re-read everything before deciding again.
         this.needResync = true;
-        this.log.warn('secret changed under us; will re-read', { namespace: ns, secret: name, error: errorMessage(err) });
+        this.log.warn('secret changed under us; will re-read', { namespace, secret: name, error: errorMessage(err) });
       } else {
         this.metrics.writeErrors.inc();
-        this.log.error('cannot write secret; will retry', { namespace: ns, secret: name, error: errorMessage(err) });
+        this.log.error('cannot write secret; will retry', { namespace, secret: name, error: errorMessage(err) });
       }
     }
   }
 
-  private async remove(known: Known, result: ReconcileResult): Promise<void> {
-    const key = keyOf(known.namespace, known.name);
+  private async remove(known: KnownSecret, result: ReconcileResult): Promise<void> {
+    const key = accountKey(known);
+    const name = secretName(known.serviceAccount);
     try {
       this.known.delete(key);
-      await this.opts.store.deleteSecret(known.namespace, known.name, known.version);
+      await this.opts.store.deleteSecret(known.namespace, name, known.version);
       this.goneSince.delete(key);
       result.deleted++;
       this.metrics.deleted.inc();
-      this.log.info('deleted secret of a service account that is gone', { namespace: known.namespace, secret: known.name });
+      this.log.info('deleted secret of a service account that is gone', { namespace: known.namespace, secret: name });
     } catch (err) {
       result.failed++;
       this.needResync = true;
-      this.log.error('cannot delete secret; will retry', { namespace: known.namespace, secret: known.name, error: errorMessage(err) });
+      this.log.error('cannot delete secret; will retry', { namespace: known.namespace, secret: name, error: errorMessage(err) });
     }
   }
 
   /** The secrets the controller currently keeps (for status output and tests). */
   snapshot(): Array<{ namespace: string; name: string; notAfter?: Date }> {
-    return [...this.known.values()].map((k) => ({ namespace: k.namespace, name: k.name, notAfter: k.notAfter }));
-  }
-}
-
-function validityOf(s: StoredSecret): Omit<Known, 'refreshAt'> {
-  const sa = s.metadata?.serviceAccount ?? s.name.replace(/^istio\./, '');
-  try {
-    const leaf = parseCertificateDer(parsePemBlocks(s.certChainPem)[0].der); // the leaf comes first in cert-chain.pem
-    return { namespace: s.namespace, name: s.name, serviceAccount: sa, version: s.version, notBefore: leaf.notBefore, notAfter: leaf.notAfter, rootCertPem: s.rootCertPem };
-  } catch {
-    return { namespace: s.namespace, name: s.name, serviceAccount: sa, version: s.version, rootCertPem: s.rootCertPem };
+    return [...this.known.values()].map((k) => ({ namespace: k.namespace, name: secretName(k.serviceAccount), notAfter: k.notAfter }));
   }
 }

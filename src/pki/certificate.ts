@@ -8,9 +8,6 @@ import {
   makeSigner, OID, randomSerial, signatureAlgorithm, Signer, signStructure, SubjectAltNames,
 } from './x509';
 
-/** Default allowance for clocks that run behind ours: notBefore is back-dated by this much. */
-export const CLOCK_SKEW_MS = 60_000;
-
 /**
  * A CA certificate and its key, with everything issuance needs precomputed once: the issuer
  * Name bytes, the AuthorityKeyIdentifier extension and the signature algorithm.

@@ -104,10 +104,6 @@ export function parseSpiffeId(uri: string): Identity {
   throw new Error(`"${uri}" is neither a workload (/ns/<ns>/sa/<sa>) nor a node (/mesos-agent/<host>) identity`);
 }
 
-export function sameIdentity(a: Identity, b: Identity): boolean {
-  return spiffeId(a) === spiffeId(b);
-}
-
 const SECRET_PREFIX = 'istio.';
 
 /** Citadel's secret name for a service account: `istio.<sa>`. */

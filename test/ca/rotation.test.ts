@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkGracePeriodRatio, gracePeriodMs, refreshReason, refreshTime, renewalTime } from '../../src/ca/rotation';
+import { checkGracePeriodRatio, checkMinGracePeriod, gracePeriodMs, refreshReason, refreshTime, renewalTime } from '../../src/ca/rotation';
 
 const H = 3_600_000;
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -45,4 +45,21 @@ test('grace-period ratio flag: outside [0,1] fatal, outside [0.2,0.8] a warning'
   assert.match(checkGracePeriodRatio(0.1).warning!, /recommended/);
   assert.deepEqual(checkGracePeriodRatio(0.5), {});
   assert.match(checkGracePeriodRatio(Number.NaN).fatal!, /within/);
+});
+
+test('the grace period is a share of the lifetime asked for, not of the back-dated one', () => {
+  const skew = 60_000;
+  const issued = at(0);
+  const notBefore = new Date(issued.getTime() - skew);
+  const policy = { gracePeriodRatio: 0.5, minGracePeriodMs: 0, clockSkewMs: skew };
+  // 4 s asked: due at 2 s. On the back-dated 64 s it would be due 28 s before it was issued.
+  assert.equal(refreshTime(notBefore, at(4000), policy).getTime(), at(2000).getTime());
+  assert.equal(refreshTime(notBefore, at(24 * H), policy).getTime(), at(12 * H).getTime());
+  assert.equal(refreshReason({ notBefore, notAfter: at(4000), rootCertPem: 'r' }, 'r', at(1000), policy), undefined);
+});
+
+test('a minimum grace period not shorter than the TTL is refused, in one line', () => {
+  assert.match(checkMinGracePeriod(600_000, 300_000)!, /--workload-cert-min-grace-period \(600s\) must be shorter than --workload-cert-ttl \(300s\)/);
+  assert.ok(checkMinGracePeriod(300_000, 300_000));
+  assert.equal(checkMinGracePeriod(1000, 4000), undefined);
 });

@@ -7,6 +7,7 @@ import { SecretController } from '../../src/controller/secret-controller';
 import { FileStore } from '../../src/store/file-store';
 import { checkBundle } from '../../src/pki/bundle';
 import { tempDir } from '../helpers/pki';
+import { waitFor } from '../helpers/wait';
 
 /** A Marathon view stand-in for unit-level controller tests: just the account map. */
 class Accounts {
@@ -29,7 +30,7 @@ class Accounts {
   }
 }
 
-async function setup(opts: { ttlMs?: number; ratio?: number; deleteDelayMs?: number; resyncIntervalMs?: number } = {}) {
+async function setup(opts: { ttlMs?: number; ratio?: number; deleteDelayMs?: number; resyncIntervalMs?: number; now?: () => Date } = {}) {
   const dir = tempDir();
   const store = await FileStore.open(dir);
   const config = { ...DEFAULT_CA_CONFIG, workloadCertTtlMs: opts.ttlMs ?? DEFAULT_CA_CONFIG.workloadCertTtlMs, clockSkewMs: 0 };
@@ -44,6 +45,7 @@ async function setup(opts: { ttlMs?: number; ratio?: number; deleteDelayMs?: num
     deleteDelayMs: opts.deleteDelayMs ?? 60_000,
     resyncIntervalMs: opts.resyncIntervalMs ?? 60_000,
     registry,
+    now: opts.now,
   });
   return { dir, store, ca, accounts, controller, registry };
 }
@@ -85,30 +87,35 @@ test('a secret deleted behind the controller\'s back is recreated', async (t) =>
   // Another process deletes it: this store instance sees no event; the resync finds it.
   const other = await FileStore.open((store as FileStore).dir);
   await other.deleteSecret('prod', 'istio.api');
-  let after;
-  for (let i = 0; i < 100 && !after; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    after = await store.getSecret('prod', 'istio.api');
-  }
-  assert.ok(after, 'recreated');
+  const after = await waitFor('the secret recreated', () => store.getSecret('prod', 'istio.api'));
   assert.notEqual(after!.metadata.serialNumber, before!.metadata.serialNumber);
   assert.equal(await metric(registry, 'citadel_secret_controller_secret_deleted_cert_count'), '1');
 });
 
-test('secrets of a gone account are deleted only after the delay; a quick redeploy keeps them', async (t) => {
-  const { store, accounts, controller, registry } = await setup({ deleteDelayMs: 600 });
+test('secrets of a gone account are deleted only after the delay; a quick redeploy keeps them (fast clock)', async (t) => {
+  let clock = Date.now(); // the CA's root was made on the real clock
+  const { store, accounts, controller, registry } = await setup({ deleteDelayMs: 600, now: () => new Date(clock) });
   t.after(() => controller.stop());
+  const passAt = async (advanceMs: number) => {
+    clock += advanceMs;
+    await controller.reconcile();
+  };
   accounts.set('prod', 'api');
   await controller.start();
   const serial = (await store.getSecret('prod', 'istio.api'))!.metadata.serialNumber;
   accounts.set('prod'); // api gone
-  await new Promise((r) => setTimeout(r, 200));
+  await passAt(0);
+  await passAt(500);
   assert.ok(await store.getSecret('prod', 'istio.api'), 'still there within the delay');
   accounts.set('prod', 'api'); // redeployed: no churn
-  await new Promise((r) => setTimeout(r, 800));
+  await passAt(200);
+  await passAt(800);
   assert.equal((await store.getSecret('prod', 'istio.api'))!.metadata.serialNumber, serial);
   accounts.remove('prod');
-  await new Promise((r) => setTimeout(r, 1200));
+  await passAt(0);
+  await passAt(599);
+  assert.ok(await store.getSecret('prod', 'istio.default'), 'kept until the delay has passed');
+  await passAt(1);
   assert.equal(await store.getSecret('prod', 'istio.api'), undefined);
   assert.equal(await store.getSecret('prod', 'istio.default'), undefined);
   assert.equal(await metric(registry, 'citadel_secret_controller_svc_acc_deleted_cert_count'), '2');
@@ -136,25 +143,42 @@ test('a secret whose certificate does not parse, or carries another root, is ref
   void registry;
 });
 
-test('short TTLs rotate on time over several cycles, every secret valid at every check', async (t) => {
-  const { store, accounts, controller } = await setup({ ttlMs: 4000, ratio: 0.5 });
+test('short TTLs rotate on time, and no faster, over a simulated minute (fast clock)', async (t) => {
+  let clock = Date.now(); // the CA's root was made on the real clock
+  const now = () => new Date(clock);
+  const { store, accounts, controller } = await setup({ ttlMs: 4000, ratio: 0.5, now });
   t.after(() => controller.stop());
   accounts.set('prod', 'api');
   await controller.start();
   const serials = new Set<string>();
-  const end = Date.now() + 9000;
-  let checks = 0;
-  while (Date.now() < end) {
+  for (let step = 0; step < 600; step++) {
+    clock += 100;
+    await controller.reconcile();
     for (const s of await store.listSecrets()) {
-      assert.deepEqual(checkBundle(s).problems, [], `${s.name} at check ${checks}`);
-      const left = Date.parse(s.metadata.notAfter) - Date.now();
-      assert.ok(left > 1000, `${s.name} has ${left} ms left: rotation is late`);
+      assert.deepEqual(checkBundle(s, { now: now() }).problems, [], `${s.name} at ${step}`);
+      const left = Date.parse(s.metadata.notAfter) - clock;
+      assert.ok(left >= 1900, `${s.name} has ${left} ms left: rotation is late`);
       if (s.name === 'istio.api') serials.add(s.metadata.serialNumber);
     }
-    checks++;
-    await new Promise((r) => setTimeout(r, 100));
   }
-  // 4 s lifetime, refresh at 2 s: about four generations in 9 s.
-  assert.ok(serials.size >= 4, `saw ${serials.size} generations`);
-  assert.ok(checks > 40);
+  // 4 s lifetime, refreshed at 2 s: 30 generations in 60 s after the first.
+  assert.ok(serials.size >= 30 && serials.size <= 32, `saw ${serials.size} generations in a simulated minute`);
+});
+
+test('a grace period longer than the lifetime is held by the re-issue floor, and counted', async (t) => {
+  let clock = Date.now(); // the CA's root was made on the real clock
+  const { store, accounts, controller, registry } = await setup({ ttlMs: 4000, ratio: 1, now: () => new Date(clock) });
+  t.after(() => controller.stop());
+  accounts.set('prod');
+  await controller.start();
+  const versions: number[] = [];
+  for (let step = 0; step < 100; step++) {
+    clock += 100;
+    await controller.reconcile();
+    versions.push((await store.getSecret('prod', 'istio.default'))!.version);
+  }
+  // Ratio 1 makes every certificate due at once; the floor (1 s for a 4 s lifetime) allows a re-issue a second.
+  const rotations = new Set(versions).size;
+  assert.ok(rotations >= 9 && rotations <= 11, `${rotations} versions in 10 simulated seconds`);
+  assert.ok(Number(await metric(registry, 'citadel_secret_controller_reissue_held_count')) > 50);
 });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { waitFor } from '../helpers/zookeeper';
+import { waitFor } from '../helpers/wait';
 import {
   AppSpec, appsIn, createCertificateFor, createdByLog, expectedSecrets, HaCluster, isElected, leadsPerLog, Replica, secretProblems,
 } from './cluster';
@@ -31,10 +31,10 @@ async function storedSecrets(root: string): Promise<Map<string, number>> {
 
 async function waitForSecrets(keys: string[], timeoutMs: number): Promise<void> {
   const store = await cluster.store();
-  await waitFor(async () => {
+  await waitFor(`secrets ${keys.join(', ')}`, async () => {
     const have = new Set((await store.listSecrets()).map((s) => `${s.namespace}/${s.name}`));
     return keys.every((k) => have.has(k));
-  }, timeoutMs, `secrets ${keys.join(', ')}`);
+  }, timeoutMs);
 }
 
 const leaders = () => cluster.alive().filter(leadsPerLog);
@@ -52,7 +52,7 @@ async function signsOnEveryReplica(replicas: Replica[], root: string): Promise<v
 }
 
 test('three replicas elect exactly one leader; only it writes secrets; every replica signs', async () => {
-  await waitFor(() => leaders().length === 1, 20_000, 'one replica to log that it was elected');
+  await waitFor('one replica to log that it was elected', () => leaders().length === 1, 20_000);
   const [leader] = leaders();
   const followers = cluster.replicas.filter((r) => r !== leader);
   for (const f of followers) assert.equal(f.logs().some(isElected), false, `${f.name} never logs that it leads`);
@@ -84,7 +84,7 @@ test('the leader SIGKILLed: another replica leads within the session timeout; no
 
   const t0 = Date.now();
   await old.stop('SIGKILL');
-  await waitFor(() => survivors.some((r) => r.logs().filter(isElected).length > electedBefore.get(r)!), SESSION_TIMEOUT_MS * 3, 'a survivor to be elected');
+  await waitFor('a survivor to be elected', () => survivors.some((r) => r.logs().filter(isElected).length > electedBefore.get(r)!), SESSION_TIMEOUT_MS * 3);
   const failoverMs = Date.now() - t0;
   console.log(`# failover: new leader elected ${failoverMs} ms after SIGKILL (session timeout ${SESSION_TIMEOUT_MS} ms)`);
   assert.ok(failoverMs <= SESSION_TIMEOUT_MS + 3000, `failover took ${failoverMs} ms, more than the session timeout plus 3 s`);

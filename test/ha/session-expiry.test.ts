@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sleep } from '../../src/common/backoff';
-import { waitFor } from '../helpers/zookeeper';
+import { waitFor } from '../helpers/wait';
 import { AppSpec, appsIn, createCertificateFor, createdByLog, expectedSecrets, HaCluster, isElected, leadsPerLog, secretProblems } from './cluster';
 
 const SESSION_TIMEOUT_MS = 3000;
@@ -25,8 +25,8 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   const apps = appsIn('expiry', 3);
   for (const app of apps) await cluster.deploy(app);
   const store = await cluster.store();
-  await waitFor(async () => (await store.listSecrets()).length === expectedSecrets(apps).length, 30_000, 'the initial secrets');
-  await waitFor(() => cluster.replicas.filter(leadsPerLog).length === 1, 10_000, 'one leader');
+  await waitFor('the initial secrets', async () => (await store.listSecrets()).length === expectedSecrets(apps).length, 30_000);
+  await waitFor('one leader', () => cluster.replicas.filter(leadsPerLog).length === 1, 10_000);
   const frozen = cluster.replicas.find(leadsPerLog)!;
   const other = cluster.replicas.find((r) => r !== frozen)!;
   const root = await cluster.rootCertPem();
@@ -34,7 +34,7 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   // Freeze the leader past its session timeout: ZooKeeper expires the session and the other replica leads.
   frozen.child.kill('SIGSTOP');
   try {
-    await waitFor(() => leadsPerLog(other), SESSION_TIMEOUT_MS * 4, `${other.name} to be elected while ${frozen.name} is frozen`);
+    await waitFor(`${other.name} to be elected while ${frozen.name} is frozen`, () => leadsPerLog(other), SESSION_TIMEOUT_MS * 4);
     await sleep(1000);
   } finally {
     frozen.child.kill('SIGCONT');
@@ -42,9 +42,9 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   await frozen.waitForLog((l) => /session expired/.test(l.msg), 20_000);
   const expiredAt = frozen.logs().findIndex((l) => /session expired/.test(l.msg));
   await waitFor(
+    `${frozen.name} to connect with a new session`,
     () => frozen.logs().slice(expiredAt).some((l) => l.msg === 'ZooKeeper connection state' && l.state === 'connected'),
     20_000,
-    `${frozen.name} to connect with a new session`,
   );
   await sleep(1000);
   assert.equal(leadsPerLog(frozen), false, `${frozen.name} follows after its session expired`);
@@ -60,14 +60,14 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   }
   const late: AppSpec = { id: '/after-expiry/api', namespace: 'after-expiry', serviceAccount: 'api' };
   await cluster.deploy(late);
-  await waitFor(async () => expectedSecrets([late]).every((k) => createdByLog(other).includes(k)), 20_000, `${other.name} to write the new app's secrets`);
+  await waitFor(`${other.name} to write the new app's secrets`, async () => expectedSecrets([late]).every((k) => createdByLog(other).includes(k)), 20_000);
   await sleep(2000);
   assert.equal(createdByLog(frozen).length, frozenCreated, `${frozen.name} wrote nothing as a follower`);
 
   // The leader dies: only a candidate re-registered in the new session can take over.
   const electedBefore = frozen.logs().filter(isElected).length;
   await other.stop('SIGKILL');
-  await waitFor(() => frozen.logs().filter(isElected).length > electedBefore, SESSION_TIMEOUT_MS * 4, `${frozen.name} to be elected again`);
+  await waitFor(`${frozen.name} to be elected again`, () => frozen.logs().filter(isElected).length > electedBefore, SESSION_TIMEOUT_MS * 4);
   await sleep(2000); // lets the new leader settle (re-read what the other wrote)
 
   // Watches: delete a secret behind its back; only a re-armed watch can tell it before the hourly resync.
@@ -76,9 +76,9 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   const createdBefore = createdByLog(frozen).length;
   const logMark = frozen.logs().length;
   assert.equal(await store.deleteSecret('expiry-1', 'istio.sa-1', victim.version), true);
-  await waitFor(async () => (await store.getSecret('expiry-1', 'istio.sa-1')) !== undefined, 15_000, 'the deleted secret to be recreated');
+  await waitFor('the deleted secret to be recreated', async () => (await store.getSecret('expiry-1', 'istio.sa-1')) !== undefined, 15_000);
   // The replica logs the creation after the write: its log line can reach us after the znode does.
-  await waitFor(() => createdByLog(frozen).length > createdBefore, 5_000, `${frozen.name} to log the recreation`);
+  await waitFor(`${frozen.name} to log the recreation`, () => createdByLog(frozen).length > createdBefore, 5_000);
   assert.deepEqual(createdByLog(frozen).slice(createdBefore), ['expiry-1/istio.sa-1']);
   // A resync would have said so; the watch path recreates silently.
   assert.equal(frozen.logs().slice(logMark).some((l) => /was deleted while its account exists/.test(l.msg)), false, 'recreated from the watch, not a resync');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sleep } from '../../src/common/backoff';
 import type { CaClient } from '../../src/agent/ca-client';
-import { waitFor } from '../helpers/zookeeper';
+import { waitFor } from '../helpers/wait';
 import { AppSpec, appsIn, createCertificateFor, createdByLog, expectedSecrets, HaCluster, isCreatedSecret, leadsPerLog, secretProblems } from './cluster';
 
 const OUTAGE_MS = 30_000;
@@ -31,8 +31,8 @@ test('ZooKeeper stopped for 30 s under load: signing goes on, writes pause, secr
   for (const app of initial) await cluster.deploy(app);
   const store = await cluster.store();
   const root = await cluster.rootCertPem();
-  await waitFor(async () => (await store.listSecrets()).length === expectedSecrets(initial).length, 30_000, 'the initial secrets');
-  await waitFor(() => cluster.replicas.filter(leadsPerLog).length === 1, 10_000, 'one leader');
+  await waitFor('the initial secrets', async () => (await store.listSecrets()).length === expectedSecrets(initial).length, 30_000);
+  await waitFor('one leader', () => cluster.replicas.filter(leadsPerLog).length === 1, 10_000);
 
   // Load: CreateCertificate on every replica in a loop, from before the outage to after it.
   const clients = new Map<string, CaClient>();
@@ -81,12 +81,12 @@ test('ZooKeeper stopped for 30 s under load: signing goes on, writes pause, secr
     await cluster.zk.start();
     startedAt = Date.now();
     const want = expectedSecrets([...initial, ...outageApps]);
-    await waitFor(async () => {
+    await waitFor('the secrets of apps deployed during the outage', async () => {
       // The test's own client reconnects too; until then its reads fail like anyone's.
       const listed = await store.listSecrets().catch(() => []);
       const have = new Set(listed.map((s) => `${s.namespace}/${s.name}`));
       return want.every((k) => have.has(k));
-    }, 45_000, 'the secrets of apps deployed during the outage');
+    }, 45_000);
     console.log(`# caught up ${Date.now() - startedAt} ms after ZooKeeper restarted`);
     await sleep(3000);
     loading = false;

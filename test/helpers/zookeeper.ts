@@ -227,13 +227,3 @@ async function freePort(): Promise<number> {
     });
   });
 }
-
-/** Polls `check` until it returns true or `timeoutMs` passes; for "eventually" assertions that can still fail. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}

@@ -2,7 +2,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StoreEvent } from '../../src/store/store';
 import { ZkConnectionState, ZkUnavailableError } from '../../src/store/zk/session';
-import { ZooKeeperServer, startZooKeeper, waitFor } from '../helpers/zookeeper';
+import { ZooKeeperServer, startZooKeeper } from '../helpers/zookeeper';
+import { waitFor } from '../helpers/wait';
 import { freshUrl, open, sampleSecret } from './zk-fixtures';
 
 let zk: ZooKeeperServer;
@@ -25,7 +26,7 @@ test('ZooKeeper stopped and restarted: disconnected, calls fail fast and clearly
     await store.watchesSettled();
 
     await zk.stop();
-    await waitFor(() => store.connectionState === 'disconnected', 5000, 'the store to notice the outage');
+    await waitFor('the store to notice the outage', () => store.connectionState === 'disconnected', 5000);
     const t0 = Date.now();
     await assert.rejects(
       store.getSecret('prod', 'istio.api'),
@@ -36,9 +37,9 @@ test('ZooKeeper stopped and restarted: disconnected, calls fail fast and clearly
 
     await new Promise((r) => setTimeout(r, 1000));
     await zk.start();
-    await waitFor(() => store.connectionState === 'connected', 15_000, 'reconnection after restart');
+    await waitFor('reconnection after restart', () => store.connectionState === 'connected', 15_000);
     assert.deepEqual(states.slice(0, 2), ['disconnected', 'connected']);
-    await waitFor(() => events.some((e) => e.type === 'resync'), 5000, 'a resync event after reconnecting');
+    await waitFor('a resync event after reconnecting', () => events.some((e) => e.type === 'resync'), 5000);
 
     // A change by another process after the restart reaches the old watcher: watches are armed again.
     const writer = await open(url);
@@ -46,7 +47,7 @@ test('ZooKeeper stopped and restarted: disconnected, calls fail fast and clearly
       events.length = 0;
       await writer.putSecret(sampleSecret('prod', 'api'));
       await writer.putSecret(sampleSecret('staging', 'api'), null);
-      await waitFor(() => events.length >= 2, 5000, 'watch events after the restart');
+      await waitFor('watch events after the restart', () => events.length >= 2, 5000);
       assert.deepEqual(
         events.filter((e) => e.type !== 'resync'),
         [
@@ -77,16 +78,16 @@ test('session expiry: the store reports it, opens a new session, re-arms watches
     const before = store.session.credentials().sessionId.toString('hex');
 
     await zk.expireSession(store.session.credentials().sessionId, store.session.credentials().sessionPassword);
-    await waitFor(() => states.includes('expired'), 10_000, 'the store to see its session expire');
-    await waitFor(() => store.connectionState === 'connected', 10_000, 'a new session');
+    await waitFor('the store to see its session expire', () => states.includes('expired'), 10_000);
+    await waitFor('a new session', () => store.connectionState === 'connected', 10_000);
     assert.notEqual(store.session.credentials().sessionId.toString('hex'), before, 'a different session');
-    await waitFor(() => events.some((e) => e.type === 'resync'), 5000, 'resync after the new session');
+    await waitFor('resync after the new session', () => events.some((e) => e.type === 'resync'), 5000);
     await store.watchesSettled();
 
     events.length = 0;
     await writer.putSecret(sampleSecret('prod', 'api'));
     await writer.deleteSecret('prod', 'istio.api');
-    await waitFor(() => events.length >= 2, 5000, 'watch events in the new session');
+    await waitFor('watch events in the new session', () => events.length >= 2, 5000);
     assert.deepEqual(events, [
       { type: 'put', namespace: 'prod', name: 'istio.api' },
       { type: 'delete', namespace: 'prod', name: 'istio.api' },

@@ -6,7 +6,8 @@ import { ConflictError, UserError } from '../../src/common/errors';
 import { kekFromBytes } from '../../src/store/kek';
 import { StoreEvent, isSealed } from '../../src/store/store';
 import { parseZkUrl } from '../../src/store/zk/url';
-import { ZooKeeperServer, startZooKeeper, waitFor } from '../helpers/zookeeper';
+import { ZooKeeperServer, startZooKeeper } from '../helpers/zookeeper';
+import { waitFor } from '../helpers/wait';
 import { freshUrl, open, sampleSecret } from './zk-fixtures';
 
 let zk: ZooKeeperServer;
@@ -98,13 +99,13 @@ test('watch() reports puts and deletes by other processes, including new namespa
     assert.deepEqual(events, [], 'existing secrets are not reported as changes');
 
     await writer.putSecret(sampleSecret('prod', 'existing'));
-    await waitFor(() => events.length >= 1, 5000, 'put of an existing secret');
+    await waitFor('put of an existing secret', () => events.length >= 1, 5000);
     await writer.putSecret(sampleSecret('newns', 'web'), null);
-    await waitFor(() => events.length >= 2, 5000, 'put in a new namespace');
+    await waitFor('put in a new namespace', () => events.length >= 2, 5000);
     await writer.putSecret(sampleSecret('newns', 'web'));
-    await waitFor(() => events.length >= 3, 5000, 'second change (watch re-armed after firing)');
+    await waitFor('second change (watch re-armed after firing)', () => events.length >= 3, 5000);
     await writer.deleteSecret('prod', 'istio.existing');
-    await waitFor(() => events.length >= 4, 5000, 'delete');
+    await waitFor('delete', () => events.length >= 4, 5000);
     assert.deepEqual(events, [
       { type: 'put', namespace: 'prod', name: 'istio.existing' },
       { type: 'put', namespace: 'newns', name: 'istio.web' },

@@ -4,6 +4,7 @@ import { NodeAgent } from '../../agent/node-agent';
 import { parseDuration } from '../../common/duration';
 import { UserError } from '../../common/errors';
 import { checkHost } from '../../pki/identity';
+import { looksLikeJoinToken } from '../../server/join-token';
 import { splitCertificates } from '../../pki/pem';
 import { addLogOptions, addTrustDomainOption, loggerFromFlags, trustDomainFromFlags } from '../options';
 import type { RegisterCommand } from './index';
@@ -53,6 +54,9 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     const caRootPem = readFlagFile('--ca-root', o.caRoot);
     if (splitCertificates(caRootPem).length === 0) throw new UserError(`--ca-root ${o.caRoot}: no PEM certificate in it`);
     const joinToken = o.joinTokenFile ? readFlagFile('--join-token-file', o.joinTokenFile).trim() : o.joinToken;
+    if (joinToken !== undefined && !looksLikeJoinToken(joinToken)) {
+      throw new UserError(`${o.joinTokenFile ? `--join-token-file ${o.joinTokenFile}` : '--join-token'}: not a citadel join token (cjt1.<43 characters>); make one with \`citadel token create --host ${o.host}\``);
+    }
     const agent = new NodeAgent({
       caAddress: o.caAddress,
       caRootPem,

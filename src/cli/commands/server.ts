@@ -67,7 +67,7 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
   const ratioCheck = checkGracePeriodRatio(ratio);
   if (ratioCheck.fatal) throw new UserError(ratioCheck.fatal);
   if (ratioCheck.warning) logger.warn(ratioCheck.warning);
-  const rotation = { ...DEFAULT_ROTATION_POLICY, gracePeriodRatio: ratio, minGracePeriodMs: parseDuration(o.workloadCertMinGracePeriod, '--workload-cert-min-grace-period') };
+  const rotation = { ...DEFAULT_ROTATION_POLICY, gracePeriodRatio: ratio, minGracePeriodMs: parseDuration(o.workloadCertMinGracePeriod, '--workload-cert-min-grace-period'), clockSkewMs: config.clockSkewMs };
   const graceCheck = checkMinGracePeriod(rotation.minGracePeriodMs, config.workloadCertTtlMs);
   if (graceCheck) throw new UserError(graceCheck);
   const deleteDelayMs = parseDuration(o.secretDeleteDelay, '--secret-delete-delay');
