@@ -7,7 +7,7 @@ import { it } from 'node:test';
 import { newJoinToken } from '../../src/server/join-token';
 import { placeApp, putWorkloadSecret, removeApp, startCaFixture } from '../server/fixtures';
 import { bundleProblems } from './bundle-check';
-import { waitFor } from './wait';
+import { waitFor } from '../helpers/wait';
 
 async function killAndWait(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -8,7 +8,7 @@ import { parseCertificatePem } from '../../src/pki/certificate';
 import { newJoinToken } from '../../src/server/join-token';
 import { placeApp, putWorkloadSecret, startCaFixture } from '../server/fixtures';
 import { bundleProblems } from './bundle-check';
-import { waitFor } from './wait';
+import { waitFor } from '../helpers/wait';
 
 it('CA outage and restart across a rotation: the files stay valid, the node certificate is renewed, the rotated secret arrives', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'citadel-outage-'));

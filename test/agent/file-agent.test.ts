@@ -11,7 +11,7 @@ import { FileAgent } from '../../src/agent/file-agent';
 import { newJoinToken } from '../../src/server/join-token';
 import { CaFixture, credentialFor, placeApp, putWorkloadSecret, removeApp, startCaFixture, workload } from '../server/fixtures';
 import { bundleProblems } from './bundle-check';
-import { waitFor } from './wait';
+import { waitFor } from '../helpers/wait';
 
 async function joinToken(f: CaFixture, host: string): Promise<string> {
   const t = newJoinToken(host, 60_000);

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { MarathonSimulator } from '../../src/marathon/simulator';
 import { startCitadelServer } from '../helpers/citadel-server';
 import { bundleProblems } from './bundle-check';
-import { waitFor } from './wait';
+import { waitFor } from '../helpers/wait';
 
 const MAIN = path.resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
 
