@@ -26,6 +26,15 @@ function proxyConfig(backendPort: number): Record<string, unknown> {
                     stat_prefix: 'ingress',
                     route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'backend' } }] }] },
                     http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+                    access_log: [
+                      {
+                        name: 'envoy.access_loggers.stderr',
+                        typed_config: {
+                          '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog',
+                          log_format: { text_format_source: { inline_string: 'ACCESS %REQ(:PATH)% %RESPONSE_CODE%\n' } },
+                        },
+                      },
+                    ],
                   },
                 },
               ],
@@ -82,7 +91,7 @@ describeWithEnvoy('the Envoy test harness', () => {
   });
   after(() => new Promise<void>((resolve) => backend.close(() => resolve())));
 
-  it('proxies a request through a static listener to a Node server and reports it in stats and /clusters', async (t) => {
+  it('proxies a request through a static listener to a Node server and reports it in stats, /clusters and its access log', async (t) => {
     const envoy = await startEnvoy({ config: proxyConfig(backendPort), test: t });
     const port = await envoy.listenerPort('ingress');
     assert.notEqual(port, 0);
@@ -93,6 +102,7 @@ describeWithEnvoy('the Envoy test harness', () => {
     assert.ok(res.headers.get('x-envoy-upstream-service-time'), 'the answer came through Envoy');
     assert.ok(seen.at(-1)?.['x-request-id'], 'the backend saw a request Envoy forwarded');
 
+    await envoy.waitFor('the access log line in the log tail', () => envoy.logTail().includes('ACCESS /hello?x=1 200'), 5000);
     assert.deepEqual(await envoy.endpoints('backend'), [`127.0.0.1:${backendPort}`]);
     await envoy.waitFor('upstream_rq_200 to count the request', async () => (await envoy.stat('cluster.backend.upstream_rq_200')) === 1);
     const stats = await envoy.stats('^cluster\\.backend\\.upstream_rq_');

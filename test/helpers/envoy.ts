@@ -316,7 +316,7 @@ export class EnvoyProcess {
       addressFile,
       '-l',
       this.options.logLevel ?? 'info',
-      ...(this.options.extraArgs?.includes('--concurrency') ? [] : ['--concurrency', '1']), // 2 shared cores
+      ...defaultArgs(this.options.extraArgs ?? []),
       ...(this.options.extraArgs ?? []),
     ];
     this.commandLine = `envoy ${args.join(' ')}`;
@@ -424,6 +424,15 @@ export async function envoyValidate(config: EnvoyConfig): Promise<{ ok: boolean;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** One worker (the machine has 2 shared cores); access logs flushed every 100 ms instead of 10 s so a log tail shows them. */
+function defaultArgs(extraArgs: string[]): string[] {
+  const defaults: Array<[string, string]> = [
+    ['--concurrency', '1'],
+    ['--file-flush-interval-msec', '100'],
+  ];
+  return defaults.filter(([flag]) => !extraArgs.includes(flag)).flat();
 }
 
 function adminAddress(port: number): SocketAddress {
