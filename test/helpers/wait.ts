@@ -1,5 +1,15 @@
-/** Polls `check` until it returns a value (not undefined/false) or the time runs out. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 5000): Promise<T> {
+/** How long `waitFor` keeps trying, and how often. */
+export interface WaitOptions {
+  timeoutMs?: number;
+  intervalMs?: number;
+}
+
+/**
+ * Polls `check` until it returns a value (not undefined/false) or the time runs out; the error
+ * names `what` and the last error `check` threw, so an "eventually" assertion can still fail.
+ */
+export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, options: number | WaitOptions = 5000): Promise<T> {
+  const { timeoutMs = 5000, intervalMs = 25 } = typeof options === 'number' ? { timeoutMs: options } : options;
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -10,6 +20,6 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
       last = err;
     }
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
