@@ -77,8 +77,9 @@ function readPortLevelTls(policy: ObjectReader): PortTls[] {
     const port = setting.object('port', PORT_SELECTOR_SCHEMA, true)?.integer('number', 1, 65535, true);
     if (port !== undefined && seen.has(port)) policy.issues.error(setting.at('port'), `port ${port} has settings twice`);
     if (port !== undefined) seen.add(port);
-    const tls = setting.object('tls', TLS_SCHEMA);
-    if (port !== undefined && tls !== undefined) out.push({ port, tls: readTls(tls) });
+    const reader = setting.object('tls', TLS_SCHEMA);
+    const tls = reader === undefined ? undefined : readTls(reader);
+    if (port !== undefined && tls !== undefined) out.push({ port, tls });
   });
   return out.sort((a, b) => a.port - b.port);
 }

@@ -14,12 +14,14 @@ const MTLS_SCHEMA: Schema = { what: 'mtls', fields: ['mode'] };
 
 export function readPeerAuthenticationSpec(spec: ObjectReader | undefined): PeerAuthenticationSpec {
   if (spec === undefined) return { mtls: 'UNSET', portLevelMtls: [] };
+  const errorsBefore = spec.issues.errors.length;
   const selectorReader = spec.object('selector', SELECTOR_SCHEMA);
   // Istio treats empty matchLabels as no selector: namespace (or mesh) scope.
   const selector = selectorReader === undefined ? undefined : readLabels(selectorReader, 'matchLabels', true);
+  const selectorBroken = spec.issues.errors.length > errorsBefore;
   const mtls = readMode(spec, 'mtls');
   const portLevelMtls = readPortLevelMtls(spec);
-  if (portLevelMtls.length > 0 && selector === undefined) {
+  if (portLevelMtls.length > 0 && selector === undefined && !selectorBroken) {
     spec.issues.error(spec.at('portLevelMtls'), 'needs spec.selector.matchLabels (Istio applies port-level mTLS to selected workloads only)');
   }
   return { ...(selector !== undefined && { selector }), mtls, portLevelMtls };
