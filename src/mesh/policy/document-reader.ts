@@ -16,7 +16,8 @@ import { asObject, ignoredObject, type ObjectReader, type Schema } from './field
 import type { Issues } from './issues';
 import { METADATA_SCHEMA, readMetadata } from './metadata';
 import { PEER_AUTHENTICATION_SPEC_SCHEMA, readPeerAuthenticationSpec } from './peer-authentication';
-import { describeRaw, INVALID, isRawMap, quote, type Raw } from './raw-value';
+import { describeRaw, INVALID, isRawMap, type Raw } from './raw-value';
+import { quote } from './quote';
 
 const DOCUMENT_SCHEMA: Schema = {
   what: 'a document',

@@ -1,6 +1,7 @@
 /** Reads raw values against Istio's schema, field by field, recording each problem at its path. */
 import { fieldPath, type Issues } from './issues';
-import { describeRaw, INVALID, isRawList, isRawMap, quote, type Raw, type RawMap } from './raw-value';
+import { describeRaw, INVALID, isRawList, isRawMap, type Raw, type RawMap } from './raw-value';
+import { quote } from './quote';
 
 /** A field Istio defines and citadel does not act on: its type is checked, its presence reported. */
 export interface IgnoredField {
@@ -122,7 +123,8 @@ export function asObject(value: Raw, path: string, issues: Issues, schema: Schem
   for (const [key, v] of map) {
     const at = fieldPath(path, key);
     if (schema.fields.includes(key)) continue;
-    const ignored = schema.ignored?.[key];
+    // Own keys only: a key named __proto__ must not find Object.prototype.
+    const ignored = schema.ignored !== undefined && Object.hasOwn(schema.ignored, key) ? schema.ignored[key] : undefined;
     if (ignored !== undefined) {
       if (v === null) continue;
       ignored.check(v, at, issues);

@@ -1,4 +1,5 @@
 /** Problems found in one document, each at a field path, formatted once the document is known. */
+import { escapeText } from './quote';
 
 export interface FieldIssue {
   /** `spec.mtls.mode`, `spec.targets[0].name`, `metadata.labels["app.kubernetes.io/name"]`; empty for the document. */
@@ -29,7 +30,7 @@ const PLAIN_KEY = /^[A-Za-z0-9_-]+$/;
 /** The path of a key under a parent path: `.key` when plain, `["key"]` otherwise. */
 export function fieldPath(parent: string, key: string): string {
   if (PLAIN_KEY.test(key)) return parent === '' ? key : `${parent}.${key}`;
-  return `${parent}[${JSON.stringify(key)}]`;
+  return `${parent}[${escapeText(key)}]`;
 }
 
 /** Where a document came from: `file: document 2`, `file: document 1 item 3` (a List). */
@@ -42,7 +43,8 @@ export interface DocumentOrigin {
 
 /** `policies/strict.yaml: document 2 (PeerAuthentication prod/api): spec.mtls.mode: message`. */
 export function formatIssue(origin: DocumentOrigin, subject: string | undefined, issue: FieldIssue): string {
-  const where = `${origin.file}: document ${origin.document}${origin.item === undefined ? '' : ` item ${origin.item}`}`;
+  const file = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(origin.file) ? escapeText(origin.file) : origin.file;
+  const where = `${file}: document ${origin.document}${origin.item === undefined ? '' : ` item ${origin.item}`}`;
   const what = subject === undefined ? '' : ` (${subject})`;
   const field = issue.path === '' ? '' : `${issue.path}: `;
   return `${where}${what}: ${field}${issue.message}`;

@@ -4,6 +4,7 @@ import { DEFAULT_NAMESPACE, type Labels, type ObjectMeta } from './documents';
 import { ignoredAny, type ObjectReader, type Schema } from './field-reader';
 import { fieldPath } from './issues';
 import { checkLabelKey, checkLabelValue, checkObjectName, checkTimestamp } from './names';
+import { quote } from './quote';
 
 const SET_BY_KUBERNETES = 'set by Kubernetes; citadel keeps its own';
 
@@ -53,7 +54,8 @@ export function readMetadata(metadata: ObjectReader | undefined, clusterScoped: 
     }
   } else {
     const rawNs = metadata.string('namespace') ?? (metadata.has('namespace') ? undefined : DEFAULT_NAMESPACE);
-    const nsProblem = rawNs === undefined ? undefined : checkNamespace(rawNs);
+    // checkNamespace's own message carries the raw text; ours quotes it, so it stays one line.
+    const nsProblem = rawNs === undefined || checkNamespace(rawNs) === undefined ? undefined : `${quote(rawNs)} must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)`;
     if (nsProblem !== undefined) issues.error(metadata.at('namespace'), nsProblem);
     namespace = nsProblem === undefined ? rawNs : undefined;
   }

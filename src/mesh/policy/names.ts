@@ -1,5 +1,5 @@
 /** The naming rules policy fields obey (Kubernetes metadata, Marathon ids, DNS hosts); each returns a problem or undefined. */
-import { quote } from './raw-value';
+import { quote } from './quote';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;

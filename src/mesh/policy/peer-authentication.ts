@@ -3,7 +3,7 @@ import { PEER_MTLS_MODES, type PeerAuthenticationSpec, type PeerMtlsMode, type P
 import { asMap, asObject, type ObjectReader, type Schema } from './field-reader';
 import { fieldPath } from './issues';
 import { readLabels } from './metadata';
-import { quote } from './raw-value';
+import { quote } from './quote';
 
 export const PEER_AUTHENTICATION_SPEC_SCHEMA: Schema = {
   what: 'PeerAuthentication spec',

@@ -1,6 +1,7 @@
 /** A parsed YAML/JSON value before it is checked against a schema: only JSON shapes, string keys. */
 import type { Issues } from './issues';
 import { fieldPath } from './issues';
+import { quote } from './quote';
 
 /** Stands where a value was unusable; its problem is already recorded, readers stay silent. */
 export const INVALID: unique symbol = Symbol('invalid');
@@ -27,11 +28,6 @@ export function describeRaw(value: Raw): string {
   if (typeof value === 'number') return `a number (${value})`;
   if (typeof value === 'boolean') return `a boolean (${value})`;
   return isRawList(value) ? 'a list' : 'a mapping';
-}
-
-/** A user's text inside a one-line message: JSON-quoted, so control characters stay escaped; long ones cut. */
-export function quote(text: string): string {
-  return JSON.stringify(text.length > 80 ? `${text.slice(0, 77)}...` : text);
 }
 
 /**
@@ -83,6 +79,6 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function describeForeign(value: unknown): string {
   if (value === null) return 'null';
-  if (typeof value === 'object') return `a ${value.constructor?.name ?? 'object'}`;
+  if (typeof value === 'object') return `an object of type ${(value.constructor as { name?: string } | undefined)?.name ?? 'unknown'}`;
   return `a ${typeof value}`;
 }

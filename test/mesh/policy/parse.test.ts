@@ -336,7 +336,7 @@ describe('parsing: every error is one line naming file, document, kind and name,
       text: PA_HEAD.replace('name: api', 'name: Payments_API').replace('namespace: prod', 'namespace: prod.eu'),
       want: [
         `${FILE}: document 1 (PeerAuthentication): metadata.name: "Payments_API" must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)`,
-        `${FILE}: document 1 (PeerAuthentication): metadata.namespace: namespace "prod.eu" must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)`,
+        `${FILE}: document 1 (PeerAuthentication): metadata.namespace: "prod.eu" must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)`,
       ],
     },
     {
@@ -452,7 +452,7 @@ describe('parsing: every error is one line naming file, document, kind and name,
       name: 'YAML values that are not JSON',
       text: `${PA_HEAD}spec: {selector: {matchLabels: {app: !!binary aGVsbG8=, x: .inf}}}\n`,
       want: [
-        `${head}: spec.selector.matchLabels.app: unsupported value (a Buffer); use plain strings, numbers, lists and mappings`,
+        `${head}: spec.selector.matchLabels.app: unsupported value (an object of type Buffer); use plain strings, numbers, lists and mappings`,
         `${head}: spec.selector.matchLabels.x: Infinity is not a finite number`,
       ],
     },
