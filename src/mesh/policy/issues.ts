@@ -43,9 +43,13 @@ export interface DocumentOrigin {
 
 /** `policies/strict.yaml: document 2 (PeerAuthentication prod/api): spec.mtls.mode: message`. */
 export function formatIssue(origin: DocumentOrigin, subject: string | undefined, issue: FieldIssue): string {
-  const file = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(origin.file) ? escapeText(origin.file) : origin.file;
-  const where = `${file}: document ${origin.document}${origin.item === undefined ? '' : ` item ${origin.item}`}`;
+  const where = `${displayFile(origin.file)}: document ${origin.document}${origin.item === undefined ? '' : ` item ${origin.item}`}`;
   const what = subject === undefined ? '' : ` (${subject})`;
   const field = issue.path === '' ? '' : `${issue.path}: `;
   return `${where}${what}: ${field}${issue.message}`;
+}
+
+/** A file name as messages show it: escaped only if it holds a line or control character. */
+export function displayFile(file: string): string {
+  return /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(file) ? escapeText(file) : file;
 }

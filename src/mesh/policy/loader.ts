@@ -2,6 +2,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { errorMessage } from '../../common/errors';
+import { displayFile } from './issues';
 import { parsePolicySources, type ParsedPolicies, type PolicySource } from './parse';
 import { PolicyError } from './policy-error';
 
@@ -16,7 +17,7 @@ export async function loadPolicyFiles(paths: readonly string[]): Promise<ParsedP
       try {
         sources.push({ file, text: await fs.readFile(file, 'utf8') });
       } catch (err) {
-        problems.push(`${file}: cannot read: ${errorMessage(err)}`);
+        problems.push(`${displayFile(file)}: cannot read: ${errorMessage(err)}`);
       }
     }
   }
@@ -29,7 +30,7 @@ async function filesOf(p: string, problems: string[]): Promise<string[]> {
   try {
     stat = await fs.stat(p);
   } catch (err) {
-    problems.push(`${p}: cannot read: ${errorMessage(err)}`);
+    problems.push(`${displayFile(p)}: cannot read: ${errorMessage(err)}`);
     return [];
   }
   if (!stat.isDirectory()) return [p];
@@ -41,7 +42,7 @@ async function filesOf(p: string, problems: string[]): Promise<string[]> {
       .sort()
       .map((name) => path.join(p, name));
   } catch (err) {
-    problems.push(`${p}: cannot list: ${errorMessage(err)}`);
+    problems.push(`${displayFile(p)}: cannot list: ${errorMessage(err)}`);
     return [];
   }
 }

@@ -55,7 +55,10 @@ export function readMetadata(metadata: ObjectReader | undefined, clusterScoped: 
   } else {
     const rawNs = metadata.string('namespace') ?? (metadata.has('namespace') ? undefined : DEFAULT_NAMESPACE);
     // checkNamespace's own message carries the raw text; ours quotes it, so it stays one line.
-    const nsProblem = rawNs === undefined || checkNamespace(rawNs) === undefined ? undefined : `${quote(rawNs)} must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)`;
+    const nsProblem =
+      rawNs === undefined || checkNamespace(rawNs) === undefined
+        ? undefined
+        : `${quote(rawNs)} must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)`;
     if (nsProblem !== undefined) issues.error(metadata.at('namespace'), nsProblem);
     namespace = nsProblem === undefined ? rawNs : undefined;
   }

@@ -1,11 +1,11 @@
 /** Policy files (multi-document YAML, or JSON) to typed documents: everything or a PolicyError, never half. */
-import { parseAllDocuments } from 'yaml';
 import { displayName, policyKey, type PolicyDocument } from './documents';
 import { readPolicyDocument } from './document-reader';
 import { asObject, ignoredObject, type Schema } from './field-reader';
 import { formatIssue, Issues, type DocumentOrigin } from './issues';
 import { PolicyError } from './policy-error';
 import { isRawMap, toRaw, type Raw } from './raw-value';
+import { firstLine, yamlDocuments } from './yaml-documents';
 
 export interface PolicySource {
   /** As the user named it; every message starts with it. */
@@ -50,25 +50,22 @@ export function parsePolicySources(sources: readonly PolicySource[]): ParsedPoli
 }
 
 function readSource(source: PolicySource, out: Located[], errors: string[], warnings: string[]): void {
-  let docs: ReturnType<typeof parseAllDocuments>;
-  try {
-    docs = parseAllDocuments(source.text, { prettyErrors: true, uniqueKeys: true });
-  } catch (err) {
-    errors.push(`${source.file}: YAML: ${yamlMessage(err)}`);
+  const read = yamlDocuments(source.text);
+  if ('problems' in read) {
+    for (const p of read.problems) {
+      const where = p.line === undefined ? '' : `line ${p.line}, column ${p.column}: `;
+      errors.push(formatIssue({ file: source.file, document: p.document }, undefined, { path: '', message: `${where}${p.message}` }));
+    }
     return;
   }
-  [...docs].forEach((doc, i) => {
+  read.documents.forEach((doc, i) => {
     const origin: DocumentOrigin = { file: source.file, document: i + 1 };
-    const problems = [...doc.errors, ...doc.warnings];
-    if (problems.length > 0) {
-      for (const p of problems) errors.push(`${source.file}: document ${i + 1}: ${linePrefix(p.linePos)}YAML: ${yamlMessage(p)}`);
-      return;
-    }
     let js: unknown;
     try {
       js = doc.toJS({ mapAsMap: true, maxAliasCount: MAX_ALIASES });
     } catch (err) {
-      errors.push(`${source.file}: document ${i + 1}: YAML: ${yamlMessage(err)}`);
+      // An alias bomb (yaml's own limit), or aliases nesting past the stack.
+      errors.push(formatIssue(origin, undefined, { path: '', message: `YAML: ${firstLine(err)}` }));
       return;
     }
     if (js === null || js === undefined) return; // an empty document: `---` twice, or only comments
@@ -120,15 +117,4 @@ function checkDuplicates(located: readonly Located[], errors: string[]): void {
       }),
     );
   }
-}
-
-function linePrefix(linePos: readonly { line: number; col: number }[] | undefined): string {
-  const start = linePos?.[0];
-  return start === undefined ? '' : `line ${start.line}, column ${start.col}: `;
-}
-
-/** The first line of a yaml error, without its own position (we give it in front). */
-function yamlMessage(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return (text.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '').trim();
 }

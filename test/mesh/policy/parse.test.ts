@@ -462,6 +462,31 @@ describe('parsing: every error is one line naming file, document, kind and name,
       want: [`${FILE}: document 1: line 6, column 21: YAML: Unresolved tag: !strict`],
     },
     {
+      name: 'flow nesting deep enough to exhaust the stack',
+      text: `${PA_HEAD}---\n${'['.repeat(100_000)}\n---\n${PA_HEAD}`,
+      want: [`${FILE}: document 2: line 7, column 65: nested deeper than 64 levels`],
+    },
+    {
+      name: 'closed flow nesting',
+      text: `${'{a: '.repeat(5000)}1${'}'.repeat(5000)}\n`,
+      want: [`${FILE}: document 1: line 1, column 257: nested deeper than 64 levels`],
+    },
+    {
+      name: 'compact block sequences nested on one line',
+      text: `${'- '.repeat(100_000)}x\n---\n- a\n`,
+      want: [`${FILE}: document 1: line 1, column 129: nested deeper than 64 levels`],
+    },
+    {
+      name: 'block nesting by indentation',
+      text: `${Array.from({ length: 3000 }, (_, i) => `${' '.repeat(i)}a:`).join('\n')} 1\n`,
+      want: [`${FILE}: document 1: line 258, column 257: indented more than 256 columns`],
+    },
+    {
+      name: 'block nesting by indentation within the column limit',
+      text: `${Array.from({ length: 100 }, (_, i) => `${' '.repeat(i)}a:`).join('\n')} 1\n`,
+      want: [`${FILE}: document 1: line 65, column 65: nested deeper than 64 levels`],
+    },
+    {
       name: 'an alias bomb',
       text: `a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n`,
       want: [`${FILE}: document 1: YAML: Excessive alias count indicates a resource exhaustion attack`],
