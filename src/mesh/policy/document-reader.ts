@@ -9,6 +9,7 @@ import {
   PEER_AUTHENTICATION,
   POLICY,
   POLICY_KINDS,
+  type ObjectMeta,
   type PolicyDocument,
   type PolicyKind,
 } from './documents';
@@ -64,7 +65,7 @@ export function readPolicyDocument(raw: Raw, issues: Issues): DocumentRead {
 function buildDocument(
   kind: PolicyKind,
   apiVersion: string,
-  meta: PolicyDocument['metadata'],
+  meta: ObjectMeta,
   namespace: string,
   spec: ObjectReader | undefined,
   top: ObjectReader,
