@@ -25,6 +25,8 @@ const LEGACY_DOCKER_NETWORK: Record<string, string> = { HOST: 'host', BRIDGE: 'c
 
 interface Endpoint {
   name: string;
+  /** the app named the port (only named ports have $PORT_<NAME>) */
+  named: boolean;
   containerPort?: number;
   hostPort?: number;
   json: JsonObject;
@@ -258,7 +260,7 @@ function containerEndpoints(c: JsonReader | undefined, docker: JsonReader | unde
       if (networkNames.length > 0) json.networkNames = networkNames;
       const servicePort = m.optInt('servicePort');
       if (servicePort !== undefined && servicePort !== 0) notCarried.push(`${m.at('servicePort')} (pods have no service ports)`);
-      return { name: json.name as string, containerPort, hostPort, json };
+      return { name: json.name as string, named: m.has('name'), containerPort, hostPort, json };
     });
   if (c?.has('portMappings')) return fromMappings(c.objects('portMappings'));
   if (docker?.has('portMappings')) return fromMappings(docker.objects('portMappings'));
@@ -271,7 +273,7 @@ function containerEndpoints(c: JsonReader | undefined, docker: JsonReader | unde
       json.protocol = protocolsOf(p, 'protocol');
       const labels = p.stringMap('labels');
       if (Object.keys(labels).length > 0) json.labels = labels;
-      return { name: json.name as string, containerPort, json };
+      return { name: json.name as string, named: p.has('name'), containerPort, json };
     });
   }
   return [];
@@ -287,7 +289,7 @@ function hostEndpoints(r: JsonReader, notCarried: string[]): Endpoint[] {
     if (!requirePorts && port !== 0) notCarried.push(`${at} (service port ${port}; pods have no service ports)`);
     const json: JsonObject = { name: uniqueName(toName(name ?? `port${i}`, `port${i}`), taken), hostPort, protocol };
     if (Object.keys(labels).length > 0) json.labels = labels;
-    return { name: json.name as string, hostPort, json };
+    return { name: json.name as string, named: name !== undefined, hostPort, json };
   };
   if (r.has('portDefinitions')) {
     return r.objects('portDefinitions').map((d, i) => endpoint(i, d.optInt('port') ?? 0, d.optStr('name'), protocolsOf(d, 'protocol'), d.stringMap('labels'), d.at('port')));
@@ -324,7 +326,7 @@ function portEnvironment(endpoints: Endpoint[], hostNetwork: boolean, environmen
   if (ports.length !== endpoints.length || ports.length === 0) return set;
   endpoints.forEach((e, i) => {
     put(`PORT${i}`, String(e.containerPort));
-    put(`PORT_${e.name.toUpperCase().replace(/-/g, '_')}`, String(e.containerPort));
+    if (e.named) put(`PORT_${e.name.toUpperCase().replace(/-/g, '_')}`, String(e.containerPort));
   });
   put('PORTS', ports.join(','));
   return set;

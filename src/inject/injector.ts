@@ -212,7 +212,9 @@ class InjectionRun {
     const proxyCPU = label(() => proxyCpuOf(labels[LABEL.proxyCpu]) ?? s.proxyCpu);
     const proxyMemory = label(() => proxyMemoryOf(labels[LABEL.proxyMemory]) ?? s.proxyMemory);
     const bootstrap = envoyBootstrap({ identity, marathonId: id, certMode: s.certMode, capture, xdsAddress: s.xdsAddress, adminPort: s.adminPort });
-    const rules = capture === 'redirect' ? label(() => captureRulesOf(labels, containerPorts, [...s.excludePorts, s.adminPort])) : undefined;
+    // the traffic labels are checked in either mode; only redirect capture uses them
+    const traffic = label(() => captureRulesOf(labels, containerPorts, [...s.excludePorts, s.adminPort]));
+    const rules = capture === 'redirect' ? traffic : undefined;
     const sds = s.certMode === 'sds';
     return {
       image: s.image,
@@ -246,7 +248,7 @@ function resolveId(id: string, base: string, at: string): string {
   }
   if (out.length === 0) return '/';
   try {
-    return absoluteMarathonId(out.join('/'));
+    return absoluteMarathonId(`/${out.join('/')}`);
   } catch (err) {
     throw new MarathonParseError(at, (err as Error).message);
   }
