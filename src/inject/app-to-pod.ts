@@ -59,6 +59,7 @@ export function convertAppToPod(app: JsonObject, path: string, reserved: Readonl
   r.consume(...SERVER_FIELDS);
 
   const id = r.str('id');
+  if (!r.has('cmd') && !r.has('args') && !r.has('container')) r.fail('', "an app needs 'cmd', 'args' or 'container' (Marathon refuses it without)");
   const labels = r.stringMap('labels');
   const container: JsonObject = {};
   const pod: JsonObject = { id, labels };

@@ -85,6 +85,9 @@ class InjectionRun {
 
   definition(v: JsonValue, path: string, base: string): JsonObject {
     if (!isJsonObject(v)) throw new MarathonParseError(path || '/', 'expected a Marathon app, pod or group definition (a JSON object)');
+    if (isJsonObject(v.spec) && !('containers' in v)) {
+      throw new MarathonParseError(path || '/', 'is a pod status (GET /v2/pods/<id>::status, /v2/groups), not a definition; inject the definition from GET /v2/pods/<id>');
+    }
     const kind = definitionKind(v);
     if (kind === 'group') return this.group(v, path, base);
     if (kind === 'pod') return this.pod(v, path, base);
@@ -103,7 +106,7 @@ class InjectionRun {
       else apps.push(result);
     });
     const pods = r.objects('pods').map((p) => {
-      if (isJsonObject(p.json.spec)) p.fail('', 'is a pod status (as GET /v2/groups lists pods), not a definition; inject the definition from GET /v2/pods');
+      if (isJsonObject(p.json.spec)) p.fail('', 'is a pod status (GET /v2/groups lists pods so), not a definition; inject the definition from GET /v2/pods/<id>');
       return this.pod(p.json, p.path, id);
     });
     if (Array.isArray(g.apps)) out.apps = apps;

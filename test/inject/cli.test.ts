@@ -126,6 +126,24 @@ describe('citadel inject', () => {
     assert.deepEqual((JSON.parse(t.out) as Obj).containers[1].lifecycle, { killGracePeriodSeconds: 20 });
   });
 
+  it('reads a YAML inject config when the yaml package is installed, and says so when it is not', () => {
+    const config = write('inject.yaml', 'namespaces:\n  prod:\n    inject: true\n');
+    const r = citadel(['inject', '-f', write('pod.json', { ...pod, labels: {} }), '--inject-config', config]);
+    let hasYaml = true;
+    try {
+      require.resolve('yaml');
+    } catch {
+      hasYaml = false;
+    }
+    if (hasYaml) {
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.err, 'injected /prod/api (pod)\n');
+    } else {
+      assert.equal(r.code, 2);
+      assert.match(r.err, /^citadel: .*inject\.yaml: YAML needs the "yaml" package, which is not installed; write the inject config as JSON\n$/);
+    }
+  });
+
   it('bad input: one line naming the file and the JSON path, exit 2, nothing written', () => {
     const outFile = path.join(tempDir(), 'never.json');
     const cases: Array<[string[], RegExp, string?]> = [

@@ -313,6 +313,8 @@ describe('injection', () => {
       [{ id: '/g', apps: [{ id: 'a', cmd: 'x', labels: { 'sidecar.istio.io/inject': 'true' }, env: { A: 1 } }] }, /^\/apps\(0\)\/env\/A: expected a string or \{"secret": "<name>"\}$/],
       [{ id: '/g', pods: [{ id: '/g/p', spec: {}, instances: [] }] }, /^\/pods\(0\): is a pod status/],
       ['a string', /^\/: expected a Marathon app, pod or group definition/],
+      [{ id: '/prod/p', spec: { id: '/prod/p' }, instances: [] }, /^\/: is a pod status/],
+      [{ id: '/prod/nothing', labels: { 'sidecar.istio.io/inject': 'true' } }, /^\/: an app needs 'cmd', 'args' or 'container'/],
     ];
     for (const [def, re] of cases) {
       assert.throws(() => inject(def, injectConfig()), (err: unknown) => {

@@ -41,7 +41,8 @@ function connect(host: string, port: string, uid?: string): void {
   s.on('error', (e: NodeJS.ErrnoException) => process.stdout.write(`error ${e.code}\n`));
 }
 
+// `node --test dist/test` runs every file under test/ too: without a mode this does nothing.
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'listen') listen(args[0]);
 else if (mode === 'connect') connect(args[0], args[1], args[2]);
-else throw new Error('usage: netns-probe listen <label>:<port>,... | connect <host> <port> [uid]');
+else if (mode !== undefined) throw new Error('usage: netns-probe listen <label>:<port>,... | connect <host> <port> [uid]');
