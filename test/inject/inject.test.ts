@@ -13,7 +13,7 @@ import { MarathonSimulator } from '../../src/marathon/simulator';
 import type { JsonObject, JsonValue } from '../../src/mesh/bootstrap/json';
 import { assertStrictEnvoyMessage } from '../helpers/envoy-proto';
 import { tempDir } from '../helpers/pki';
-import { envoyAvailable, ENVOY_BIN } from '../mesh/bootstrap/envoy-binary';
+import { envoyBin } from '../mesh/bootstrap/envoy-binary';
 import { onContainerNetwork, onHostNetwork, systemFixtures } from './fixtures';
 
 type Obj = Record<string, any>;
@@ -334,11 +334,11 @@ describe('injection', () => {
 });
 
 describe('the injected sidecar command', () => {
-  it('starts Envoy with the inline bootstrap and the node id from the Mesos environment', { skip: !envoyAvailable() && `no Envoy at ${ENVOY_BIN}` }, async () => {
+  it('starts Envoy with the inline bootstrap and the node id from the Mesos environment', async () => {
     const adminPort = await freePort();
     const pod = inject(podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'istio.io/service-account': 'payments' } }), injectAll({ adminPort })).definition as Obj;
     const bin = tempDir();
-    symlinkSync(ENVOY_BIN, path.join(bin, 'envoy'));
+    symlinkSync(envoyBin(), path.join(bin, 'envoy'));
     const child = spawn('sh', ['-c', sidecarOf(pod).exec.command.shell], {
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
