@@ -2,6 +2,7 @@ import { MarathonParseError } from '../marathon/model';
 import { LABEL } from '../mesh/bootstrap/contract';
 import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
 import { isEmpty, JsonReader } from './json-reader';
+import { isMarathonName } from './pod';
 
 /**
  * A Marathon app as the equivalent pod (an app has one container; a sidecar needs a pod). What
@@ -20,7 +21,6 @@ const SERVER_FIELDS = [
   'lastTaskFailure', 'taskStats', 'readinessCheckResults',
 ];
 
-const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LEGACY_DOCKER_NETWORK: Record<string, string> = { HOST: 'host', BRIDGE: 'container/bridge', USER: 'container', NONE: 'container' };
 
 interface Endpoint {
@@ -35,7 +35,7 @@ interface Endpoint {
 /** A Marathon name (container, volume, endpoint) from free text: lowercase, dashes, at most 63. */
 function toName(text: string, fallback: string): string {
   const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63).replace(/-+$/, '');
-  return s.length > 0 && NAME.test(s) ? s : fallback;
+  return isMarathonName(s) ? s : fallback;
 }
 
 function uniqueName(wanted: string, taken: Set<string>): string {

@@ -241,17 +241,11 @@ class InjectionRun {
   }
 }
 
+/** An absolute id, for an id written relative to the group `base`; the root group is `/`. */
 function resolveId(id: string, base: string, at: string): string {
-  const joined = id.startsWith('/') ? id : `${base.replace(/\/+$/, '')}/${id}`;
-  const out: string[] = [];
-  for (const p of joined.split('/')) {
-    if (p === '' || p === '.') continue;
-    if (p === '..') out.pop();
-    else out.push(p);
-  }
-  if (out.length === 0) return '/';
+  if (id.split('/').every((s) => s === '' || s === '.')) return '/';
   try {
-    return absoluteMarathonId(`/${out.join('/')}`);
+    return absoluteMarathonId(id, base);
   } catch (err) {
     throw new MarathonParseError(at, (err as Error).message);
   }

@@ -3,6 +3,13 @@ import { LABEL } from '../mesh/bootstrap/contract';
 import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
 import { JsonReader } from './json-reader';
 
+/** Marathon's rule for container, volume and endpoint names. */
+export const MARATHON_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export function isMarathonName(name: string): boolean {
+  return name.length <= 63 && MARATHON_NAME.test(name);
+}
+
 /** The parts of a Marathon pod definition injection looks at; the definition itself stays JSON. */
 export interface PodView {
   /** as written (may be relative inside a group) */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isMarathonName } from './pod';
 
 /**
  * The sidecar template (like Istio's injector ConfigMap): JSON holding the `containers` and
@@ -49,7 +50,6 @@ export const TEMPLATE_PLACEHOLDERS: ReadonlyArray<keyof TemplateValues> = [
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z]+)\s*\}\}/g;
 const WHOLE = /^\{\{\s*([A-Za-z]+)\s*\}\}$/;
-const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** The template shipped with the package (dist/src/inject/templates/sidecar.json). */
 export const DEFAULT_TEMPLATE_FILE = path.join(__dirname, 'templates', 'sidecar.json');
@@ -85,7 +85,7 @@ export function parseSidecarTemplate(text: string, source: string): SidecarTempl
   const names = (items: JsonObject[], key: string) =>
     items.forEach((item, i) => {
       const name = item.name;
-      if (typeof name !== 'string' || name.length > 63 || !NAME.test(name)) {
+      if (typeof name !== 'string' || !isMarathonName(name)) {
         fail(`/${key}(${i})/name`, 'must be a Marathon name ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), without placeholders');
       }
     });

@@ -25,9 +25,16 @@ export function proxyIdentityOf(
 /** One segment of a Marathon path id (API-NOTES.md, "Definitions"). */
 const ID_SEGMENT = /^(([a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])$/;
 
-/** A Marathon app or pod id made absolute (`prod/api` -> `/prod/api`); throws saying what is wrong. */
-export function absoluteMarathonId(id: string): string {
-  const segments = id.split('/').filter((s) => s.length > 0);
+/**
+ * A Marathon app or pod id made absolute: a relative one is relative to the group `base`
+ * (`api` in /prod -> `/prod/api`, `../db` -> `/db`). Throws saying what is wrong.
+ */
+export function absoluteMarathonId(id: string, base = '/'): string {
+  const segments: string[] = [];
+  for (const s of (id.startsWith('/') ? id : `${base}/${id}`).split('/')) {
+    if (s === '..') segments.pop();
+    else if (s !== '' && s !== '.') segments.push(s);
+  }
   if (segments.length === 0) throw new Error(`Marathon id "${id}" has no path segment`);
   const bad = segments.find((s) => !ID_SEGMENT.test(s));
   if (bad !== undefined) throw new Error(`Marathon id "${id}": segment "${bad}" must be lowercase letters, digits, dashes and dots`);
