@@ -7,8 +7,11 @@ import { registerAgent } from './agent';
 import { registerToken } from './token';
 import { registerServer } from './server';
 import { registerDemo } from './demo';
+import { registerEnvoyBootstrap } from './envoy-bootstrap';
+import { registerGrpcBootstrap } from './grpc-bootstrap';
+import { registerInject } from './inject';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject];

@@ -1,0 +1,102 @@
+import { isIP } from 'node:net';
+import {
+  CERT_FILES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, SDS_CLUSTER, SDS_SOCKET_PATH, XDS_CLUSTER,
+  XDS_SERVER_NAME, XDS_SOCKET_PATH,
+} from './contract';
+import { parseHostPort, type HostPort } from './host-port';
+import type { JsonObject } from './json';
+import { nodeId, nodeMetadata, type ProxyNode } from './node';
+import { toYaml } from './yaml';
+
+/** What an Envoy sidecar's bootstrap depends on; everything else comes over xDS. */
+export interface EnvoyBootstrapOptions extends Omit<ProxyNode, 'generator'> {
+  /** files mode: where the xDS server listens (default citadel.marathon.mesos:15012); sds mode uses the agent's xds socket */
+  xdsAddress?: HostPort;
+  /** admin listener on 127.0.0.1 (default 15000) */
+  adminPort?: number;
+  /** files mode: where the sidecar sees cert-chain.pem, key.pem, root-cert.pem (default /etc/certs) */
+  certsDir?: string;
+}
+
+const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+/** HTTP/2 to a gRPC server; keepalive so a dead xDS connection is noticed and re-dialled. */
+function http2Options(keepalive: boolean): JsonObject {
+  return {
+    [HTTP_PROTOCOL_OPTIONS]: {
+      '@type': `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`,
+      explicit_http_config: {
+        http2_protocol_options: keepalive ? { connection_keepalive: { interval: '30s', timeout: '10s' } } : {},
+      },
+    },
+  };
+}
+
+function pipeCluster(name: string, path: string, keepalive: boolean): JsonObject {
+  return {
+    name,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    typed_extension_protocol_options: http2Options(keepalive),
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path } } } }] }] },
+  };
+}
+
+/** files mode: mTLS to the xDS server with the workload certificate, checking its DNS SAN `istiod`. */
+function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
+  const file = (name: string) => ({ filename: `${certsDir.replace(/\/+$/, '')}/${name}` });
+  return {
+    name: XDS_CLUSTER,
+    type: isIP(address.host) === 0 ? 'STRICT_DNS' : 'STATIC',
+    connect_timeout: '5s',
+    typed_extension_protocol_options: http2Options(true),
+    load_assignment: {
+      cluster_name: XDS_CLUSTER,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: address.host, port_value: address.port } } } }] }],
+    },
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+        sni: XDS_SERVER_NAME,
+        common_tls_context: {
+          alpn_protocols: ['h2'],
+          tls_certificates: [{ certificate_chain: file(CERT_FILES.certChain), private_key: file(CERT_FILES.key) }],
+          validation_context: {
+            trusted_ca: file(CERT_FILES.root),
+            match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: XDS_SERVER_NAME } }],
+          },
+        },
+      },
+    },
+  };
+}
+
+/** The Envoy v3 bootstrap of a sidecar (sidecar contract, "Envoy bootstrap"). */
+export function envoyBootstrap(o: EnvoyBootstrapOptions): JsonObject {
+  const node: ProxyNode = { ...o, generator: 'envoy' };
+  const clusters: JsonObject[] =
+    o.certMode === 'sds'
+      ? [pipeCluster(SDS_CLUSTER, SDS_SOCKET_PATH, false), pipeCluster(XDS_CLUSTER, XDS_SOCKET_PATH, true)]
+      : [tcpXdsCluster(o.xdsAddress ?? parseHostPort(DEFAULT_XDS_ADDRESS, 'xds address'), o.certsDir ?? CERTS_MOUNT_PATH)];
+  return {
+    node: { id: nodeId(node), cluster: o.marathonId, metadata: nodeMetadata(node) },
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: o.adminPort ?? DEFAULT_ADMIN_PORT } } },
+    static_resources: { clusters },
+    dynamic_resources: {
+      ads_config: {
+        api_type: 'GRPC',
+        transport_api_version: 'V3',
+        set_node_on_first_message_only: true,
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+      },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+  };
+}
+
+/** The same bootstrap as YAML text. */
+export function envoyBootstrapYaml(o: EnvoyBootstrapOptions): string {
+  return toYaml(envoyBootstrap(o));
+}

@@ -1,0 +1,40 @@
+import {
+  CERT_FILES, CERTS_MOUNT_PATH, DEFAULT_GRPC_REFRESH_INTERVAL, GRPC_CERT_PROVIDER, GRPC_SERVER_LISTENER_TEMPLATE,
+  XDS_SOCKET_PATH,
+} from './contract';
+import type { JsonObject } from './json';
+import { nodeId, nodeMetadata, type ProxyNode } from './node';
+
+/** What a proxyless gRPC service's bootstrap depends on (grpc-js-xds, gRFC A27/A29). */
+export interface GrpcBootstrapOptions extends Omit<ProxyNode, 'generator' | 'certMode' | 'capture'> {
+  /** where the identity's cert-chain.pem, key.pem, root-cert.pem are mounted (default /etc/certs) */
+  certsDir?: string;
+  /** how often grpc-js re-reads them (a protobuf JSON duration, default 10s) */
+  refreshInterval?: string;
+}
+
+/**
+ * The bootstrap for GRPC_XDS_BOOTSTRAP(_CONFIG): xDS over the node agent's per-identity socket,
+ * certificates from files. A proxyless service captures nothing and reads its certificates from
+ * files, so its node says `files` and `explicit`.
+ */
+export function grpcBootstrap(o: GrpcBootstrapOptions): JsonObject {
+  const node: ProxyNode = { ...o, generator: 'grpc', certMode: 'files', capture: 'explicit' };
+  const dir = (o.certsDir ?? CERTS_MOUNT_PATH).replace(/\/+$/, '');
+  return {
+    xds_servers: [{ server_uri: `unix://${XDS_SOCKET_PATH}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+    node: { id: nodeId(node), cluster: o.marathonId, locality: {}, metadata: nodeMetadata(node) },
+    certificate_providers: {
+      [GRPC_CERT_PROVIDER]: {
+        plugin_name: 'file_watcher',
+        config: {
+          certificate_file: `${dir}/${CERT_FILES.certChain}`,
+          private_key_file: `${dir}/${CERT_FILES.key}`,
+          ca_certificate_file: `${dir}/${CERT_FILES.root}`,
+          refresh_interval: o.refreshInterval ?? DEFAULT_GRPC_REFRESH_INTERVAL,
+        },
+      },
+    },
+    server_listener_resource_name_template: GRPC_SERVER_LISTENER_TEMPLATE,
+  };
+}
