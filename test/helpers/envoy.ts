@@ -3,7 +3,7 @@
  * needs one: locating the binary (skip for a developer, fail in CI), starting it on a config with
  * a free admin port, reading its admin API, and never leaving a process behind.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -507,4 +507,12 @@ function writeReaperPids(): void {
     reaper = { pidFile, child };
   }
   writeFileSync(reaper.pidFile, pids.join('\n'));
+}
+
+/** `envoy --mode validate ...args` with arguments of the caller's own (-c FILE, --config-yaml, --service-node): exit code and output. */
+export function envoyValidateArgs(args: string[]): { code: number | null; output: string } {
+  const bin = envoyBinary();
+  if (!bin) throw new Error(missingEnvoyMessage());
+  const r = spawnSync(bin, ['--mode', 'validate', '--disable-hot-restart', '--log-level', 'warn', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, output: `${r.stdout}${r.stderr}` };
 }

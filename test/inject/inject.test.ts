@@ -13,7 +13,7 @@ import { MarathonSimulator } from '../../src/marathon/simulator';
 import type { JsonObject, JsonValue } from '../../src/mesh/bootstrap/json';
 import { assertStrictEnvoyMessage } from '../helpers/envoy-proto';
 import { tempDir } from '../helpers/pki';
-import { envoyBin } from '../mesh/bootstrap/envoy-binary';
+import { requireEnvoy } from '../helpers/envoy';
 import { onContainerNetwork, onHostNetwork, systemFixtures } from './fixtures';
 
 type Obj = Record<string, any>;
@@ -334,11 +334,13 @@ describe('injection', () => {
 });
 
 describe('the injected sidecar command', () => {
-  it('starts Envoy with the inline bootstrap and the node id from the Mesos environment', async () => {
+  it('starts Envoy with the inline bootstrap and the node id from the Mesos environment', async (t) => {
+    const envoy = requireEnvoy(t);
+    if (!envoy) return;
     const adminPort = await freePort();
     const pod = inject(podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'istio.io/service-account': 'payments' } }), injectAll({ adminPort })).definition as Obj;
     const bin = tempDir();
-    symlinkSync(envoyBin(), path.join(bin, 'envoy'));
+    symlinkSync(envoy, path.join(bin, 'envoy'));
     const child = spawn('sh', ['-c', sidecarOf(pod).exec.command.shell], {
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
