@@ -1,4 +1,5 @@
 import { CertificateAuthority, SigningError } from '../ca/authority';
+import { IssuanceAudit, NO_AUDIT } from '../ca/audit-log';
 import { refreshTime, RefreshReason, RotationPolicy } from '../ca/rotation';
 import { Backoff } from '../common/backoff';
 import { forEachLimited } from '../common/concurrency';
@@ -36,6 +37,8 @@ export interface SecretControllerOptions {
   concurrency?: number;
   logger?: Logger;
   registry?: Registry;
+  /** Hears every certificate the controller issues (`--audit-log`). */
+  audit?: IssuanceAudit;
   now?: () => Date;
 }
 
@@ -265,6 +268,7 @@ export class SecretController {
     try {
       const identity = workloadIdentity(this.opts.ca.trustDomain, namespace, serviceAccount);
       const bundle = this.opts.ca.issueKeyCertBundle(identity, this.opts.certTtlMs, now);
+      (this.opts.audit ?? NO_AUDIT).record({ event: 'issued', api: 'secret-controller', caller: 'secret-controller', spiffeId: spiffeId(identity), serial: bundle.serialHex, notAfter: bundle.notAfter.toISOString() });
       secret = {
         namespace,
         name,

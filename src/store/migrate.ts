@@ -1,8 +1,9 @@
 /**
- * `citadel store migrate`: copies the CA secret and every secret from one store to another
- * (file: -> zk:// when a CA gains replicas). Running it again changes nothing: equal secrets are
- * skipped, and a target that holds a different CA root is refused before anything is written.
- * Join tokens are not copied (they are short-lived; create new ones).
+ * `citadel store migrate`: copies the CA secret, every secret, the unused join tokens that have
+ * not expired, the node records and the evictions from one store to another (file: -> zk:// when
+ * a CA gains replicas). Running it again changes nothing: equal records are skipped, and a target
+ * that holds a different CA root is refused before anything is written. Evictions are copied so
+ * that an evicted node's certificate stays refused on the new store.
  */
 import { UserError } from '../common/errors';
 import type { CaSecret, Secret, Store, StoredSecret } from './store';
@@ -11,11 +12,16 @@ export interface MigrateResult {
   copied: number;
   unchanged: number;
   ca: 'copied' | 'unchanged' | 'absent';
+  /** Join tokens copied (unused, unexpired, not on the target yet). */
+  tokens: number;
+  /** Node records and evictions copied. */
+  nodes: number;
+  evictions: number;
 }
 
 const BATCH = 64;
 
-export async function migrateStore(from: Store, to: Store, progress: (line: string) => void = () => {}): Promise<MigrateResult> {
+export async function migrateStore(from: Store, to: Store, progress: (line: string) => void = () => {}, now = Date.now()): Promise<MigrateResult> {
   // Read the source completely (opening every key) and check the target's root before writing.
   const ca = await from.getCaSecret();
   const secrets = await from.listSecrets();
@@ -54,7 +60,32 @@ export async function migrateStore(from: Store, to: Store, progress: (line: stri
     const n = Math.min(i + BATCH, secrets.length);
     if (n === secrets.length || n % 500 < BATCH) progress(`${n}/${secrets.length} secrets: ${copied} copied, ${unchanged} unchanged`);
   }
-  return { copied, unchanged, ca: caResult };
+
+  // Evictions before tokens: a target replica already running must refuse an evicted node first.
+  const targetEvictions = new Set((await to.listNodeEvictions()).map((e) => `${e.host}@${Date.parse(e.evictedAt)}`));
+  let evictions = 0;
+  for (const e of await from.listNodeEvictions()) {
+    if (targetEvictions.has(`${e.host}@${Date.parse(e.evictedAt)}`)) continue;
+    await to.putNodeEviction(e);
+    evictions++;
+  }
+  const targetNodes = new Map((await to.listNodeRecords()).map((r) => [r.host, r]));
+  let nodes = 0;
+  for (const r of await from.listNodeRecords()) {
+    const t = targetNodes.get(r.host);
+    if (t && Date.parse(t.lastContact) >= Date.parse(r.lastContact)) continue;
+    await to.putNodeRecord(r);
+    nodes++;
+  }
+  const targetTokens = new Set((await to.listJoinTokens()).map((t) => t.hash));
+  let tokens = 0;
+  for (const t of await from.listJoinTokens()) {
+    if (targetTokens.has(t.hash) || Date.parse(t.expiresAt) <= now) continue;
+    await to.putJoinToken(t);
+    tokens++;
+  }
+  if (tokens || nodes || evictions) progress(`${tokens} join tokens, ${nodes} node records, ${evictions} evictions copied`);
+  return { copied, unchanged, ca: caResult, tokens, nodes, evictions };
 }
 
 function sameCa(a: CaSecret, b: CaSecret): boolean {

@@ -24,10 +24,11 @@ export class MessageReader {
     return this.pending.length;
   }
 
-  push(chunk: Buffer): Buffer[] {
+  /** The whole messages `chunk` completes, at most `maxMessages` (what follows them stays unread). */
+  push(chunk: Buffer, maxMessages = Infinity): Buffer[] {
     let buf = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     const out: Buffer[] = [];
-    while (buf.length >= 5) {
+    while (buf.length >= 5 && out.length < maxMessages) {
       const length = buf.readUInt32BE(1);
       if (length > this.maxMessageBytes) {
         throw new GrpcError(status.RESOURCE_EXHAUSTED, `received message larger than max (${length} vs. ${this.maxMessageBytes} bytes)`);

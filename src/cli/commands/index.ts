@@ -10,8 +10,10 @@ import { registerDemo } from './demo';
 import { registerEnvoyBootstrap } from './envoy-bootstrap';
 import { registerGrpcBootstrap } from './grpc-bootstrap';
 import { registerInject } from './inject';
+import { registerNode } from './node';
+import { registerAudit } from './audit';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerNode, registerAudit, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject];

@@ -7,7 +7,9 @@ import { Logger } from '../../common/log';
 import { SecretController } from '../../controller/secret-controller';
 import { MarathonClient } from '../../marathon/client';
 import { addMarathonOptions, MarathonFlagValues, marathonClientOptionsFromFlags } from '../../marathon/flags';
-import { startCaGrpcServer } from '../../server/grpc-server';
+import { AuditLog } from '../../ca/audit-log';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, startCaGrpcServer } from '../../server/grpc-server';
+import { DEFAULT_RATE_LIMIT } from '../../server/rate-limit';
 import { newRegistry, startMonitoring } from '../../server/monitoring';
 import { PACKAGE_VERSION } from '../../common/package-root';
 import { addCaOptions, addLogOptions, addStoreOption, caConfigFromFlags, CaFlagValues, loggerFromFlags, openStoreFromFlags } from '../options';
@@ -26,6 +28,12 @@ interface ServerFlags extends CaFlagValues, MarathonFlagValues {
   grpcPort: string;
   grpcHostIdentities?: string;
   grpc: boolean;
+  /** Commander's defaults; optional for callers in code (the demo). */
+  csrRateLimit?: string;
+  csrBurst?: string;
+  maxConcurrentStreams?: string;
+  auditLog?: string;
+  zkAuthFile?: string;
 }
 
 export const registerServer: RegisterCommand = (program: Command) => {
@@ -40,6 +48,10 @@ export const registerServer: RegisterCommand = (program: Command) => {
     .option('--monitoring-port <port>', '/metrics, /healthz, /version', '15014')
     .option('--grpc-port <port>', 'the CA gRPC API (IstioCertificateService, IstioCAService, node attestation and feed)', '8060')
     .option('--grpc-host-identities <names>', 'extra comma-separated DNS names or IPs in the gRPC server certificate')
+    .option('--csr-rate-limit <n>', 'requests per second each caller may make (token bucket per caller identity; per peer address for AttestNode); 0 turns the limit off', String(DEFAULT_RATE_LIMIT.ratePerSecond))
+    .option('--csr-burst <n>', 'requests a caller may make at once after being idle (the bucket size)', String(DEFAULT_RATE_LIMIT.burst))
+    .option('--max-concurrent-streams <n>', 'HTTP/2 streams a gRPC connection may have open at once (advertised in SETTINGS; more are refused)', String(DEFAULT_MAX_CONCURRENT_STREAMS))
+    .option('--audit-log <file>', 'append one JSON line per certificate issued and per refusal to this file (fsynced in batches; read it with `citadel audit`)')
     .addOption(new Option('--no-grpc', 'run without the gRPC API (controller only)'))
     .action(async (o: ServerFlags) => {
       const logger = loggerFromFlags(o);
@@ -75,13 +87,20 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
   const marathonOptions = marathonClientOptionsFromFlags(o);
   const monitoringPort = port(o.monitoringPort, '--monitoring-port');
   const grpcPort = port(o.grpcPort, '--grpc-port');
+  const rateLimit = {
+    ratePerSecond: count(o.csrRateLimit ?? String(DEFAULT_RATE_LIMIT.ratePerSecond), '--csr-rate-limit', 0),
+    burst: count(o.csrBurst ?? String(DEFAULT_RATE_LIMIT.burst), '--csr-burst', 1),
+  };
+  const maxConcurrentStreams = count(o.maxConcurrentStreams ?? String(DEFAULT_MAX_CONCURRENT_STREAMS), '--max-concurrent-streams', 1);
 
   const closers: Array<() => Promise<void>> = [];
   const close = async () => {
     for (const c of closers.reverse()) await c().catch((err) => logger.warn('error while stopping', { error: errorMessage(err) }));
   };
   try {
-    const store = await openStoreFromFlags(o, logger);
+    const audit = o.auditLog ? AuditLog.open(o.auditLog, logger) : undefined;
+    if (audit) closers.push(() => audit.close());
+    const store = await openStoreFromFlags(o, logger, { exclusive: true });
     closers.push(() => store.close());
     const election = await store.leaderElection();
     closers.push(() => election.close());
@@ -106,6 +125,7 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
       isLeader: () => election.isLeader(),
       logger: logger.child({ component: 'controller' }),
       registry,
+      audit,
     });
     closers.push(() => controller.stop());
     const announce = (leader: boolean) => logger.info(leader ? 'elected leader: this replica writes secrets' : 'not the leader: signing only', {});
@@ -130,6 +150,9 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         logger: logger.child({ component: 'grpc' }),
         registry,
         monitoring,
+        rateLimit,
+        maxConcurrentStreams,
+        audit,
       });
       closers.push(() => grpcServer.close());
     }
@@ -144,6 +167,13 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
     await close();
     throw err;
   }
+}
+
+/** A whole number flag, at least `min`. */
+function count(text: string, flag: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new UserError(`${flag}: "${text}" is not a whole number of at least ${min}`);
+  return n;
 }
 
 function port(text: string, flag: string): number {

@@ -6,7 +6,8 @@ import { generateKekFile, loadKek } from '../../store/kek';
 import { migrateStore } from '../../store/migrate';
 import { rekeyKek, rekeyStore } from '../../store/rekey';
 import type { Kek } from '../../store/store';
-import { addStoreOption, openStoreFromFlags } from '../options';
+import { openZkStore } from '../../store/zk/zk-store';
+import { addStoreOption, addStoreUrlOptions, openStoreFromFlags, ZK_AUTH_FILE_HELP, zkAuthFromFlags } from '../options';
 import { writeBundleFiles } from './cert';
 import type { RegisterCommand } from './index';
 
@@ -62,10 +63,11 @@ export const registerStore: RegisterCommand = (program: Command) => {
     .requiredOption('--store <url>', 'the store: file:<dir> or zk://host:port[,host:port]/<chroot>')
     .option('--old-kek <file>', 'the KEK the keys are sealed with now (omit when they are stored in plaintext)')
     .requiredOption('--new-kek <file>', 'the KEK to seal them with')
-    .action(async (o: { store: string; oldKek?: string; newKek: string }) => {
+    .option('--zk-auth-file <file>', ZK_AUTH_FILE_HELP)
+    .action(async (o: { store: string; oldKek?: string; newKek: string; zkAuthFile?: string }) => {
       const newKek = loadKek(o.newKek);
       const oldKek = o.oldKek ? loadKek(o.oldKek) : undefined;
-      const s = await openStore(o.store, { kek: rekeyKek(newKek, oldKek) });
+      const s = await openStore(o.store, { kek: rekeyKek(newKek, oldKek), zkAuth: zkAuthFromFlags(o), exclusive: true });
       try {
         const r = await rekeyStore(s, newKek.keyId, say);
         say(`rekeyed ${s.url}: ${r.secrets} secrets${r.caSecret ? ' and the CA secret' : ''} now sealed with KEK ${r.keyId}; start citadel with --kek-file ${o.newKek}`);
@@ -76,23 +78,49 @@ export const registerStore: RegisterCommand = (program: Command) => {
 
   store
     .command('migrate')
-    .description('copy the CA secret and every secret to another store (e.g. file: to zk://); running it again changes nothing')
+    .description('copy the CA secret, every secret, unused join tokens, node records and evictions to another store (e.g. file: to zk://); running it again changes nothing')
     .requiredOption('--from <url>', 'the store to copy from')
     .requiredOption('--to <url>', 'the store to copy to')
     .option('--kek-file <file>', 'key-encryption key of both stores')
-    .action(async (o: { from: string; to: string; kekFile?: string }) => {
+    .option('--zk-auth-file <file>', `${ZK_AUTH_FILE_HELP} (for whichever store is zk://)`)
+    .action(async (o: { from: string; to: string; kekFile?: string; zkAuthFile?: string }) => {
       const kek: Kek | undefined = o.kekFile ? loadKek(o.kekFile) : undefined;
-      const from = await openStore(o.from, { kek });
+      const zkAuth = zkAuthFromFlags(o);
+      const authOf = (url: string) => (url.startsWith('zk://') ? zkAuth : undefined);
+      if (zkAuth && !authOf(o.from) && !authOf(o.to)) throw new UserError('--zk-auth-file is for zk:// stores, and neither --from nor --to is one');
+      const from = await openStore(o.from, { kek, zkAuth: authOf(o.from) });
       try {
-        const to = await openStore(o.to, { kek });
+        const to = await openStore(o.to, { kek, zkAuth: authOf(o.to), exclusive: true });
         try {
           const r = await migrateStore(from, to, say);
-          say(`migrated ${from.url} -> ${to.url}: ${r.copied} secrets copied, ${r.unchanged} unchanged, CA secret ${r.ca}`);
+          say(`migrated ${from.url} -> ${to.url}: ${r.copied} secrets copied, ${r.unchanged} unchanged, CA secret ${r.ca}, ${r.tokens} join tokens, ${r.nodes} node records, ${r.evictions} evictions`);
         } finally {
           await to.close();
         }
       } finally {
         await from.close();
+      }
+    });
+
+  addStoreUrlOptions(store.command('secure'))
+    .description('restrict every znode of a zk:// store to the --zk-auth-file identity (ZooKeeper ACLs); stop the replicas first, start them again with --zk-auth-file')
+    .action(async (o: { store: string; zkAuthFile?: string }) => {
+      if (!o.store.startsWith('zk://')) throw new UserError(`store secure is for zk:// stores; ${o.store} is protected by the permissions of its directory`);
+      const auth = zkAuthFromFlags(o);
+      if (!auth) throw new UserError('store secure needs --zk-auth-file: the credentials every znode will be restricted to');
+      const s = await openZkStore(o.store, { auth, requireSecured: false });
+      try {
+        const tty = process.stderr.isTTY;
+        let shown = 0;
+        const n = await s.secureTree((done, total) => {
+          if (!tty || (done < total && Date.now() - shown < 100)) return;
+          shown = Date.now();
+          process.stderr.write(`\rsecuring ${s.url}: ${done}/${total} znodes`);
+          if (done === total) process.stderr.write('\n');
+        });
+        say(`secured ${n} znodes under ${s.url}: only ${auth.describe} may read or change them`);
+      } finally {
+        await s.close();
       }
     });
 
