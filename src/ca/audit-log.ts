@@ -46,6 +46,11 @@ export interface IssuanceAudit {
 
 export const NO_AUDIT: IssuanceAudit = { record: () => {} };
 
+/** A certificate time as the certificate holds it (whole seconds), for the log. */
+export function certificateTime(d: Date): string {
+  return new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString();
+}
+
 export class AuditLog implements IssuanceAudit {
   private queue: string[] = [];
   private writing: Promise<void> | undefined;

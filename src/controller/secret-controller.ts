@@ -1,5 +1,5 @@
 import { CertificateAuthority, SigningError } from '../ca/authority';
-import { IssuanceAudit, NO_AUDIT } from '../ca/audit-log';
+import { certificateTime, IssuanceAudit, NO_AUDIT } from '../ca/audit-log';
 import { refreshTime, RefreshReason, RotationPolicy } from '../ca/rotation';
 import { Backoff } from '../common/backoff';
 import { forEachLimited } from '../common/concurrency';
@@ -268,7 +268,7 @@ export class SecretController {
     try {
       const identity = workloadIdentity(this.opts.ca.trustDomain, namespace, serviceAccount);
       const bundle = this.opts.ca.issueKeyCertBundle(identity, this.opts.certTtlMs, now);
-      (this.opts.audit ?? NO_AUDIT).record({ event: 'issued', api: 'secret-controller', caller: 'secret-controller', spiffeId: spiffeId(identity), serial: bundle.serialHex, notAfter: bundle.notAfter.toISOString() });
+      (this.opts.audit ?? NO_AUDIT).record({ event: 'issued', api: 'secret-controller', caller: 'secret-controller', spiffeId: spiffeId(identity), serial: bundle.serialHex, notAfter: certificateTime(bundle.notAfter) });
       secret = {
         namespace,
         name,

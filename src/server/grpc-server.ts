@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import { CertificateAuthority, IssuedCertificate } from '../ca/authority';
-import { AuditApi, IssuanceAudit, NO_AUDIT } from '../ca/audit-log';
+import { AuditApi, certificateTime, IssuanceAudit, NO_AUDIT } from '../ca/audit-log';
 import { CsrResponse, IstioCAService, IstioCertificateService, NodeService } from '../api/ca-api';
 import { CallContext, GrpcError, GrpcServer, GrpcServerOptions, ServerStream, status } from '../api/grpc/server';
 import { Logger } from '../common/log';
@@ -102,12 +102,13 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     audit.record({ event: 'refused', api, caller, node, peer: ctx.peerAddress, code: status[e.code] ?? String(e.code), reason: e.message });
   };
 
-  /** The authenticated caller, or a refusal recorded in the audit log. */
+  /** The authenticated caller, or a refusal recorded in the audit log (naming the caller when it was authenticated: evicted, rate-limited). */
   const callerOf = (api: AuditApi, ctx: CallContext): Caller => {
     try {
       return gate.caller(ctx);
     } catch (err) {
-      refused(api, ctx, 'unauthenticated', undefined, err);
+      const who = authn.authenticate(ctx);
+      refused(api, ctx, who.ok ? who.caller.spiffeId : 'unauthenticated', who.ok && isNodeCaller(who.caller) ? who.caller.identity.host : undefined, err);
       throw err;
     }
   };
@@ -117,7 +118,7 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     const node = isNodeCaller(caller) ? caller.identity.host : undefined;
     try {
       const issued = signing.sign(caller, csr, ttlMs);
-      audit.record({ event: 'issued', api, caller: caller.spiffeId, node, peer: ctx.peerAddress, spiffeId: issued.spiffeId ?? '', serial: issued.serialHex, notAfter: issued.notAfter.toISOString() });
+      audit.record({ event: 'issued', api, caller: caller.spiffeId, node, peer: ctx.peerAddress, spiffeId: issued.spiffeId ?? '', serial: issued.serialHex, notAfter: certificateTime(issued.notAfter) });
       if (node && issued.spiffeId === caller.spiffeId) tracker.issued(node, { serialHex: issued.serialHex, issuedAt: issuedAt(issued), notAfter: issued.notAfter });
       return issued;
     } catch (err) {
@@ -151,7 +152,7 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     try {
       gate.limit(`attest:${ctx.peerAddress}`, 'per peer address');
       const issued = await attestation.attest(req, ctx.peerAddress);
-      audit.record({ event: 'issued', api: 'AttestNode', caller, node: req.host, peer: ctx.peerAddress, spiffeId: issued.spiffeId ?? '', serial: issued.serialHex, notAfter: issued.notAfter.toISOString() });
+      audit.record({ event: 'issued', api: 'AttestNode', caller, node: req.host, peer: ctx.peerAddress, spiffeId: issued.spiffeId ?? '', serial: issued.serialHex, notAfter: certificateTime(issued.notAfter) });
       tracker.issued(req.host, { serialHex: issued.serialHex, issuedAt: issuedAt(issued), notAfter: issued.notAfter });
       return { certChain: [issued.certPem, ...issued.intermediatePems, issued.rootCertPem] };
     } catch (err) {
