@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import { UserError, errorMessage } from '../common/errors';
 import type { Logger } from '../common/log';
 
-/** Which door a certificate went out of. */
-export type AuditApi = 'CreateCertificate' | 'HandleCSR' | 'AttestNode' | 'secret-controller';
+/** Which door a certificate went out of (or a node's feed was refused at). */
+export type AuditApi = 'CreateCertificate' | 'HandleCSR' | 'AttestNode' | 'WatchSecrets' | 'WatchPlacements' | 'secret-controller';
 
 interface AuditBase {
   api: AuditApi;
@@ -117,7 +117,7 @@ export class AuditLineError extends Error {
   }
 }
 
-const APIS: ReadonlySet<string> = new Set<AuditApi>(['CreateCertificate', 'HandleCSR', 'AttestNode', 'secret-controller']);
+const APIS: ReadonlySet<string> = new Set<AuditApi>(['CreateCertificate', 'HandleCSR', 'AttestNode', 'WatchSecrets', 'WatchPlacements', 'secret-controller']);
 
 /** Parses one line of the log; AuditLineError for anything else (a torn last line after a crash, say). */
 export function parseAuditLine(line: string): AuditRecord {

@@ -102,13 +102,18 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     audit.record({ event: 'refused', api, caller, node, peer: ctx.peerAddress, code: status[e.code] ?? String(e.code), reason: e.message });
   };
 
-  /** The authenticated caller, or a refusal recorded in the audit log (naming the caller when it was authenticated: evicted, rate-limited). */
+  /** A refusal by the gate, naming the caller when it was authenticated (evicted, rate-limited). */
+  const refusedAtGate = (api: AuditApi, ctx: CallContext, err: unknown) => {
+    const who = authn.authenticate(ctx);
+    refused(api, ctx, who.ok ? who.caller.spiffeId : 'unauthenticated', who.ok && isNodeCaller(who.caller) ? who.caller.identity.host : undefined, err);
+  };
+
+  /** The authenticated caller, or a refusal recorded in the audit log. */
   const callerOf = (api: AuditApi, ctx: CallContext): Caller => {
     try {
       return gate.caller(ctx);
     } catch (err) {
-      const who = authn.authenticate(ctx);
-      refused(api, ctx, who.ok ? who.caller.spiffeId : 'unauthenticated', who.ok && isNodeCaller(who.caller) ? who.caller.identity.host : undefined, err);
+      refusedAtGate(api, ctx, err);
       throw err;
     }
   };
@@ -162,8 +167,14 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   });
 
   /** A node's feed stream: lives while the node certificate does (the agent renews and reconnects), or until the node is evicted. */
-  const nodeStream = <T>(ctx: CallContext, out: ServerStream<T>, what: string, subscribe: (host: string) => () => void) => {
-    const caller = gate.node(ctx);
+  const nodeStream = <T>(api: 'WatchSecrets' | 'WatchPlacements', ctx: CallContext, out: ServerStream<T>, what: string, subscribe: (host: string) => () => void) => {
+    let caller: NodeCaller;
+    try {
+      caller = gate.node(ctx);
+    } catch (err) {
+      refusedAtGate(api, ctx, err);
+      throw err;
+    }
     const host = caller.identity.host;
     const stop = subscribe(host);
     const expiry = setTimeout(() => {
@@ -179,8 +190,8 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
     log.info(`node connected to the ${what} feed`, { host });
   };
 
-  server.serverStreaming(NodeService.WatchSecrets, (_req, ctx, out) => nodeStream(ctx, out, 'secret', (host) => secretFeed.subscribe(host, (u) => out.write(u))));
-  server.serverStreaming(NodeService.WatchPlacements, (_req, ctx, out) => nodeStream(ctx, out, 'placement', (host) => placementFeed.subscribe(host, (u) => out.write(u))));
+  server.serverStreaming(NodeService.WatchSecrets, (_req, ctx, out) => nodeStream('WatchSecrets', ctx, out, 'secret', (host) => secretFeed.subscribe(host, (u) => out.write(u))));
+  server.serverStreaming(NodeService.WatchPlacements, (_req, ctx, out) => nodeStream('WatchPlacements', ctx, out, 'placement', (host) => placementFeed.subscribe(host, (u) => out.write(u))));
 
   // An eviction closes the host's feeds at once (the calls that follow are refused by the gate).
   const stopEvictions = evictions.onEvicted((e) => {
