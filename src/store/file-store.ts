@@ -7,7 +7,7 @@ import { FilesystemSync, fsyncDir, isLeftover, uniqueSuffix, writeFileAtomic, wr
 import { ConflictError, UserError } from '../common/errors';
 import { decodeSecretRecord, encodeSecretRecord } from './secret-record';
 import { checkTokenHash, decodeJoinTokenRecord, decodeNodeEviction, decodeNodeRecord, encodeRecord, evictionName, hostSegment, isEvictionName } from './records';
-import { WriterLock } from './writer-lock';
+import { LOCK_FILE, WriterLock } from './writer-lock';
 import { checkExpected, currentVersion, SecretWriter } from './secret-writer';
 import { checkSecretRef } from '../pki/identity';
 import {
@@ -58,6 +58,9 @@ export class FileStore implements Store {
   static async open(dir: string, opts: StoreOptions = {}): Promise<FileStore> {
     const abs = path.resolve(dir);
     for (const sub of ['secrets', 'ca', 'tokens', 'nodes', 'evictions']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+    // The lock file is part of the layout (never removed: a lock file unlinked under a waiting
+    // process would let two hold "the" lock), so a writer that comes and goes changes no listing.
+    await (await fs.open(path.join(abs, LOCK_FILE), 'a', 0o600)).close();
     const lock = opts.exclusive ? await WriterLock.acquire(abs) : undefined;
     try {
       await markTopDir(path.join(abs, 'secrets'));

@@ -55,15 +55,23 @@ export const registerServer: RegisterCommand = (program: Command) => {
     .addOption(new Option('--no-grpc', 'run without the gRPC API (controller only)'))
     .action(async (o: ServerFlags) => {
       const logger = loggerFromFlags(o);
-      const handle = await startServer(o, logger);
-      await new Promise<void>((resolve) => {
+      // Listen for the signals first: one that arrives while starting stops the server once it is
+      // up, or, if starting takes longer (Marathon unreachable, say), at once after a few seconds.
+      let started = false;
+      let giveUp: NodeJS.Timeout | undefined;
+      const stopped = new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           logger.info('stopping', { signal });
           resolve();
+          if (!started) giveUp = setTimeout(() => process.exit(1), 3000).unref();
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
+      const handle = await startServer(o, logger);
+      started = true;
+      clearTimeout(giveUp);
+      await stopped;
       await handle.close();
     });
 };
