@@ -21,4 +21,13 @@ describe('DER reader: inputs the properties found', () => {
     assert.throws(() => decodeOid(Buffer.from([0x55, 0x1d, 0x80, 0x11])), (e) => e instanceof DerError && /non-minimal/.test(e.message));
     assert.equal(decodeOid(Buffer.from([0x55, 0x1d, 0x11])), '2.5.29.17');
   });
+
+  it('an OID arc past 2^53 is read exactly, not rounded into another OID', () => {
+    // 2.25.<UUID> arcs are 128-bit; 90 80 80 80 80 80 80 07 used to read as "2.9007199254740920" (it is 2.9007199254740919)
+    assert.equal(decodeOid(Buffer.from([0x90, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x07])), `2.${(0x10n << 49n) + 7n - 80n}`);
+    const uuid = 0xf81d4fae7dec11d0a76500a0c91e6bf6n;
+    const enc: number[] = [];
+    for (let v = uuid; v > 0n; v >>= 7n) enc.unshift(Number(v & 0x7fn) | (enc.length ? 0x80 : 0));
+    assert.equal(decodeOid(Buffer.from([0x69, ...enc])), `2.25.${uuid}`);
+  });
 });
