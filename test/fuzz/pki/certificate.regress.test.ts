@@ -1,0 +1,39 @@
+/** Inputs the certificate parser properties found, kept as plain tests. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { issueLeafDer, makeIssuer, parseCertificateDer } from '../../../src/pki/certificate';
+import { DerError, TAG } from '../../../src/pki/der';
+import { generateEncodedKeyPair, privateKeyFromPem } from '../../../src/pki/keys';
+import { createSelfSignedRoot } from '../../../src/ca/authority';
+import { DEFAULT_CA_CONFIG } from '../../../src/ca/config';
+import { DerTree, fromTree, toTree } from './der-mutation';
+
+const secret = createSelfSignedRoot(DEFAULT_CA_CONFIG);
+const issuer = makeIssuer(secret.caCertPem, privateKeyFromPem(secret.caKeyPem));
+const leaf = () => toTree(issueLeafDer(issuer, { spki: generateEncodedKeyPair().spki, spiffeId: 'spiffe://cluster.local/ns/a/sa/b', notBefore: new Date(), notAfter: new Date(Date.now() + 3600_000) }));
+/** TBSCertificate fields: version, serial, signature, issuer, validity, subject, spki, [3] extensions. */
+const tbsOf = (cert: DerTree) => cert.children![0].children!;
+
+function refusedWith(t: DerTree, message: RegExp): void {
+  assert.throws(() => parseCertificateDer(fromTree(t)), (e) => e instanceof DerError && message.test(e.message));
+}
+
+describe('certificate parser: inputs the properties found', () => {
+  it('a validity with only notBefore is a DerError, not a TypeError', () => {
+    const cert = leaf();
+    tbsOf(cert)[4].children!.pop();
+    refusedWith(cert, /^notAfter: missing$/);
+  });
+
+  it('an empty [3] extensions wrapper is a DerError, not a TypeError', () => {
+    const cert = leaf();
+    tbsOf(cert)[7].children = [];
+    refusedWith(cert, /^extensions: missing$/);
+  });
+
+  it('a time that is not digits is a DerError (it was a plain Error), message kept', () => {
+    const cert = leaf();
+    tbsOf(cert)[4].children![0] = { tag: TAG.UTC_TIME, content: Buffer.alloc(0) };
+    refusedWith(cert, /^bad certificate time ""$/);
+  });
+});
