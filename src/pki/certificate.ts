@@ -206,7 +206,13 @@ function decodeTime(node: Node | undefined, what: string): Date {
   if (!m) throw new DerError(`bad certificate time "${s}"`);
   let year = Number(m[1]);
   if (node.tag === TAG.UTC_TIME) year += year < 50 ? 2000 : 1900;
-  return new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  const [month, day, hour, minute, second] = m.slice(2).map(Number);
+  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  // Date.UTC rolls fields over (month 13, February 30, hour 24): refuse rather than read another time
+  if (d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day || d.getUTCHours() !== hour || d.getUTCMinutes() !== minute || d.getUTCSeconds() !== second) {
+    throw new DerError(`bad certificate time "${s}"`);
+  }
+  return d;
 }
 
 export function certificatePem(der: Buffer): string {

@@ -36,4 +36,16 @@ describe('certificate parser: inputs the properties found', () => {
     tbsOf(cert)[4].children![0] = { tag: TAG.UTC_TIME, content: Buffer.alloc(0) };
     refusedWith(cert, /^bad certificate time ""$/);
   });
+
+  it('a time with a field out of range is refused, not rolled over into another time', () => {
+    // GeneralizedTime 20240000000000Z (month 00) used to read as 2023-12-31; UTCTime 240230... as March 1
+    for (const [tag, text] of [[TAG.GENERALIZED_TIME, '20240000000000Z'], [TAG.UTC_TIME, '240230120000Z'], [TAG.UTC_TIME, '241301000000Z'], [TAG.UTC_TIME, '240101240000Z'], [TAG.UTC_TIME, '240101235960Z']] as const) {
+      const cert = leaf();
+      tbsOf(cert)[4].children![0] = { tag, content: Buffer.from(text, 'latin1') };
+      refusedWith(cert, new RegExp(`^bad certificate time "${text}"$`));
+    }
+    const cert = leaf();
+    tbsOf(cert)[4].children![0] = { tag: TAG.UTC_TIME, content: Buffer.from('240229235959Z', 'latin1') };
+    assert.equal(parseCertificateDer(fromTree(cert)).notBefore.toISOString(), '2024-02-29T23:59:59.000Z');
+  });
 });
