@@ -208,6 +208,7 @@ function decodeTime(node: Node | undefined, what: string): Date {
   if (node.tag === TAG.UTC_TIME) year += year < 50 ? 2000 : 1900;
   const [month, day, hour, minute, second] = m.slice(2).map(Number);
   const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  d.setUTCFullYear(year, month - 1, day); // Date.UTC reads years 0-99 as 1900-1999
   // Date.UTC rolls fields over (month 13, February 30, hour 24): refuse rather than read another time
   if (d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day || d.getUTCHours() !== hour || d.getUTCMinutes() !== minute || d.getUTCSeconds() !== second) {
     throw new DerError(`bad certificate time "${s}"`);

@@ -48,4 +48,13 @@ describe('certificate parser: inputs the properties found', () => {
     tbsOf(cert)[4].children![0] = { tag: TAG.UTC_TIME, content: Buffer.from('240229235959Z', 'latin1') };
     assert.equal(parseCertificateDer(fromTree(cert)).notBefore.toISOString(), '2024-02-29T23:59:59.000Z');
   });
+
+  it('a GeneralizedTime in the years 0000-0099 is read as that year, not as 19xx', () => {
+    // 00991231235959Z used to read as 1999-12-31
+    const cert = leaf();
+    tbsOf(cert)[4].children![0] = { tag: TAG.GENERALIZED_TIME, content: Buffer.from('00991231235959Z', 'latin1') };
+    assert.equal(parseCertificateDer(fromTree(cert)).notBefore.toISOString(), '0099-12-31T23:59:59.000Z');
+    tbsOf(cert)[4].children![0] = { tag: TAG.GENERALIZED_TIME, content: Buffer.from('00000229000000Z', 'latin1') }; // 0000 is a leap year, 1900 is not
+    assert.equal(parseCertificateDer(fromTree(cert)).notBefore.toISOString(), '0000-02-29T00:00:00.000Z');
+  });
 });
