@@ -202,7 +202,10 @@ export function parseCertificatePem(pem: string, what = 'certificate'): ParsedCe
 function decodeTime(node: Node | undefined, what: string): Date {
   if (!node) throw new DerError(`${what}: missing`);
   const s = node.content.toString('latin1');
-  const m = node.tag === TAG.UTC_TIME ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s) : /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s);
+  const m =
+    node.tag === TAG.UTC_TIME ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s)
+    : node.tag === TAG.GENERALIZED_TIME ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s)
+    : null;
   if (!m) throw new DerError(`bad certificate time "${s}"`);
   let year = Number(m[1]);
   if (node.tag === TAG.UTC_TIME) year += year < 50 ? 2000 : 1900;

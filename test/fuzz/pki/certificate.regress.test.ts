@@ -57,4 +57,11 @@ describe('certificate parser: inputs the properties found', () => {
     tbsOf(cert)[4].children![0] = { tag: TAG.GENERALIZED_TIME, content: Buffer.from('00000229000000Z', 'latin1') }; // 0000 is a leap year, 1900 is not
     assert.equal(parseCertificateDer(fromTree(cert)).notBefore.toISOString(), '0000-02-29T00:00:00.000Z');
   });
+
+  it('a time under a tag that is not UTCTime or GeneralizedTime is refused', () => {
+    // a UTF8String "00000307000000Z" used to be read as a GeneralizedTime
+    const cert = leaf();
+    tbsOf(cert)[4].children![0] = { tag: TAG.UTF8_STRING, content: Buffer.from('20240307000000Z', 'latin1') };
+    refusedWith(cert, /^bad certificate time "20240307000000Z"$/);
+  });
 });
