@@ -67,8 +67,8 @@ export function fromTree(t: DerTree): Buffer {
   return Buffer.concat([header(t.tag, len, t.longLength ?? false), content]);
 }
 
-function clone(t: DerTree): DerTree {
-  return { ...t, ...(t.children ? { children: t.children.map(clone) } : {}) };
+export function cloneTree(t: DerTree): DerTree {
+  return { ...t, ...(t.children ? { children: t.children.map(cloneTree) } : {}) };
 }
 
 /** Every node in preorder, with its parent (undefined for the root). */
@@ -122,7 +122,7 @@ function applyTreeOp(root: DerTree, op: TreeOp): void {
       if (siblings) siblings.splice(i, 1);
       break;
     case 'duplicate':
-      if (siblings) siblings.splice(i, 0, clone(node));
+      if (siblings) siblings.splice(i, 0, cloneTree(node));
       break;
     case 'swap':
       if (siblings && i + 1 < siblings.length) [siblings[i], siblings[i + 1]] = [siblings[i + 1], siblings[i]];
@@ -134,7 +134,7 @@ function applyTreeOp(root: DerTree, op: TreeOp): void {
       Object.assign(node, { tag: op.tag, content: Buffer.from(op.bytes), children: undefined, prefix: undefined });
       break;
     case 'graft': {
-      const donor = clone(all[op.other % all.length].node);
+      const donor = cloneTree(all[op.other % all.length].node);
       if (siblings) siblings[i] = donor;
       break;
     }
@@ -186,7 +186,7 @@ function applyByteOp(b: Buffer, op: ByteOp): Buffer {
 }
 
 export function applyMutation(original: DerTree, m: DerMutation): Buffer {
-  const root = clone(original);
+  const root = cloneTree(original);
   for (const op of m.tree) applyTreeOp(root, op);
   let out = fromTree(root);
   for (const op of m.bytes) out = applyByteOp(out, op);
@@ -206,3 +206,9 @@ export const randomDerTree: fc.Arbitrary<DerTree> = fc.letrec<{ node: DerTree; l
     fc.record({ tag: fc.constant(TAG.OCTET_STRING), children: fc.array(tie('node'), { minLength: 1, maxLength: 2 }), prefix: fc.constant(Buffer.alloc(0)) }),
   ),
 })).node;
+
+/** Dotted OIDs our encoder can write (the first subidentifier in one byte: up to 2.47). */
+export const dottedOid: fc.Arbitrary<string> = fc
+  .integer({ min: 0, max: 2 })
+  .chain((a) => fc.tuple(fc.constant(a), fc.nat(a === 2 ? 47 : 39), fc.array(fc.oneof(fc.nat(200), fc.nat(2 ** 32), fc.maxSafeNat()), { maxLength: 6 })))
+  .map(([a, b, rest]) => [a, b, ...rest].join('.'));
