@@ -16,7 +16,7 @@ export function fuzzRuns(defaultRuns: number): number {
 /** fc.assert parameters: the run count, and CITADEL_FUZZ_SEED to replay a failure fast-check reported. */
 export function fuzzParameters<T>(defaultRuns: number): Parameters<T> {
   const seed = process.env.CITADEL_FUZZ_SEED;
-  return { numRuns: fuzzRuns(defaultRuns), ...(seed ? { seed: Number(seed) } : {}) };
+  return { numRuns: fuzzRuns(defaultRuns), includeErrorInReport: true, ...(seed ? { seed: Number(seed) } : {}) };
 }
 
 type ErrorType = abstract new (...args: never[]) => Error;
