@@ -3,20 +3,20 @@ import type { Parameters } from 'fast-check';
 
 /**
  * How many cases a property runs: `defaultRuns` in `npm test` (a few seconds for the whole set),
- * CITADEL_FUZZ_RUNS when set (`npm run fuzz`).
+ * CITADEL_FUZZ_RUNS when set (`npm run fuzz`), at most `maxRuns` (for properties whose cases are big).
  */
-export function fuzzRuns(defaultRuns: number): number {
+export function fuzzRuns(defaultRuns: number, maxRuns = Infinity): number {
   const env = process.env.CITADEL_FUZZ_RUNS;
   if (env === undefined || env === '') return defaultRuns;
   const n = Number(env);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`CITADEL_FUZZ_RUNS=${env}: expected a positive whole number`);
-  return n;
+  return Math.min(n, maxRuns);
 }
 
 /** fc.assert parameters: the run count, and CITADEL_FUZZ_SEED to replay a failure fast-check reported. */
-export function fuzzParameters<T>(defaultRuns: number): Parameters<T> {
+export function fuzzParameters<T>(defaultRuns: number, maxRuns = Infinity): Parameters<T> {
   const seed = process.env.CITADEL_FUZZ_SEED;
-  return { numRuns: fuzzRuns(defaultRuns), includeErrorInReport: true, ...(seed ? { seed: Number(seed) } : {}) };
+  return { numRuns: fuzzRuns(defaultRuns, maxRuns), includeErrorInReport: true, ...(seed ? { seed: Number(seed) } : {}) };
 }
 
 type ErrorType = abstract new (...args: never[]) => Error;
