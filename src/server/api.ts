@@ -126,6 +126,14 @@ class Writer {
   }
 }
 
+/** Bytes that are not a message of the expected type; gRPC answers such a call INTERNAL. */
+export class ProtoDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtoDecodeError';
+  }
+}
+
 /** Calls `on(field, wireType, value)` for each field; LEN values are subarrays, VARINT values numbers. */
 function readFields(buf: Buffer, on: (field: number, wire: number, v: number | Buffer) => void): void {
   let pos = 0;
@@ -134,7 +142,7 @@ function readFields(buf: Buffer, on: (field: number, wire: number, v: number | B
     let mul = 1;
     const start = pos;
     for (let i = 0; i < 7; i++) {
-      if (pos >= buf.length) throw new Error('truncated varint');
+      if (pos >= buf.length) throw new ProtoDecodeError('truncated varint');
       const b = buf[pos++];
       result += (b & 0x7f) * mul;
       if (b < 0x80) return result;
@@ -144,25 +152,25 @@ function readFields(buf: Buffer, on: (field: number, wire: number, v: number | B
     pos = start;
     let big = 0n;
     for (let shift = 0n; shift < 70n; shift += 7n) {
-      if (pos >= buf.length) throw new Error('truncated varint');
+      if (pos >= buf.length) throw new ProtoDecodeError('truncated varint');
       const b = buf[pos++];
       big |= BigInt(b & 0x7f) << shift;
       if (b < 0x80) return Number(BigInt.asIntN(64, big));
     }
-    throw new Error('varint too long');
+    throw new ProtoDecodeError('varint too long');
   };
   while (pos < buf.length) {
     const key = varint();
     const field = Math.floor(key / 8);
     const wire = key & 7;
-    if (field === 0) throw new Error('field number 0');
+    if (field === 0) throw new ProtoDecodeError('field number 0');
     switch (wire) {
       case VARINT:
         on(field, wire, varint());
         break;
       case LEN: {
         const len = varint();
-        if (pos + len > buf.length) throw new Error('truncated field');
+        if (pos + len > buf.length) throw new ProtoDecodeError('truncated field');
         on(field, wire, buf.subarray(pos, pos + len));
         pos += len;
         break;
@@ -174,9 +182,9 @@ function readFields(buf: Buffer, on: (field: number, wire: number, v: number | B
         pos += 4;
         break;
       default:
-        throw new Error(`unsupported wire type ${wire}`);
+        throw new ProtoDecodeError(`unsupported wire type ${wire}`);
     }
-    if (pos > buf.length) throw new Error('truncated field');
+    if (pos > buf.length) throw new ProtoDecodeError('truncated field');
   }
 }
 
