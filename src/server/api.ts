@@ -170,6 +170,7 @@ function readFields(buf: Buffer, on: (field: number, wire: number, v: number | B
         break;
       case LEN: {
         const len = varint();
+        if (len < 0) throw new ProtoDecodeError('negative field length'); // a 10-byte varint; it would move pos back
         if (pos + len > buf.length) throw new ProtoDecodeError('truncated field');
         on(field, wire, buf.subarray(pos, pos + len));
         pos += len;
