@@ -189,7 +189,7 @@ export function parseApp(v: Json, path = ''): MarathonApp {
       const name = optStr(ipAddress.networkName, `${path}/ipAddress/networkName`);
       networks = [name !== undefined ? { mode: 'container', name } : { mode: 'container' }];
     } else if (legacy !== undefined) {
-      const mode = LEGACY_DOCKER_NETWORK[legacy];
+      const mode = Object.hasOwn(LEGACY_DOCKER_NETWORK, legacy) ? LEGACY_DOCKER_NETWORK[legacy] : undefined; // not "__proto__"'s
       if (!mode) throw new MarathonParseError(`${path}/container/docker/network`, `unknown docker network "${legacy}"`);
       networks = [{ mode }];
     } else {
