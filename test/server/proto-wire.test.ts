@@ -1,4 +1,4 @@
-/** The hand-written codecs in src/server/api.ts against the .proto files, as protobufjs reads them. */
+/** The hand-written codecs in src/api/ca-api.ts against the .proto files, as protobufjs reads them. */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
