@@ -192,7 +192,7 @@ export class GrpcServer {
         new Promise<void>((resolve) => {
           this.unixListeners.delete(listener);
           listener.close(() => resolve());
-          for (const s of this.sessions) if ((s.socket as TaggedSocket)[UNIX_PATH] === socketPath) s.destroy();
+          for (const s of this.sessions) if ((s.socket as TaggedSocket | undefined)?.[UNIX_PATH] === socketPath) s.destroy();
           fs.rmSync(socketPath, { force: true });
         }),
     };
