@@ -50,7 +50,7 @@ async function loadFiles(files: readonly string[], verb: string): Promise<Policy
   if (files.length === 0) throw new UserError(`policy ${verb} needs -f FILE|DIR`);
   try {
     const { documents, warnings } = await loadPolicyFiles(files);
-    for (const w of warnings) warn(`warning: ${w}`);
+    if (verb === 'apply') for (const w of warnings) warn(`warning: ${w}`); // delete reads only the names
     return [...documents];
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err;
