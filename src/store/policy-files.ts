@@ -12,7 +12,7 @@ import * as fsSync from 'node:fs';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fsyncDir, uniqueSuffix, writeNewFileDurable } from '../common/atomic-file';
-import { ConflictError } from '../common/errors';
+import { ConflictError, errorMessage } from '../common/errors';
 import type { CanonicalPolicy } from '../mesh/policy';
 import { decodePolicySet, encodePolicySet } from './policy-set';
 import type { PolicyEvent, StoredPolicies } from './store';
@@ -148,7 +148,14 @@ export class PolicyFiles {
     if (version <= this.seen) return;
     this.seen = version;
     const event: PolicyEvent = { type: 'policies', version };
-    for (const l of [...this.listeners]) l(event);
+    for (const l of [...this.listeners]) {
+      try {
+        l(event);
+      } catch (err) {
+        // A listener's bug must not fail the write that told it (the set is stored by now).
+        process.emitWarning(`citadel: a policy watch listener threw: ${errorMessage(err)}`);
+      }
+    }
   }
 }
 

@@ -332,6 +332,30 @@ describe('the file store keeps the set as <dir>/policies/<version>.json', () => 
     await store.close();
   });
 
+  it('without inotify, the once-a-second listing still tells another process\'s write', async () => {
+    const dir = tempDir();
+    const writer = await FileStore.open(dir);
+    const replica = await FileStore.open(dir);
+    const fsModule = require('node:fs') as typeof import('node:fs');
+    const realWatch = fsModule.watch;
+    fsModule.watch = (() => {
+      throw Object.assign(new Error('inotify watch limit reached'), { code: 'ENOSPC' });
+    }) as typeof fsModule.watch;
+    const heard: PolicyEvent[] = [];
+    try {
+      replica.watchPolicies((e) => heard.push(e));
+    } finally {
+      fsModule.watch = realWatch;
+    }
+    try {
+      await applyPolicies(writer, [pa('prod', 'api')]);
+      await waitFor('the poll sees version 1', () => heard.length >= 1, 5000);
+      assert.deepEqual(heard, [{ type: 'policies', version: 1 }]);
+    } finally {
+      await Promise.all([writer.close(), replica.close()]);
+    }
+  });
+
   it('a store directory from before policies existed gets its policies directory on open', async () => {
     const dir = tempDir();
     mkdirSync(path.join(dir, 'secrets'));
