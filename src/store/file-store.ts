@@ -110,7 +110,7 @@ export class FileStore implements Store {
     return out.sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
   }
 
-  putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
+  async putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
     this.secretFile(secret.namespace, secret.name);
     return this.locked(`${secret.namespace}/${secret.name}`, async () => {
       const version = await this.writer.write({ secret: { ...secret, keyPem: this.sealKey(secret.keyPem) }, expectedVersion });
@@ -119,7 +119,8 @@ export class FileStore implements Store {
     });
   }
 
-  deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+  async deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+    this.secretFile(namespace, name);
     return this.locked(`${namespace}/${name}`, async () => {
       const file = this.secretFile(namespace, name);
       const current = currentVersion(file);
