@@ -46,7 +46,7 @@ function namespaceFlag(ns: string | undefined): string | undefined {
 }
 
 /** Policy files read and parsed; a problem in any: each on its own line, exit 2, and nothing else happens. */
-async function loadFiles(files: readonly string[], verb: string): Promise<PolicyDocument[] | undefined> {
+async function loadFiles(files: readonly string[], verb: 'apply' | 'delete'): Promise<PolicyDocument[] | undefined> {
   if (files.length === 0) throw new UserError(`policy ${verb} needs -f FILE|DIR`);
   try {
     const { documents, warnings } = await loadPolicyFiles(files);
@@ -103,8 +103,7 @@ export const registerPolicy: RegisterCommand = (program: Command) => {
           return (kind === undefined || d.kind === kind) && (name === undefined || d.metadata.name === name) && (namespace === undefined || ns === undefined || ns === namespace);
         });
         if (kind !== undefined && name !== undefined && shown.length === 0) {
-          const what = kind === 'MeshPolicy' || namespace === undefined ? `${describeRef({ kind, name })}${namespace === undefined && kind !== 'MeshPolicy' ? ' in any namespace' : ''}` : describeRef({ kind, namespace, name });
-          throw new UserError(`there is no ${what} in ${store.url}; \`citadel policy get -A\` lists what there is`);
+          throw new UserError(`there is no ${describeWanted(kind, namespace, name)} in ${store.url}; \`citadel policy get -A\` lists what there is`);
         }
         if (o.output === 'yaml') process.stdout.write(formatPolicyYaml(shown));
         else if (o.output === 'json') process.stdout.write(formatPolicyJson(shown));
@@ -134,6 +133,12 @@ export const registerPolicy: RegisterCommand = (program: Command) => {
       for (const ref of result.deleted) say(`${describeRef(ref)} deleted`);
     });
 };
+
+/** `peerauthentication prod/api`, or `... api in any namespace` with -A. */
+function describeWanted(kind: PolicyKind, namespace: string | undefined, name: string): string {
+  if (kind === 'MeshPolicy') return describeRef({ kind, name });
+  return namespace === undefined ? `${describeRef({ kind, name })} in any namespace` : describeRef({ kind, namespace, name });
+}
 
 /** kubectl's columns for the mesh: KIND NAMESPACE NAME MODE AGE. */
 function formatTable(docs: readonly PolicyDocument[], now: number): string {
