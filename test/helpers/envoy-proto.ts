@@ -66,18 +66,64 @@ export function envoyProtoRoot(): protobuf.Root {
   return root;
 }
 
+export interface StrictOptions {
+  /**
+   * Deprecated fields used on purpose, by full name (`envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.match_subject_alt_names`:
+   * grpc-js-xds 1.14 reads only that one).
+   */
+  allowDeprecated?: readonly string[];
+}
+
 /** Every problem found in `json` as the message `typeName`, each prefixed with its JSON path; empty when it is strictly valid. */
-export function strictEnvoyProblems(typeName: string, json: unknown): string[] {
+export function strictEnvoyProblems(typeName: string, json: unknown, options: StrictOptions = {}): string[] {
   const root = envoyProtoRoot();
   const problems: string[] = [];
-  new StrictWalker(root, problems).message(root.lookupType(typeName), json, '$');
+  new StrictWalker(root, problems, new Set(options.allowDeprecated ?? [])).message(root.lookupType(typeName), json, '$');
   return problems;
 }
 
 /** Fails the test with every problem found (see strictEnvoyProblems). */
-export function assertStrictEnvoyMessage(typeName: string, json: unknown): void {
-  const problems = strictEnvoyProblems(typeName, json);
+export function assertStrictEnvoyMessage(typeName: string, json: unknown, options: StrictOptions = {}): void {
+  const problems = strictEnvoyProblems(typeName, json, options);
   assert.deepEqual(problems, [], `${typeName} is not strictly valid:\n  ${problems.join('\n  ')}`);
+}
+
+/**
+ * The proto3 JSON `json` (as the generators write it) encoded as the binary message `typeName`:
+ * what an xDS client decodes. Durations, wrappers and Any are mapped the way protobufjs wants
+ * them; check with strictEnvoyProblems first, this does not report problems.
+ */
+export function encodeEnvoyMessage(typeName: string, json: unknown): Uint8Array {
+  const root = envoyProtoRoot();
+  const type = root.lookupType(typeName);
+  return type.encode(type.fromObject(protobufObject(root, type, json) as Record<string, unknown>)).finish();
+}
+
+function protobufObject(root: protobuf.Root, type: protobuf.Type, v: unknown): unknown {
+  const name = type.fullName;
+  if (WRAPPERS[name]) return { value: v };
+  if (name === '.google.protobuf.Duration') {
+    const m = /^(-?\d+)(?:\.(\d{1,9}))?s$/.exec(String(v));
+    if (!m) throw new Error(`not a duration: ${JSON.stringify(v)}`);
+    return { seconds: Number(m[1]), nanos: m[2] ? Number(m[2].padEnd(9, '0')) : 0 };
+  }
+  if (name === '.google.protobuf.Any') {
+    const { '@type': url, ...fields } = v as Record<string, unknown>;
+    const inner = root.lookupType(String(url).slice(String(url).lastIndexOf('/') + 1));
+    const value = inner.encode(inner.fromObject(protobufObject(root, inner, fields) as Record<string, unknown>)).finish();
+    return { type_url: url, value };
+  }
+  if (SPECIAL_JSON.has(name)) throw new Error(`encodeEnvoyMessage does not map ${name.slice(1)}`);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(v as Record<string, unknown>)) {
+    const field = type.fields[key];
+    const t = field.resolve().resolvedType;
+    const one = (item: unknown) => (t instanceof protobuf.Type ? protobufObject(root, t, item) : item);
+    if (field.map) out[key] = Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, item]) => [k, one(item)]));
+    else if (field.repeated) out[key] = (value as unknown[]).map(one);
+    else out[key] = one(value);
+  }
+  return out;
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -97,7 +143,11 @@ const SPECIAL_JSON = new Set([
 const TYPED_STRUCTS = new Set(['.udpa.type.v1.TypedStruct', '.xds.type.v3.TypedStruct']);
 
 class StrictWalker {
-  constructor(private readonly root: protobuf.Root, private readonly problems: string[]) {}
+  constructor(
+    private readonly root: protobuf.Root,
+    private readonly problems: string[],
+    private readonly allowDeprecated: ReadonlySet<string>,
+  ) {}
 
   private fail(at: string, what: string): void {
     this.problems.push(`${at}: ${what}`);
@@ -141,7 +191,7 @@ class StrictWalker {
         this.fail(p, `no field "${key}" in ${type.fullName.slice(1)}`);
         continue;
       }
-      if (field.options?.deprecated === true) this.fail(p, `deprecated field of ${type.fullName.slice(1)}`);
+      if (field.options?.deprecated === true && !this.allowDeprecated.has(`${type.fullName.slice(1)}.${key}`)) this.fail(p, `deprecated field of ${type.fullName.slice(1)}`);
       if (field.partOf) {
         const other = oneofs.get(field.partOf.name);
         if (other !== undefined) this.fail(p, `oneof ${field.partOf.name} is already set by "${other}"`);
