@@ -1,34 +1,26 @@
 /**
- * Built resources by a key that says everything they depend on, kept while snapshots use them:
- * what neither the current nor the previous snapshot asked for is dropped, so services that
- * left the mesh do not stay in memory.
+ * Built resources by a key that says everything they depend on. An entry lives as long as
+ * something else holds its value (the proxies' current results do): no generation counting, and
+ * a service that left the mesh leaves nothing behind once no proxy refers to it.
  */
-export class GenerationalMemo<V> {
-  private current = new Map<string, V>();
-  private previous = new Map<string, V>();
+export class WeakMemo<V extends object> {
+  private readonly refs = new Map<string, WeakRef<V>>();
+  private readonly registry = new FinalizationRegistry<string>((key) => {
+    if (this.refs.get(key)?.deref() === undefined) this.refs.delete(key);
+  });
   builds = 0;
   hits = 0;
 
   get(key: string, build: () => V): V {
-    let v = this.current.get(key);
-    if (v === undefined) {
-      v = this.previous.get(key);
-      if (v === undefined) {
-        this.builds++;
-        v = build();
-      } else {
-        this.hits++;
-      }
-      this.current.set(key, v);
-    } else {
+    const found = this.refs.get(key)?.deref();
+    if (found !== undefined) {
       this.hits++;
+      return found;
     }
+    this.builds++;
+    const v = build();
+    this.refs.set(key, new WeakRef(v));
+    this.registry.register(v, key);
     return v;
-  }
-
-  /** A new snapshot: what the last one did not use is forgotten after this one. */
-  advance(): void {
-    this.previous = this.current;
-    this.current = new Map();
   }
 }

@@ -10,8 +10,7 @@ import type { JsonObject } from '../bootstrap/json';
 import { LoadAssignments } from '../endpoints';
 import type { MeshService, ProxyNode, ServicePort } from '../model';
 import { inboundClusterName, inboundRouteName, outboundRouteName } from '../names';
-import { GenerationalMemo } from '../memo';
-import type { MeshSnapshot } from '../model';
+import { WeakMemo } from '../memo';
 import { PolicyScope } from '../policy-scope';
 import { isHttp } from '../protocols';
 import { ResourceSet, type GeneratedResources, type MeshInputs, type XdsResource } from '../resources';
@@ -41,10 +40,9 @@ interface ProxyEntry {
 
 export class EnvoyGenerator {
   private scope: PolicyScope | undefined;
-  private snapshot: MeshSnapshot | undefined;
-  private readonly clusters = new GenerationalMemo<XdsResource>();
-  private readonly shared = new GenerationalMemo<XdsResource>();
-  private readonly chains = new GenerationalMemo<JsonObject[]>();
+  private readonly clusters = new WeakMemo<XdsResource>();
+  private readonly shared = new WeakMemo<XdsResource>();
+  private readonly chains = new WeakMemo<JsonObject[]>();
   private readonly proxies = new Map<string, ProxyEntry>();
   private readonly counts = { proxyReuses: 0, proxyBuilds: 0 };
 
@@ -69,10 +67,6 @@ export class EnvoyGenerator {
   generate(inputs: MeshInputs, proxy: ProxyNode): GeneratedResources {
     if (proxy.generator !== 'envoy') throw new Error(`EnvoyGenerator: node ${proxy.id} is a ${proxy.generator} node; use GrpcGenerator`);
     if (this.scope === undefined || !this.scope.fits(inputs)) this.scope = PolicyScope.of(inputs);
-    if (this.snapshot !== inputs.snapshot) {
-      this.snapshot = inputs.snapshot;
-      for (const memo of [this.clusters, this.shared, this.chains]) memo.advance();
-    }
     const scope = this.scope;
     const own = inputs.snapshot.services.get(proxy.marathonId);
     const upstreams = own === undefined ? [] : own.upstreams.map((u) => resolveUpstream(inputs.snapshot, u));
@@ -106,7 +100,7 @@ export class EnvoyGenerator {
       const key = `${mode}|${proxy.certMode}|${port.port}|${port.protocol}|${redirect}`;
       const chains = this.memoChains(key, () => inboundChains(mode, proxy.certMode, { kind: 'port', port }, redirect ? { destination_port: port.port } : {}));
       if (redirect) virtualChains.push(...chains);
-      else out.add('listeners', inboundListener(proxy.instanceIp, port.port, chains));
+      else out.add('listeners', this.memo(`inbound-listener|${proxy.instanceIp}|${key}`, () => inboundListener(proxy.instanceIp, port.port, chains)));
     }
     if (redirect) {
       // Ports the service does not declare (includeInboundPorts "*") follow the workload-wide mode.

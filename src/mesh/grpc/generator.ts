@@ -7,8 +7,8 @@
  * plaintext (grpc-js cannot sniff TLS, so PERMISSIVE is plaintext, as in Istio).
  */
 import { LoadAssignments } from '../endpoints';
-import { GenerationalMemo } from '../memo';
-import type { MeshService, MeshSnapshot, ProxyNode, ServicePort } from '../model';
+import { WeakMemo } from '../memo';
+import type { MeshService, ProxyNode, ServicePort } from '../model';
 import { grpcServerListenerName, outboundClusterName, parseOutboundClusterName } from '../names';
 import { PolicyScope } from '../policy-scope';
 import { ResourceSet, type GeneratedResources, type MeshInputs, type XdsResource } from '../resources';
@@ -52,9 +52,8 @@ interface ProxyEntry {
 
 export class GrpcGenerator {
   private scope: PolicyScope | undefined;
-  private snapshot: MeshSnapshot | undefined;
-  private readonly clusters = new GenerationalMemo<XdsResource | { problem: string }>();
-  private readonly clientListeners = new GenerationalMemo<XdsResource>();
+  private readonly clusters = new WeakMemo<XdsResource | { problem: string }>();
+  private readonly clientListeners = new WeakMemo<XdsResource>();
   private readonly proxies = new Map<string, ProxyEntry>();
   private readonly counts = { proxyReuses: 0, proxyBuilds: 0 };
 
@@ -72,11 +71,6 @@ export class GrpcGenerator {
   generate(inputs: MeshInputs, proxy: ProxyNode, names: GrpcResourceNames = grpcDefaultNames(inputs, proxy)): GeneratedResources {
     if (proxy.generator !== 'grpc') throw new Error(`GrpcGenerator: node ${proxy.id} is an ${proxy.generator} node; use EnvoyGenerator`);
     if (this.scope === undefined || !this.scope.fits(inputs)) this.scope = PolicyScope.of(inputs);
-    if (this.snapshot !== inputs.snapshot) {
-      this.snapshot = inputs.snapshot;
-      this.clusters.advance();
-      this.clientListeners.advance();
-    }
     const scope = this.scope;
     const { snapshot } = inputs;
     const own = snapshot.services.get(proxy.marathonId);
