@@ -279,6 +279,7 @@ describe('Envoy outbound clusters follow DestinationRules and auto mTLS', () => 
       r.listeners.map((l) => l.name),
       ['inbound|10.0.0.5|8080', 'outbound|127.0.0.1|15080', 'outbound|127.0.0.1|15090', 'outbound|127.0.0.1|15100', 'outbound|127.0.0.1|15432'],
     );
+    assert.ok(r.listeners.every((l) => l.json.api_listener === undefined), 'Envoy sidecars get no api_listeners');
     const http = named(r.listeners, 'outbound|127.0.0.1|15080');
     assert.deepEqual(http.address, { socket_address: { address: '127.0.0.1', port_value: 15080 } });
     assert.equal(http.filter_chains[0].filters[0].typed_config.rds.route_config_name, 'outbound|15080');
