@@ -47,18 +47,16 @@ export function xdsResource(typeUrl: ResourceTypeUrl, name: string, json: JsonOb
   return { name, typeUrl, json };
 }
 
+export type ResourceKind = 'clusters' | 'endpoints' | 'listeners' | 'routes';
+
 /** Collects one proxy's resources: one per name (the first wins), listed by name so the output does not depend on input order. */
 export class ResourceSet {
-  private readonly byType = { clusters: new Map<string, XdsResource>(), endpoints: new Map<string, XdsResource>(), listeners: new Map<string, XdsResource>(), routes: new Map<string, XdsResource>() };
+  private readonly byType: Record<ResourceKind, Map<string, XdsResource>> = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), routes: new Map() };
   private readonly warnings = new Set<string>();
 
-  add(kind: keyof ResourceSet['byType'], r: XdsResource): void {
+  add(kind: ResourceKind, r: XdsResource): void {
     const m = this.byType[kind];
     if (!m.has(r.name)) m.set(r.name, r);
-  }
-
-  has(kind: keyof ResourceSet['byType'], name: string): boolean {
-    return this.byType[kind].has(name);
   }
 
   warn(message: string): void {

@@ -14,7 +14,7 @@ export const EXTENSION = {
 } as const;
 
 /** Resources that come over the same ADS stream as the one asking (RDS, EDS). */
-export const ADS_SOURCE: JsonObject = Object.freeze({ ads: Object.freeze({}), resource_api_version: 'V3' }) as JsonObject;
+export const ADS_SOURCE: JsonObject = { ads: {}, resource_api_version: 'V3' };
 
 export const ROUTER_FILTER: JsonObject = { name: EXTENSION.router.name, typed_config: { '@type': EXTENSION.router.type } };
 

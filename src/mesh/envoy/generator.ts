@@ -6,6 +6,7 @@
  * inputs are the same objects; a proxy whose own service, upstreams and policies did not change
  * gets the very same result object back.
  */
+import { isIP } from 'node:net';
 import type { JsonObject } from '../bootstrap/json';
 import { LoadAssignments } from '../endpoints';
 import type { MeshService, ProxyNode, ServicePort } from '../model';
@@ -92,6 +93,11 @@ export class EnvoyGenerator {
 
   private inbound(scope: PolicyScope, proxy: ProxyNode, own: MeshService, out: ResourceSet): void {
     const redirect = proxy.capture === 'redirect';
+    if (!redirect && (isIP(proxy.instanceIp) === 0 || proxy.instanceIp === '127.0.0.1')) {
+      // The app listens on 127.0.0.1:<port>; a listener that cannot bind would get the whole LDS update refused.
+      out.warn(`${proxy.id}: instance IP "${proxy.instanceIp}" is not the container's own IP address (MESOS_CONTAINER_IP unset?): no inbound listeners`);
+      return;
+    }
     const virtualChains: JsonObject[] = [];
     for (const port of uniquePorts(own.ports)) {
       const mode = scope.peerMode(own, port.port);

@@ -364,6 +364,14 @@ describe('Envoy endpoints and upstreams', () => {
     ]);
   });
 
+  it('explicit capture with instance IP 127.0.0.1 (where the app listens) gets no inbound listeners, and a warning', () => {
+    const r = generateEnvoy(inputsOf(mesh), proxyOf(web, { instanceIp: '127.0.0.1', id: 'sidecar~127.0.0.1~x' }));
+    assertAllStrict(r);
+    assert.deepEqual(r.listeners.map((l) => l.name).filter((n) => n.startsWith('inbound')), []);
+    assert.ok(r.listeners.some((l) => l.name === 'outbound|127.0.0.1|15080'), 'outbound still generated');
+    assert.deepEqual(r.warnings, ['sidecar~127.0.0.1~x: instance IP "127.0.0.1" is not the container\'s own IP address (MESOS_CONTAINER_IP unset?): no inbound listeners']);
+  });
+
   it('a proxy whose service is not in the mesh gets nothing, and a warning', () => {
     const r = generateEnvoy(inputsOf(snapshotOf([api], 7)), proxyOf(web));
     assert.deepEqual([r.clusters, r.endpoints, r.listeners, r.routes], [[], [], [], []]);
