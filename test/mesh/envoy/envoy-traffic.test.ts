@@ -6,6 +6,7 @@
  * RouteConfiguration inline, the rest as generated); the secrets come from SdsTestServer.
  */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
@@ -132,6 +133,7 @@ describeWithEnvoy('generated Envoy configuration between two real Envoys', () =>
     await Promise.all(envoys.map((e) => e.stop()));
     await Promise.all(sds.map((s) => s.close()));
     await Promise.all(backends.map((b) => new Promise((resolve) => b.close(resolve))));
+    rmSync(dir, { recursive: true, force: true });
   });
 
   /** A request with a forged x-forwarded-client-cert, which no mode may pass on. */
