@@ -77,10 +77,13 @@ export function encodeEnvoyJson(typeName: string, json: unknown): Buffer {
   return bytes;
 }
 
-/** Every problem with `json` as `typeName` (with `deprecated`, deprecated fields and enum values too); empty when valid. */
-export function envoyJsonProblems(typeName: string, json: unknown, opts: { deprecated?: boolean } = {}): string[] {
+/**
+ * Every problem with `json` as `typeName`; empty when valid. With `deprecated`, deprecated fields
+ * and enum values are problems too, except those named in `allowDeprecated` (`<message>.<field>`).
+ */
+export function envoyJsonProblems(typeName: string, json: unknown, opts: { deprecated?: boolean; allowDeprecated?: readonly string[] } = {}): string[] {
   const problems: string[] = [];
-  new JsonToProto(envoyProtoRoot(), problems, opts.deprecated ?? false).encode(envoyProtoRoot().lookupType(typeName), json, '$');
+  new JsonToProto(envoyProtoRoot(), problems, opts.deprecated ?? false, new Set(opts.allowDeprecated ?? [])).encode(envoyProtoRoot().lookupType(typeName), json, '$');
   return problems;
 }
 
@@ -113,7 +116,12 @@ function parseDuration(v: string): { seconds: number; nanos: number } | undefine
  * takes (well-known types as their fields, Any as bytes), and collects every problem.
  */
 class JsonToProto {
-  constructor(private readonly root: protobuf.Root, private readonly problems: string[], private readonly deprecated: boolean) {}
+  constructor(
+    private readonly root: protobuf.Root,
+    private readonly problems: string[],
+    private readonly deprecated: boolean,
+    private readonly allowDeprecated: ReadonlySet<string> = new Set(),
+  ) {}
 
   encode(type: protobuf.Type, json: unknown, at: string): Buffer {
     const obj = this.message(type, json, at);
@@ -181,7 +189,7 @@ class JsonToProto {
         this.fail(p, `no field "${key}" in ${type.fullName.slice(1)}`);
         continue;
       }
-      if (this.deprecated && field.options?.deprecated === true) this.fail(p, `deprecated field of ${type.fullName.slice(1)}`);
+      if (this.deprecated && field.options?.deprecated === true && !this.allowDeprecated.has(`${type.fullName.slice(1)}.${key}`)) this.fail(p, `deprecated field of ${type.fullName.slice(1)}`);
       if (field.partOf) {
         const other = oneofs.get(field.partOf.name);
         if (other !== undefined) this.fail(p, `oneof ${field.partOf.name} is already set by "${other}"`);
