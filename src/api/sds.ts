@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
-import { DiscoveryRequest, DiscoveryResponse, discoveryCodec } from './discovery';
+import type { DiscoveryRequest, DiscoveryResponse } from './discovery';
+import { discoveryMethod } from './discovery-services';
 import { envoyProtoRoot, SDS_PROTO_FILES, TYPE_URL_PREFIX } from './envoy-protos';
 import { GOOGLEAPIS_PROTO_DIR, PROTO_DIR } from './protos';
 
@@ -32,24 +33,6 @@ export function sdsV2ProtoRoot(): protobuf.Root {
   r.resolveAll();
   v2Root = r;
   return r;
-}
-
-/** A response as a client reads it: each resource's Any type URL and message bytes. */
-export type ReceivedDiscoveryResponse = ReturnType<typeof discoveryCodec.DiscoveryResponse.decode>;
-
-function discoveryMethod(service: protobuf.Service, name: string, stream: boolean): MethodDefinition<DiscoveryRequest, DiscoveryResponse> {
-  const m = service.methods[name];
-  if (!m) throw new Error(`${service.fullName} has no method ${name}`);
-  return {
-    path: `/${service.fullName.slice(1)}/${m.name}`,
-    requestStream: stream,
-    responseStream: stream,
-    requestSerialize: (r: DiscoveryRequest) => discoveryCodec.DiscoveryRequest.encode(r),
-    requestDeserialize: (b: Buffer) => discoveryCodec.DiscoveryRequest.decode(b),
-    responseSerialize: (r: DiscoveryResponse) => discoveryCodec.DiscoveryResponse.encode(r),
-    // Clients (tests, benchmarks) read the Any's themselves: see ReceivedDiscoveryResponse.
-    responseDeserialize: (b: Buffer) => discoveryCodec.DiscoveryResponse.decode(b) as unknown as DiscoveryResponse,
-  };
 }
 
 export interface SdsService {

@@ -21,6 +21,7 @@ interface AgentFlags {
   secretTtl: string;
   keyAlgorithm: KeyAlgorithm;
   monitoringPort: string;
+  xdsAddress?: string;
   caAddress: string;
   caRoot: string;
   joinToken?: string;
@@ -56,6 +57,14 @@ function owner(text: string | undefined): { uid: number; gid?: number } | undefi
   return { uid: Number(m[1]), gid: m[2] === undefined ? undefined : Number(m[2]) };
 }
 
+/** --xds-address, or the CA's host on istiod's port. */
+function xdsAddressOf(o: { xdsAddress?: string; caAddress: string }): string | undefined {
+  if (o.xdsAddress === 'none') return undefined;
+  if (o.xdsAddress) return o.xdsAddress;
+  const host = o.caAddress.replace(/:\d+$/, '');
+  return `${host}:15012`;
+}
+
 function portNumber(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${flag}: "${text}" is not a port number`);
@@ -78,6 +87,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     .option('--sds-dir-owner <uid[:gid]>', 'owner of each identity directory and socket (e.g. the sidecar user 1337)')
     .option('--secret-ttl <duration>', "lifetime asked for SDS workload certificates, renewed at half of it (Istio's SECRET_TTL)", '24h')
     .addOption(new Option('--key-algorithm <alg>', 'key type of SDS workload keys').choices([...KEY_ALGORITHMS]).default('ec-p256'))
+    .option('--xds-address <host:port>', "SDS mode: proxy each identity's xDS from <sds-dir>/<ns>/<sa>/xds to citadel server --xds-port (default: the --ca-address host, port 15012); 'none' to serve no xds sockets")
     .option('--monitoring-port <port>', "/metrics, /healthz, /debug/sds (the Istio agent's status port)", '15020')
     .option('--state-dir <dir>', 'where the node key and certificate are kept (default <certs-dir or sds-dir>/.citadel-agent; keep it on a persistent disk)')
     .option('--node-cert-ttl <duration>', 'lifetime to ask for the node certificate (renewed at half of it)', '24h')
@@ -103,7 +113,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
       trustDomain,
       certsDir: o.certsDir,
       sds: o.sdsDir
-        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: parseDuration(o.secretTtl, '--secret-ttl'), keyAlgorithm: o.keyAlgorithm }
+        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: parseDuration(o.secretTtl, '--secret-ttl'), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
         : undefined,
       registry,
       stateDir: o.stateDir,
