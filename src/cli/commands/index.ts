@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerProxyStatus } from './proxy-status';
 import { registerCa } from './ca';
 import { registerCert } from './cert';
 import { registerStore } from './store';
@@ -15,4 +16,4 @@ import { registerPolicy } from './policy';
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus];
