@@ -1,5 +1,5 @@
 /** Envoy clusters: outbound (EDS, with the client TLS decided for it), inbound (static, to the app on loopback), passthrough. */
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import type { CertMode } from '../bootstrap/contract';
 import type { ClientTls } from '../client-tls';
 import type { MeshService, ServicePort } from '../model';

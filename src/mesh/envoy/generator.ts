@@ -7,7 +7,7 @@
  * gets the very same result object back.
  */
 import { isIP } from 'node:net';
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import { LoadAssignments } from '../endpoints';
 import type { MeshService, ProxyNode, ServicePort } from '../model';
 import { inboundClusterName, inboundRouteName, outboundRouteName } from '../names';

@@ -4,7 +4,7 @@
  * chain; DISABLE: plaintext), forwarding to `inbound|<port>||`. Outbound: per upstream, plaintext
  * from the app on 127.0.0.1 to the upstream's cluster (which originates the TLS).
  */
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import { INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT, type CertMode } from '../bootstrap/contract';
 import type { ServicePort } from '../model';
 import {

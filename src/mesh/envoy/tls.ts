@@ -4,7 +4,7 @@
  * proxy's certMode says; DestinationRule files for SIMPLE and MUTUAL.
  */
 import { isIP } from 'node:net';
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import { CERT_FILES, CERTS_MOUNT_PATH, SDS_CERT_SECRET, SDS_CLUSTER, SDS_ROOT_SECRET, type CertMode } from '../bootstrap/contract';
 import type { ClientTls } from '../client-tls';
 import { EXTENSION } from './filters';
