@@ -6,6 +6,11 @@ import { DEFAULT_SERVICE_ACCOUNT, isInvalid, isLive, type InvalidWorkload, type 
 
 export type ViewEntry = Workload | InvalidWorkload;
 
+/** The apps and pods one applied change set, replaced or removed (empty when a re-list found nothing new). */
+export interface ViewChange {
+  readonly workloads: ReadonlyArray<{ readonly kind: 'app' | 'pod'; readonly id: string }>;
+}
+
 export interface MarathonViewOptions {
   logger?: Logger;
   /** registers citadel_marathon_* metrics (invalid workloads, workloads) when given */
@@ -41,7 +46,9 @@ export class MarathonView {
   private desiredCache: Map<string, Set<string>> | undefined;
   /** Namespaces whose accounts may have changed since desiredCache was made. */
   private readonly dirtyNamespaces = new Set<string>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(change: ViewChange) => void>();
+  /** what changed since the last notification */
+  private changed: Array<{ kind: 'app' | 'pod'; id: string }> = [];
   private readonly log: Logger;
   private readonly invalidReported?: Counter;
   /** Incremented on every applied change; lets readers skip work when nothing moved. */
@@ -130,8 +137,11 @@ export class MarathonView {
     return this.byHost.get(host)?.has(accountKey(account)) ?? false;
   }
 
-  /** Called after each applied change (event or re-list); returns the unsubscribe function. */
-  onChange(listener: () => void): () => void {
+  /**
+   * Called after each applied change (event or re-list) with what it touched; an entry that
+   * changed is a new object, an unchanged one keeps its identity. Returns the unsubscribe function.
+   */
+  onChange(listener: (change: ViewChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -206,6 +216,7 @@ export class MarathonView {
       this.entries.delete(key);
       this.signatures.delete(key);
     }
+    this.changed.push({ kind: (entry ?? old)!.kind, id: (entry ?? old)!.id });
     this.revision++;
     return true;
   }
@@ -226,9 +237,11 @@ export class MarathonView {
   }
 
   private notify(): void {
+    const change: ViewChange = { workloads: this.changed };
+    this.changed = [];
     for (const l of [...this.listeners]) {
       try {
-        l();
+        l(change);
       } catch (err) {
         this.log.error('marathon view listener failed', { error: String(err) });
       }
