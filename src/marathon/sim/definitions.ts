@@ -229,7 +229,12 @@ export function normalizeApp(input: Json, ctx: NormalizeContext): Obj {
     if (Array.isArray(container.portMappings)) {
       if (modes.has('host')) problems.push({ path: '/container/portMappings', errors: ['portMappings are not allowed with host networking'] });
       container.portMappings = (container.portMappings as Obj[]).map((p) => {
-        const m: Obj = { containerPort: 0, hostPort: 0, protocol: 'tcp', ...p };
+        const m: Obj = { containerPort: 0, protocol: 'tcp', ...p };
+        // on a container network a mapping without hostPort gets no host port; on the bridge it defaults to 0 (any)
+        if (m.hostPort === undefined || m.hostPort === null) {
+          if (modes.has('container')) delete m.hostPort;
+          else m.hostPort = 0;
+        }
         if (!m.servicePort) m.servicePort = ctx.nextServicePort();
         return m;
       });
