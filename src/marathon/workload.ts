@@ -93,7 +93,7 @@ export function isRunning(instance: WorkloadInstance): boolean {
 }
 
 /** As marathon-lb and Traefik read it: with health checks, every result must be alive, and no result yet is not healthy. */
-export function taskHealth(app: MarathonApp, task: MarathonTask): Unhealthy | undefined {
+function taskHealth(app: MarathonApp, task: MarathonTask): Unhealthy | undefined {
   if (!app.hasHealthChecks) return undefined;
   if (task.healthCheckResults.length === 0) return 'unchecked';
   return task.healthCheckResults.every((r) => r.alive) ? undefined : 'failing';
