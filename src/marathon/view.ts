@@ -1,4 +1,5 @@
 /** The in-memory view of Marathon's workloads that the controller and the server read. */
+import { isDeepStrictEqual } from 'node:util';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { silentLogger, type Logger } from '../common/log';
 import { accountKey, parseAccountKey, type AccountRef } from '../pki/identity';
@@ -33,7 +34,6 @@ function bump2<K1, K2>(m: Map<K1, Map<K2, number>>, k1: K1, k2: K2, d: number): 
 
 export class MarathonView {
   private readonly entries = new Map<string, ViewEntry>();
-  private readonly signatures = new Map<string, string>();
   /** namespace -> service account -> number of workloads naming it */
   private readonly accounts = new Map<string, Map<string, number>>();
   /** host -> accountKey -> live instances */
@@ -199,14 +199,13 @@ export class MarathonView {
 
   private set(key: string, entry: ViewEntry | undefined): boolean {
     const old = this.entries.get(key);
-    const sig = entry === undefined ? undefined : JSON.stringify(entry);
-    if (sig === this.signatures.get(key)) return false;
+    // compared by value, with no signature kept per entry: a re-list that finds nothing new changes nothing
+    if (entry === undefined ? old === undefined : old !== undefined && isDeepStrictEqual(old, entry)) return false;
     if (old) this.account(old, -1);
     if (entry && !old) this.indexGroups(key, entry.id, true);
     if (!entry && old) this.indexGroups(key, old.id, false);
     if (entry) {
       this.entries.set(key, entry);
-      this.signatures.set(key, sig!);
       this.account(entry, +1);
       if (isInvalid(entry) && !(old && isInvalid(old) && old.reason === entry.reason)) {
         this.log.warn('marathon workload has no identity', { kind: entry.kind, id: entry.id, reason: entry.reason });
@@ -214,7 +213,6 @@ export class MarathonView {
       }
     } else {
       this.entries.delete(key);
-      this.signatures.delete(key);
     }
     this.changed.push({ kind: (entry ?? old)!.kind, id: (entry ?? old)!.id });
     this.revision++;
