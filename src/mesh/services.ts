@@ -9,6 +9,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { silentLogger, type Logger } from '../common/log';
 import type { MarathonView, ViewChange } from '../marathon/view';
 import { isInvalid, type Workload } from '../marathon/workload';
+import { LayeredMap } from './layered-map';
 import type { MeshService, MeshSnapshot } from './model';
 import { meshServiceOf, type ServiceWarning } from './service-of';
 
@@ -29,9 +30,9 @@ export interface MeshServiceWarning extends ServiceWarning {
 class Snapshot implements MeshSnapshot {
   constructor(
     readonly version: number,
-    readonly services: ReadonlyMap<string, MeshService>,
+    readonly services: LayeredMap<string, MeshService>,
     /** Mesos-DNS name -> Marathon id, for the names exactly one service has */
-    readonly byDnsName: ReadonlyMap<string, string>,
+    readonly byDnsName: LayeredMap<string, string>,
   ) {}
 
   lookup(name: string): MeshService | undefined {
@@ -81,7 +82,7 @@ export class MeshServices {
         registers: [opts.registry],
       });
     }
-    const empty = new Snapshot(0, new Map(), new Map());
+    const empty = new Snapshot(0, LayeredMap.of(), LayeredMap.of());
     this.current = this.next(empty, view.workloads()) ?? new Snapshot(1, empty.services, empty.byDnsName);
     this.unsubscribe = view.onChange((change) => this.update(change));
   }
@@ -123,10 +124,10 @@ export class MeshServices {
     }
   }
 
-  /** The snapshot after `changed`, or undefined when no service changed. */
+  /** The snapshot after `changed`, or undefined when no service changed; costs about the changed services, not all. */
   private next(prev: Snapshot, changed: readonly WorkloadRef[]): Snapshot | undefined {
-    let services: Map<string, MeshService> | undefined;
-    let byDnsName: Map<string, string> | undefined;
+    const services = new Map<string, MeshService | undefined>();
+    const names = new Map<string, string | undefined>();
     for (const { kind, id } of changed) {
       const entry = this.view.get(kind, id);
       const w = entry === undefined || isInvalid(entry) ? undefined : entry;
@@ -134,20 +135,17 @@ export class MeshServices {
       if (w === source) continue;
       // Marathon keeps app and pod ids apart: removing one kind must not drop the other's service
       if (w === undefined && source !== undefined && source.kind !== kind) continue;
-      const before = (services ?? prev.services).get(id);
+      const before = services.has(id) ? services.get(id) : prev.services.get(id);
       const after = w === undefined ? undefined : this.serviceOf(w, before);
       if (w === undefined) this.sources.delete(id);
       else this.sources.set(id, w);
       if (after === before) continue;
-      services ??= new Map(prev.services);
-      if (after) services.set(id, after);
-      else services.delete(id);
-      if (before && after) continue;
+      services.set(id, after);
       // the name is a function of the id: only an added or removed service moves it
-      byDnsName ??= new Map(prev.byDnsName);
-      this.ownDnsName((after ?? before)!.dnsName, id, after !== undefined, byDnsName);
+      if (!before || !after) this.ownDnsName((after ?? before)!.dnsName, id, after !== undefined, names);
     }
-    return services ? new Snapshot(prev.version + 1, services, byDnsName ?? prev.byDnsName) : undefined;
+    if (services.size === 0) return undefined;
+    return new Snapshot(prev.version + 1, prev.services.with(services), names.size ? prev.byDnsName.with(names) : prev.byDnsName);
   }
 
   /** The service for `w`; `before` itself when nothing the mesh reads changed (a staging task, say). */
@@ -157,7 +155,8 @@ export class MeshServices {
     return before !== undefined && isDeepStrictEqual(before, service) ? before : service;
   }
 
-  private ownDnsName(name: string, id: string, owns: boolean, byDnsName: Map<string, string>): void {
+  /** Records who has the name now, and what it resolves to (`names`: undefined resolves to nothing). */
+  private ownDnsName(name: string, id: string, owns: boolean, names: Map<string, string | undefined>): void {
     let owners = this.dnsOwners.get(name);
     if (owns) {
       if (!owners) this.dnsOwners.set(name, (owners = new Set()));
@@ -167,8 +166,7 @@ export class MeshServices {
       owners?.delete(id);
       if (owners?.size === 0) this.dnsOwners.delete(name);
     }
-    if (owners && owners.size === 1) byDnsName.set(name, owners.values().next().value!);
-    else byDnsName.delete(name);
+    names.set(name, owners && owners.size === 1 ? owners.values().next().value! : undefined);
     if (owners && owners.size > 1) this.log.warn('mesh services share a Mesos-DNS name; it resolves to none of them, name them by Marathon id', { dnsName: name, marathonIds: [...owners].sort() });
   }
 
