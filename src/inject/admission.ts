@@ -91,16 +91,19 @@ export async function reviewDefinitionWrite(route: AdmissionRoute, text: string,
   if (mismatch) return unchanged;
 
   const injected: string[] = [];
-  const candidates: Array<{ member: Member; pod: JsonObject; optInLabel: boolean }> = [];
+  // opted-in apps, each the pod it becomes or why it cannot (an update of an app Marathon has may be partial)
+  const candidates: Array<{ member: Member; pod?: JsonObject; problems: Problem[]; optInLabel: boolean }> = [];
   for (const m of members) {
     if (m.status || m.id === undefined || definitionKind(m.json) !== m.kind) continue;
-    const result = injectOne(m, policy.inject, problems);
-    if (!result) continue;
+    const mine: Problem[] = [];
+    const result = injectOne(m, policy.inject, mine);
     if (m.kind === 'pod') {
+      problems.push(...mine);
+      if (!result) continue;
       m.set(withIdAsWritten(result, m.json));
       injected.push(m.id);
-    } else {
-      candidates.push({ member: m, pod: result, optInLabel: isJsonObject(m.json.labels) && m.json.labels[LABEL.inject] === 'true' });
+    } else if (result || mine.length) {
+      candidates.push({ member: m, pod: result, problems: mine, optInLabel: isJsonObject(m.json.labels) && m.json.labels[LABEL.inject] === 'true' });
     }
   }
   if (problems.length) return { kind: 'refuse', refusal: objectNotValid(groupDetails(problems)) };
@@ -120,6 +123,8 @@ export async function reviewDefinitionWrite(route: AdmissionRoute, text: string,
     }
   }
 
+  const broken = candidates.flatMap((c) => c.problems);
+  if (broken.length) return { kind: 'refuse', refusal: objectNotValid(groupDetails(broken)) };
   const single = route.resource === 'apps' && members.length === 1 && members[0].at === '';
   if (candidates.length && single) {
     const [{ member, pod, optInLabel }] = candidates;
@@ -134,7 +139,7 @@ export async function reviewDefinitionWrite(route: AdmissionRoute, text: string,
       };
     }
     const rewrite = route.method === 'POST' ? { method: 'POST' as const, path: '/v2/pods' } : { method: 'PUT' as const, path: `/v2/pods${id}` };
-    return { kind: 'forward', body: JSON.stringify(pod), rewrite, injected: [id], converted: [id], keptApps };
+    return { kind: 'forward', body: JSON.stringify(pod!), rewrite, injected: [id], converted: [id], keptApps };
   }
   if (candidates.length) {
     const where = route.resource === 'groups' ? "Marathon's /v2/groups does not create pods" : 'a list update of /v2/apps cannot create a pod';
