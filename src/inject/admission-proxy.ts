@@ -19,7 +19,7 @@ import { reviewDefinitionWrite } from './admission';
 import { admissionRouteOf, isDefinitionWriteMethod, nonCanonicalWritePath, type AdmissionRoute } from './admission-route';
 import { endToEndHeaders, forwardedRequestHeaders, lookupHeaders, wantsClose } from './forwarded-headers';
 
-/** Marathon takes large groups; ten times the largest real /v2/groups dump we know of (1,000 apps, ~1 MB). */
+/** Marathon takes large groups: over five times a real /v2/groups dump of 1,000 apps (1.8 MB, shared/marathon/group-dumps). */
 export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 export interface AdmissionProxyOptions {
@@ -155,9 +155,14 @@ export class AdmissionProxy {
     this.forward(req, res, method, target, verdict.body === undefined ? body : Buffer.from(verdict.body, 'utf8'));
   }
 
-  /** Sends the request to Marathon (its body streamed from the client, or the bytes given) and streams the answer back. */
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, method: string, target: string, body: http.IncomingMessage | Buffer): void {
+  /**
+   * Sends the request to Marathon (its body streamed from the client, or the bytes given) and
+   * streams the answer back. A request with no body to stream is sent again, once, when a kept-alive
+   * connection turns out to have been closed by Marathon just before (Node's advice for pooled sockets).
+   */
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, method: string, target: string, body: http.IncomingMessage | Buffer, retried = false): void {
     const events = /^\/v2\/events\/?(\?|$)/.test(target);
+    const streamed = !Buffer.isBuffer(body) && hasBody(body);
     const headers = forwardedRequestHeaders(req, this.upstream.host, Buffer.isBuffer(body) ? body.length : undefined);
     const up = this.lib.request({
       protocol: this.upstream.protocol,
@@ -171,24 +176,33 @@ export class AdmissionProxy {
       ...(events && this.opts.ca ? { ca: this.opts.ca } : {}),
     });
     if (events) up.setNoDelay(true);
-    up.on('response', (upRes) => this.relay(upRes, res, events));
-    up.on('error', (err) => {
+    up.on('response', (upRes) => this.relay(upRes, res, events, method, target));
+    up.on('error', (err: NodeJS.ErrnoException) => {
       if (res.headersSent) {
         res.destroy();
         return;
       }
+      if (!retried && !streamed && up.reusedSocket && err.code === 'ECONNRESET' && !res.destroyed) {
+        this.forward(req, res, method, target, body, true);
+        return;
+      }
       this.log.warn('Marathon unreachable', { method, target, error: err.message });
-      this.answer(res, 502, { message: `The admission proxy could not reach Marathon at ${this.upstream.origin}${this.prefix}: ${(err as NodeJS.ErrnoException).code ?? err.message}` });
+      this.answer(res, 502, { message: `The admission proxy could not reach Marathon at ${this.upstream.origin}${this.prefix}: ${err.code ?? err.message}` });
     });
     // the client gone (an event subscriber disconnecting, a write cancelled): so is the request to Marathon
     res.on('close', () => {
       if (!res.writableFinished) up.destroy();
     });
     if (Buffer.isBuffer(body)) up.end(body);
-    else pipeline(body, up, () => {});
+    else if (streamed) pipeline(body, up, () => {});
+    else {
+      body.resume();
+      up.end();
+    }
   }
 
-  private relay(upRes: http.IncomingMessage, res: http.ServerResponse, events: boolean): void {
+  private relay(upRes: http.IncomingMessage, res: http.ServerResponse, events: boolean, method: string, target: string): void {
+    this.log.debug('forwarded', { method, target, status: upRes.statusCode });
     const headers = endToEndHeaders(upRes.rawHeaders);
     if (wantsClose(upRes)) headers.push('Connection', 'close');
     res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
@@ -250,6 +264,11 @@ function originForm(target: string): string {
   } catch {
     return target;
   }
+}
+
+/** Whether a request carries a body (RFC 7230 §3.3.3: a Transfer-Encoding, or a Content-Length above 0). */
+function hasBody(req: http.IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
 /** The whole body, unless it is longer than `max` or the client goes away first. */

@@ -51,6 +51,8 @@ export function forwardedRequestHeaders(req: IncomingMessage, upstreamHost: stri
   if (host) out.push('X-Forwarded-Host', host);
   out.push('X-Forwarded-Proto', first(req.headers['x-forwarded-proto']) ?? 'http');
   if (bodyLength !== undefined) out.push('Content-Length', String(bodyLength));
+  // a chunked body is streamed on chunked: Node chunks by default only for some methods
+  else if (req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined) out.push('Transfer-Encoding', 'chunked');
   return out;
 }
 

@@ -418,9 +418,11 @@ describe('headers, connections and redirects (an echoing upstream)', () => {
   let seen: { url: string; rawHeaders: string[]; body: string }[] = [];
   let proxy: AdmissionProxy;
   let url: string;
+  let streams: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
 
   before(async () => {
     upstream = http.createServer((req, res) => {
+      if (req.url!.includes('/v2/events')) return streams?.(req, res);
       let body = '';
       req.on('data', (c) => (body += c)).on('end', () => {
         seen.push({ url: req.url!, rawHeaders: req.rawHeaders, body });
@@ -480,6 +482,30 @@ describe('headers, connections and redirects (an echoing upstream)', () => {
     assert.equal(res.headers.location, 'http://leader.example:8080/v2/events?x=1');
   });
 
+  it("an event stream's head reaches the client before any event, each event before the next, and its end", async () => {
+    let writeEvent: (() => void) | undefined;
+    let endStream: (() => void) | undefined;
+    const opened = new Promise<void>((resolve) => {
+      streams = (req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream;charset=utf-8' });
+        res.flushHeaders();
+        writeEvent = () => res.write('event: x\r\ndata: {}\r\n\r\n');
+        endStream = () => res.end();
+        resolve();
+      };
+    });
+    const sub = subscribe(`${url}/v2/events`);
+    await opened;
+    await waitFor('the head through the proxy, with no event sent yet', () => sub.state.status === 200);
+    assert.equal(sub.state.text, '', 'the head came alone');
+    writeEvent!();
+    await waitFor('the event', () => sub.state.events.length === 1);
+    writeEvent!();
+    await waitFor('the second event', () => sub.state.events.length === 2);
+    endStream!();
+    await waitFor('the end of the stream', () => sub.state.ended);
+  });
+
   it('502 in Marathon\'s format when Marathon cannot be reached', async (t) => {
     const dead = new AdmissionProxy({ marathon: 'http://127.0.0.1:1', policy: { inject: injectConfig(), convertApps: false, directories: new IdentityDirectories([]), namespaces: new NamespaceMap() } });
     const at = await dead.listen(0);
@@ -487,6 +513,36 @@ describe('headers, connections and redirects (an echoing upstream)', () => {
     const res = await request(`${at}/v2/apps`);
     assert.equal(res.status, 502);
     assert.match(JSON.parse(res.body).message, /could not reach Marathon at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/);
+  });
+});
+
+describe('a kept-alive connection Marathon closed as the request went out', () => {
+  it('a request without a streamed body is sent again on a new connection; a streamed one is answered 502', async (t) => {
+    // every second request on a connection finds it reset, as when Marathon closes an idle one just then
+    const upstream = http.createServer((req, res) => {
+      const sock = req.socket as typeof req.socket & { served?: number };
+      sock.served = (sock.served ?? 0) + 1;
+      req.resume();
+      req.on('end', () => {
+        if (sock.served === 2) sock.destroy();
+        else res.end(`ok ${req.method}`);
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const proxy = new AdmissionProxy({ marathon: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, policy: { inject: injectConfig(), convertApps: false, directories: new IdentityDirectories([]), namespaces: new NamespaceMap() } });
+    const url = await proxy.listen(0);
+    t.after(async () => {
+      await proxy.close();
+      upstream.closeAllConnections();
+      await new Promise((r) => upstream.close(r));
+    });
+    // one pooled connection at a time: each second request on it is reset
+    assert.equal((await request(`${url}/v2/info`)).body, 'ok GET');
+    assert.equal((await request(`${url}/v2/info`)).body, 'ok GET', 'reset, then sent again on a fresh connection');
+    assert.equal((await request(`${url}/v2/pods`, { method: 'POST', ...json(podDef({ labels: {} })) })).body, 'ok POST', 'a body the proxy read is sent again too');
+    const streamed = await request(`${url}/v2/tasks/delete`, { method: 'POST', ...json({ ids: ['a'] }) });
+    assert.equal(streamed.status, 502, 'a streamed body is gone: not sent twice');
+    assert.equal((await request(`${url}/v2/tasks/delete`, { method: 'POST', ...json({ ids: ['b'] }) })).body, 'ok POST');
   });
 });
 
@@ -518,6 +574,8 @@ function subscribe(url: string, accept = 'text/event-stream') {
   const state = { status: 0, contentType: '', text: '', events: [] as ServerSentEvent[], ended: false, req: undefined as http.ClientRequest | undefined };
   const parser = new SseParser((e) => state.events.push(e));
   const opened = new Promise<void>((resolve, reject) => {
+    // an answer held back must fail the test, not hang it
+    setTimeout(() => reject(new Error(`${url}: no answer head within 5 s`)), 5000).unref();
     const req = http.get(url, { headers: { Accept: accept }, agent: false }, (res) => {
       state.status = res.statusCode!;
       state.contentType = String(res.headers['content-type']);
