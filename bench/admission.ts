@@ -21,7 +21,7 @@ import os from 'node:os';
 import { injectConfig } from '../src/inject/config';
 import { inject } from '../src/inject/injector';
 import { SseParser } from '../src/marathon/sse';
-import type { JsonObject } from '../src/mesh/bootstrap/json';
+import type { JsonObject } from '../src/common/json';
 import { startAdmissionProxyProcess } from '../test/helpers/admission-proxy';
 import { startMarathonSimProcess } from '../test/helpers/marathon-sim';
 

@@ -13,7 +13,7 @@ import { MarathonParseError } from '../marathon/model';
 import { workloadIdentityOf } from '../marathon/workload';
 import { LABEL } from '../mesh/bootstrap/contract';
 import { absoluteMarathonId } from '../mesh/bootstrap/identity';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
 import type { AdmissionRoute } from './admission-route';
 import type { InjectConfig } from './config';
 import type { IdentityDirectories, OwnIdentity } from './identity-mounts';

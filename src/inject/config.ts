@@ -5,7 +5,7 @@ import {
   type CaptureMode, type CertMode,
 } from '../mesh/bootstrap/contract';
 import { parseHostPort, type HostPort } from '../mesh/bootstrap/host-port';
-import { isJsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonValue } from '../common/json';
 import { checkNamespace, checkTrustDomain } from '../pki/identity';
 import { defaultSidecarTemplate, type SidecarTemplate } from './template';
 

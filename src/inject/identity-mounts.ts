@@ -6,7 +6,7 @@
  */
 import * as posix from 'node:path/posix';
 import { identityDirectory } from '../mesh/bootstrap/contract';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
 
 export interface MountProblem {
   path: string;

@@ -12,7 +12,7 @@ import {
 import { envoyBootstrap } from '../mesh/bootstrap/envoy';
 import { formatHostPort } from '../mesh/bootstrap/host-port';
 import { absoluteMarathonId } from '../mesh/bootstrap/identity';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
 import { spiffeId, workloadIdentity, type WorkloadIdentity } from '../pki/identity';
 import { convertAppToPod, type AppConversion } from './app-to-pod';
 import { captureArgs, captureModeOf, captureRulesOf, LabelError } from './capture';

@@ -7,7 +7,7 @@
  */
 import { NAMESPACE_LABEL, SERVICE_ACCOUNT_LABEL, workloadIdentityOf } from '../marathon/workload';
 import { absoluteMarathonId } from '../mesh/bootstrap/identity';
-import { isJsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonValue } from '../common/json';
 import { checkNamespace, checkServiceAccount } from '../pki/identity';
 import { parseConfigText } from './config';
 

@@ -189,7 +189,7 @@ export function parseApp(v: Json, path = ''): MarathonApp {
       const name = optStr(ipAddress.networkName, `${path}/ipAddress/networkName`);
       networks = [name !== undefined ? { mode: 'container', name } : { mode: 'container' }];
     } else if (legacy !== undefined) {
-      const mode = LEGACY_DOCKER_NETWORK[legacy];
+      const mode = Object.hasOwn(LEGACY_DOCKER_NETWORK, legacy) ? LEGACY_DOCKER_NETWORK[legacy] : undefined; // not "__proto__"'s
       if (!mode) throw new MarathonParseError(`${path}/container/docker/network`, `unknown docker network "${legacy}"`);
       networks = [{ mode }];
     } else {
@@ -403,6 +403,16 @@ function optId(v: Json): string | undefined {
 }
 const optText = (v: Json): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
 
+/** `/v2/pods/<id>[::status][/]` (possibly behind a prefix such as /service/marathon) -> `<id>`. */
+function podIdOfUri(uri: string | undefined): string | undefined {
+  if (uri === undefined) return undefined;
+  const at = uri.indexOf('/v2/pods');
+  let id = at < 0 ? uri : uri.slice(at + '/v2/pods'.length);
+  const colons = id.indexOf('::'); // with indexOf, not a regex: a hostile URI of many '::' would make /::.*$/ quadratic
+  if (colons >= 0) id = id.slice(0, colons);
+  return id.endsWith('/') ? id.slice(0, -1) : id;
+}
+
 /**
  * Parses the JSON `data` of an event of a type the client acts on; undefined for other types.
  * Marathon's payloads vary by version, so a missing or odd field is left undefined rather than
@@ -420,9 +430,7 @@ export function parseMarathonEvent(type: string, data: Json): MarathonEvent | un
     case 'pod_updated_event':
     case 'pod_deleted_event': {
       // No pod id field: the id is in the URI (`/v2/pods/<id>`, possibly `::status` or a trailing slash).
-      const uri = optText(o.uri);
-      const id = uri?.replace(/^.*?\/v2\/pods/, '').replace(/::.*$/, '').replace(/\/$/, '');
-      return { type: type as 'pod_created_event', podId: optId(id) };
+      return { type: type as 'pod_created_event', podId: optId(podIdOfUri(optText(o.uri))) };
     }
     case 'group_change_success':
       return { type: 'group_change_success', groupId: optId(o.groupId) };

@@ -7,7 +7,7 @@ import type { Store } from '../store/store';
 import { CallerAuthenticator, Caller, NodeCaller, isNodeCaller } from './authn';
 import { NodeAttestation } from './attestation';
 import { serverMetrics, ServerMetrics } from './metrics';
-import type { MonitoringServer, ReadinessCheck } from './monitoring';
+import type { MonitoringServer, ReadinessCheck } from '../common/monitoring';
 import { NO_PLACEMENTS, PlacementSource } from './placement';
 import { PlacementFeed } from './placement-feed';
 import { DEFAULT_RATE_LIMIT, RateLimiter, RateLimitOptions } from './rate-limit';

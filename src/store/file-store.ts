@@ -8,7 +8,9 @@ import { ConflictError, UserError } from '../common/errors';
 import { decodeSecretRecord, encodeSecretRecord } from './secret-record';
 import { checkExpected, currentVersion, SecretWriter } from './secret-writer';
 import { checkSecretRef } from '../pki/identity';
-import { alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, LeaderElection, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions } from './store';
+import type { CanonicalPolicy } from '../mesh/policy';
+import { PolicyFiles } from './policy-files';
+import { alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, LeaderElection, PolicyEvent, Secret, SecretMetadata, Store, StoredPolicies, StoredSecret, StoreEvent, StoreOptions } from './store';
 
 /**
  * The embedded default store: a directory on local disk,
@@ -16,6 +18,7 @@ import { alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, LeaderElection,
  *   <dir>/secrets/<namespace>/istio.<sa>        one secret: JSON of its three PEMs, metadata and version
  *   <dir>/ca/istio-ca-secret/{ca-cert.pem,ca-key.pem}
  *   <dir>/tokens/<sha256>.json
+ *   <dir>/policies/<version>.json             the policy set (policy-files.ts: compare-and-set across processes)
  *
  * A secret is one file, the same document the ZooKeeper store keeps in a znode
  * (secret-record.ts), so a secret costs one inode. It is written all or nothing: a temporary file
@@ -37,17 +40,19 @@ export class FileStore implements Store {
   private readonly sync: FilesystemSync;
   /** Secret writes, batched on a worker thread. */
   private readonly writer: SecretWriter;
+  private readonly policies: PolicyFiles;
 
   private constructor(readonly dir: string, opts: StoreOptions) {
     this.url = `file:${dir}`;
     this.sync = new FilesystemSync(dir);
     this.writer = new SecretWriter(dir);
+    this.policies = new PolicyFiles(path.join(dir, 'policies'));
     this.kek = opts.kek;
   }
 
   static async open(dir: string, opts: StoreOptions = {}): Promise<FileStore> {
     const abs = path.resolve(dir);
-    for (const sub of ['secrets', 'ca', 'tokens']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+    for (const sub of ['secrets', 'ca', 'tokens', 'policies']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
     await markTopDir(path.join(abs, 'secrets'));
     const store = new FileStore(abs, opts);
     await store.collectGarbage();
@@ -105,7 +110,7 @@ export class FileStore implements Store {
     return out.sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
   }
 
-  putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
+  async putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
     this.secretFile(secret.namespace, secret.name);
     return this.locked(`${secret.namespace}/${secret.name}`, async () => {
       const version = await this.writer.write({ secret: { ...secret, keyPem: this.sealKey(secret.keyPem) }, expectedVersion });
@@ -114,7 +119,8 @@ export class FileStore implements Store {
     });
   }
 
-  deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+  async deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+    this.secretFile(namespace, name);
     return this.locked(`${namespace}/${name}`, async () => {
       const file = this.secretFile(namespace, name);
       const current = currentVersion(file);
@@ -196,6 +202,18 @@ export class FileStore implements Store {
     return record;
   }
 
+  getPolicies(): Promise<StoredPolicies> {
+    return this.policies.read();
+  }
+
+  putPolicies(documents: readonly CanonicalPolicy[], expectedVersion: number): Promise<number> {
+    return this.policies.write(documents, expectedVersion);
+  }
+
+  watchPolicies(listener: (event: PolicyEvent) => void): () => void {
+    return this.policies.watch(listener);
+  }
+
   watch(listener: (event: StoreEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -216,6 +234,7 @@ export class FileStore implements Store {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.policies.close();
     await Promise.all([...this.locks.values()]);
     await this.writer.close();
     this.sync.close();
@@ -254,7 +273,7 @@ export class FileStore implements Store {
         if (!e.includes('.tmp-') || isLeftover(nsDir, e)) await fs.rm(path.join(nsDir, e), { recursive: true, force: true });
       }
     }
-    for (const sub of ['ca', 'tokens']) {
+    for (const sub of ['ca', 'tokens', 'policies']) {
       const subDir = path.join(this.dir, sub);
       for (const e of await readdirOrEmpty(subDir)) {
         if (e.includes('.tmp-') && isLeftover(subDir, e)) await fs.rm(path.join(subDir, e), { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { formatReport } from '../../src/inject/report';
 import { DEFAULT_TEMPLATE_FILE, parseSidecarTemplate } from '../../src/inject/template';
 import { MarathonParseError } from '../../src/marathon/model';
 import { MarathonSimulator } from '../../src/marathon/simulator';
-import type { JsonObject, JsonValue } from '../../src/mesh/bootstrap/json';
+import type { JsonObject, JsonValue } from '../../src/common/json';
 import { assertStrictEnvoyMessage } from '../helpers/envoy-proto';
 import { tempDir } from '../helpers/pki';
 import { requireEnvoy } from '../helpers/envoy';

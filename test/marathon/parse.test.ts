@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, it } from 'node:test';
-import { flattenGroup, parseApp, parseAppList, parseGroup, parsePod, parsePodList, parseTask, parseTaskList, type Malformed } from '../../src/marathon/model';
+import { describe, it, test } from 'node:test';
+import { flattenGroup, MarathonParseError, parseApp, parseAppList, parseGroup, parseMarathonEvent, parsePod, parsePodList, parseTask, parseTaskList, type Malformed } from '../../src/marathon/model';
 import { sharedMarathonDir } from '../helpers/marathon-sim';
 
 const example = (name: string): unknown => JSON.parse(fs.readFileSync(path.join(sharedMarathonDir, 'examples', name), 'utf8'));
@@ -100,4 +100,13 @@ describe('malformed payloads', () => {
     assert.deepEqual(pods.map((p) => p.id), ['/q']);
     assert.deepEqual(pm.map((m) => m.path), ['(0)/instances(0)/agentHostname']);
   });
+});
+
+test('event payloads are parsed at the boundary: a pod event names its pod by URI, a hostile URI costs linear time', () => {
+  assert.deepEqual(parseMarathonEvent('pod_updated_event', { uri: '/service/marathon/v2/pods/prod/web::status' }), { type: 'pod_updated_event', podId: '/prod/web' });
+  assert.deepEqual(parseMarathonEvent('pod_deleted_event', { uri: '/v2/pods/prod/web/' }), { type: 'pod_deleted_event', podId: '/prod/web' });
+  // With /::.*$/ this took minutes (quadratic in the '::' count); found by the property tests.
+  assert.deepEqual(parseMarathonEvent('pod_created_event', { uri: `/v2/pods/x${'::'.repeat(500_000)}\n` }), { type: 'pod_created_event', podId: '/x' });
+  assert.equal(parseMarathonEvent('event_stream_attached', { remoteAddress: '1.2.3.4' }), undefined);
+  assert.throws(() => parseMarathonEvent('api_post_event', [1, 2]), MarathonParseError);
 });

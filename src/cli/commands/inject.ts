@@ -9,7 +9,7 @@ import { parseSidecarTemplate } from '../../inject/template';
 import { MarathonParseError } from '../../marathon/model';
 import { CAPTURE_MODES, CERT_MODES, DEFAULT_CERTS_DIR, DEFAULT_SDS_DIR, DEFAULT_XDS_ADDRESS, type CaptureMode, type CertMode } from '../../mesh/bootstrap/contract';
 import { parseHostPort } from '../../mesh/bootstrap/host-port';
-import type { JsonValue } from '../../mesh/bootstrap/json';
+import type { JsonValue } from '../../common/json';
 import { writeOutput } from './envoy-bootstrap';
 import type { RegisterCommand } from './index';
 

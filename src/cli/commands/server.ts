@@ -8,7 +8,7 @@ import { SecretController } from '../../controller/secret-controller';
 import { MarathonClient } from '../../marathon/client';
 import { addMarathonOptions, MarathonFlagValues, marathonClientOptionsFromFlags } from '../../marathon/flags';
 import { startCaGrpcServer } from '../../server/grpc-server';
-import { newRegistry, startMonitoring } from '../../server/monitoring';
+import { newRegistry, startMonitoring } from '../../common/monitoring';
 import { PACKAGE_VERSION } from '../../common/package-root';
 import { addCaOptions, addLogOptions, addStoreOption, caConfigFromFlags, CaFlagValues, loggerFromFlags, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';

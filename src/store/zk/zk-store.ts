@@ -5,6 +5,7 @@
  *   <chroot>/ca/istio-ca-secret                the root, created once (CREATE fails for the loser)
  *   <chroot>/tokens/<sha256 hex>               join tokens, consumed by delete-with-version
  *   <chroot>/election/                         leader election (election.ts)
+ *   <chroot>/policies                          the policy set, JSON (policy-znode.ts)
  *
  * Versions are znode versions; every conditional write is a compare-and-set in ZooKeeper itself.
  */
@@ -14,20 +15,24 @@ import zookeeper from 'node-zookeeper-client';
 import { ConflictError, UserError, errorMessage } from '../../common/errors';
 import { Logger, silentLogger } from '../../common/log';
 import { checkSecretRef } from '../../pki/identity';
+import type { CanonicalPolicy } from '../../mesh/policy';
 import {
   CaSecret,
   JoinTokenRecord,
   Kek,
+  PolicyEvent,
   Secret,
   Store,
   StoreEvent,
   StoreOptions,
+  StoredPolicies,
   StoredSecret,
   isSealed,
   type LeaderElection,
 } from '../store';
 import { decodeSecretRecord, encodeSecretRecord } from '../secret-record';
 import { ZkLeaderElection } from './election';
+import { ZkPolicies } from './policy-znode';
 import { ZkConnectionState, ZkSession, ZkStat, zkErrorCode } from './session';
 import { parseZkUrl } from './url';
 
@@ -71,6 +76,7 @@ export class ZkStore implements Store {
   private readonly namespaces = new Map<string, Promise<void>>();
   private readonly watcher = new SecretWatcher(this);
   private readonly stateEmitter = new EventEmitter();
+  private readonly policies: ZkPolicies;
 
   constructor(
     readonly url: string,
@@ -83,6 +89,7 @@ export class ZkStore implements Store {
     this.caPath = `${chroot}/ca/istio-ca-secret`;
     this.tokensPath = `${chroot}/tokens`;
     this.electionPath = `${chroot}/election`;
+    this.policies = new ZkPolicies(session, `${chroot}/policies`, (path, data) => this.session.create(path, data), log);
     this.stateEmitter.setMaxListeners(0);
   }
 
@@ -246,6 +253,18 @@ export class ZkStore implements Store {
     }
   }
 
+  getPolicies(): Promise<StoredPolicies> {
+    return this.policies.get();
+  }
+
+  putPolicies(documents: readonly CanonicalPolicy[], expectedVersion: number): Promise<number> {
+    return this.policies.put(documents, expectedVersion);
+  }
+
+  watchPolicies(listener: (event: PolicyEvent) => void): () => void {
+    return this.policies.watch(listener);
+  }
+
   watch(listener: (event: StoreEvent) => void): () => void {
     return this.watcher.add(listener);
   }
@@ -257,6 +276,7 @@ export class ZkStore implements Store {
 
   async close(): Promise<void> {
     this.watcher.stop();
+    this.policies.stop();
     await this.session.close();
   }
 
