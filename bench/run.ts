@@ -24,6 +24,7 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'reconcile-zk', what: 'initial reconcile into the ZooKeeper store' },
   { name: 'xds-generate', what: 'Envoy resources for 2,000 proxies of 1,000 services, cold and after one endpoint change (figures only)' },
   { name: 'mesh-snapshot', what: 'a new mesh snapshot after one task changes, 1,000 services with 10,000 endpoints' },
+  { name: 'admission', what: 'latency the admission proxy adds to POST /v2/pods and to /v2/events delivery' },
 ];
 
 function pick(args: string[]): Benchmark[] {

@@ -12,8 +12,9 @@ import { registerEnvoyBootstrap } from './envoy-bootstrap';
 import { registerGrpcBootstrap } from './grpc-bootstrap';
 import { registerInject } from './inject';
 import { registerPolicy } from './policy';
+import { registerAdmissionProxy } from './admission-proxy';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus, registerAdmissionProxy];
