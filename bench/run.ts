@@ -22,6 +22,9 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'grpc-create-certificate', what: 'CreateCertificate over mTLS beside cfssl serve, server CPU per certificate' },
   { name: 'grpc-delivery', what: 'cold-start delivery of 10,000 identities to 100 agents' },
   { name: 'reconcile-zk', what: 'initial reconcile into the ZooKeeper store' },
+  { name: 'xds-generate', what: 'Envoy resources for 2,000 proxies of 1,000 services, cold and after one endpoint change (figures only)' },
+  { name: 'mesh-snapshot', what: 'a new mesh snapshot after one task changes, 1,000 services with 10,000 endpoints' },
+  { name: 'admission', what: 'latency the admission proxy adds to POST /v2/pods and to /v2/events delivery' },
 ];
 
 function pick(args: string[]): Benchmark[] {

@@ -103,6 +103,7 @@ export class NodeCredentials extends EventEmitter {
   private tokenTried = false;
   private toldToReadmit = false;
   private readmitting: Promise<void> | undefined;
+  private shared: { credential: NodeCredential; client: CaClient } | undefined;
 
   constructor(private readonly opts: NodeCredentialsOptions) {
     super();
@@ -137,6 +138,8 @@ export class NodeCredentials extends EventEmitter {
   async stop(): Promise<void> {
     await this.rotator?.stop();
     await this.readmitting;
+    this.shared?.client.close();
+    this.shared = undefined;
   }
 
   /**
@@ -168,6 +171,22 @@ export class NodeCredentials extends EventEmitter {
         this.readmitting = undefined;
       }
     })();
+  }
+
+  /**
+   * One long-lived CA client presenting the current credential, for many small calls (the SDS
+   * mode's CSRs: one connection, not a TLS handshake each). Replaced when the credential is
+   * renewed; the old one is closed a little later so calls under way finish.
+   */
+  sharedClient(): CaClient {
+    const c = this.current;
+    if (!c) throw new Error('the node credential is not obtained yet');
+    if (this.shared?.credential !== c) {
+      const old = this.shared?.client;
+      if (old) setTimeout(() => old.close(), 30_000).unref();
+      this.shared = { credential: c, client: new CaClient({ ...this.opts.ca, keyPem: c.keyPem, certChainPem: c.certChainPem }) };
+    }
+    return this.shared.client;
   }
 
   /** A CA client presenting the current node credential (close it when done). */

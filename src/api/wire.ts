@@ -62,6 +62,15 @@ export class Writer {
     return this.always(field, b);
   }
 
+  /** A double field (I64), written even when zero (a oneof member must be present). */
+  double(field: number, v: number): this {
+    this.varint((field << 3) | WIRE.I64);
+    const b = Buffer.allocUnsafe(8);
+    b.writeDoubleLE(v);
+    this.chunks.push(b);
+    return this;
+  }
+
   /** A length-delimited field that is present even when empty (repeated strings, sub-messages). */
   always(field: number, b: Buffer | string): this {
     const bytes = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
@@ -79,9 +88,9 @@ export class Writer {
 export type FieldValue = number | Buffer;
 
 /**
- * Calls `on(field, wireType, value)` for each field of a message; LEN values are subarrays of
- * `buf` (no copy), VARINT values numbers. Unknown fields are the caller's to ignore; I64 and I32
- * fields are skipped. Throws ProtoDecodeError for bytes that are not a message.
+ * Calls `on(field, wireType, value)` for each field of a message; LEN, I64 and I32 values are
+ * subarrays of `buf` (no copy), VARINT values numbers. Unknown fields are the caller's to ignore.
+ * Throws ProtoDecodeError for bytes that are not a message.
  */
 export function readFields(buf: Buffer, on: (field: number, wire: number, v: FieldValue) => void): void {
   let pos = 0;
@@ -125,11 +134,13 @@ export function readFields(buf: Buffer, on: (field: number, wire: number, v: Fie
         break;
       }
       case WIRE.I64:
-        pos += 8;
+      case WIRE.I32: {
+        const len = wire === WIRE.I64 ? 8 : 4;
+        if (pos + len > buf.length) throw new ProtoDecodeError(`field ${field}: truncated`);
+        on(field, wire, buf.subarray(pos, pos + len));
+        pos += len;
         break;
-      case WIRE.I32:
-        pos += 4;
-        break;
+      }
       default:
         throw new ProtoDecodeError(`field ${field}: unsupported wire type ${wire}`);
     }

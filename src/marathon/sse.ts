@@ -9,6 +9,8 @@ export interface ServerSentEvent {
 /** Turns a text stream into events. Lines end with CRLF, LF or CR; a blank line ends an event. */
 export class SseParser {
   private buffer = '';
+  /** chunks of a line still unfinished after `buffer`, joined once it ends: a long line stays linear */
+  private pieces: string[] = [];
   private eventType = '';
   private data: string[] = [];
   /** blank lines that ended no event: Marathon's heartbeats */
@@ -17,6 +19,14 @@ export class SseParser {
   constructor(private readonly onEvent: (e: ServerSentEvent) => void) {}
 
   push(chunk: string): void {
+    if (chunk.indexOf('\n') < 0 && chunk.indexOf('\r') < 0 && !this.buffer.endsWith('\r')) {
+      this.pieces.push(chunk);
+      return;
+    }
+    if (this.pieces.length > 0) {
+      this.buffer += this.pieces.join('');
+      this.pieces = [];
+    }
     this.buffer += chunk;
     let start = 0;
     const buf = this.buffer;

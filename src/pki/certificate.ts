@@ -1,5 +1,5 @@
 import { KeyObject } from 'node:crypto';
-import { children, contextTag, expectTag, readWhole, seq, smallInteger, TAG, time, unsignedInteger } from './der';
+import { children, contextTag, DerError, expectTag, Node, readWhole, seq, smallInteger, TAG, time, unsignedInteger } from './der';
 import { hashForSignatureOid, signatureAlgorithmOid } from './keys';
 import { fromPem, toPem } from './pem';
 import {
@@ -167,7 +167,7 @@ export function parseCertificateDer(der: Buffer): ParsedCertificate {
   const subject = expectTag(f[i++], TAG.SEQUENCE, 'subject');
   const spki = expectTag(f[i++], TAG.SEQUENCE, 'subjectPublicKeyInfo');
   const extNode = f.slice(i).find((n) => n.tag === 0xa3);
-  const extensions = extNode ? decodeExtensions(children(extNode)[0].raw) : [];
+  const extensions = extNode ? decodeExtensions(expectTag(children(extNode)[0], TAG.SEQUENCE, 'extensions').raw) : [];
   const get = (o: string) => extensions.find((e) => e.oid === o);
   const bc = get(OID.basicConstraints);
   const bcFields = bc ? children(readWhole(bc.value, 'BasicConstraints')) : [];
@@ -181,8 +181,8 @@ export function parseCertificateDer(der: Buffer): ParsedCertificate {
     subjectDer: subject.raw,
     subject: decodeName(subject.raw),
     issuer: decodeName(issuer.raw),
-    notBefore: decodeTime(validity[0]),
-    notAfter: decodeTime(validity[1]),
+    notBefore: decodeTime(validity[0], 'notBefore'),
+    notAfter: decodeTime(validity[1], 'notAfter'),
     spkiDer: spki.raw,
     extensions,
     isCa: bcFields[0]?.tag === TAG.BOOLEAN && bcFields[0].content[0] !== 0,
@@ -196,13 +196,24 @@ export function parseCertificatePem(pem: string, what = 'certificate'): ParsedCe
   return parseCertificateDer(fromPem(pem, 'CERTIFICATE', what));
 }
 
-function decodeTime(node: { tag: number; content: Buffer }): Date {
+function decodeTime(node: Node | undefined, what: string): Date {
+  if (!node) throw new DerError(`${what}: missing`);
   const s = node.content.toString('latin1');
-  const m = node.tag === TAG.UTC_TIME ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s) : /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s);
-  if (!m) throw new Error(`bad certificate time "${s}"`);
+  const m =
+    node.tag === TAG.UTC_TIME ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s)
+    : node.tag === TAG.GENERALIZED_TIME ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s)
+    : null;
+  if (!m) throw new DerError(`bad certificate time "${s}"`);
   let year = Number(m[1]);
   if (node.tag === TAG.UTC_TIME) year += year < 50 ? 2000 : 1900;
-  return new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  const [month, day, hour, minute, second] = m.slice(2).map(Number);
+  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  d.setUTCFullYear(year, month - 1, day); // Date.UTC reads years 0-99 as 1900-1999
+  // Date.UTC rolls fields over (month 13, February 30, hour 24): refuse rather than read another time
+  if (d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day || d.getUTCHours() !== hour || d.getUTCMinutes() !== minute || d.getUTCSeconds() !== second) {
+    throw new DerError(`bad certificate time "${s}"`);
+  }
+  return d;
 }
 
 export function certificatePem(der: Buffer): string {

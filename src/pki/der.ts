@@ -92,17 +92,28 @@ export function oid(dotted: string): Buffer {
 
 export function decodeOid(content: Buffer): string {
   if (content.length === 0) throw new DerError('empty OBJECT IDENTIFIER');
-  const arcs: number[] = [];
-  const first = content[0];
-  arcs.push(first < 80 ? Math.floor(first / 40) : 2, first < 80 ? first % 40 : first - 80);
+  const subids: Array<number | bigint> = [];
   let v = 0;
-  for (let i = 1; i < content.length; i++) {
-    v = v * 128 + (content[i] & 0x7f);
-    if (!(content[i] & 0x80)) {
-      arcs.push(v);
+  let big: bigint | undefined; // an arc past 2^53 (2.25.<UUID>) is read exactly, not rounded
+  let fresh = true;
+  for (let i = 0; i < content.length; i++) {
+    // X.690 8.19.2: the shortest form, and the last subidentifier must end in the content
+    if (fresh && content[i] === 0x80) throw new DerError('non-minimal OBJECT IDENTIFIER arc');
+    if (big === undefined && v < 2 ** 45) v = v * 128 + (content[i] & 0x7f);
+    else big = (big ?? BigInt(v)) * 128n + BigInt(content[i] & 0x7f);
+    fresh = !(content[i] & 0x80);
+    if (fresh) {
+      subids.push(big ?? v);
       v = 0;
+      big = undefined;
     }
   }
+  if (!fresh) throw new DerError('truncated OBJECT IDENTIFIER: the last arc runs past the end');
+  // the first subidentifier is 40 * arc1 + arc2, arc1 in 0..2 (2.x takes every value from 80 up)
+  const first = subids[0];
+  const arcs: Array<number | bigint> =
+    typeof first === 'bigint' ? [2, first - 80n] : first < 80 ? [Math.floor(first / 40), first % 40] : [2, first - 80];
+  for (let i = 1; i < subids.length; i++) arcs.push(subids[i]);
   return arcs.join('.');
 }
 

@@ -7,6 +7,14 @@ export function toPem(label: string, der: Buffer): string {
   return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
 
+/** A PEM text without the one block asked for; the message says which and how many. */
+export class PemError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PemError';
+  }
+}
+
 export interface PemBlock {
   label: string;
   der: Buffer;
@@ -24,8 +32,8 @@ export function parsePemBlocks(text: string): PemBlock[] {
 /** The DER of the single block with this label; throws a clear error when absent or ambiguous. */
 export function fromPem(text: string, label: string, what = label): Buffer {
   const blocks = parsePemBlocks(text).filter((b) => b.label === label);
-  if (blocks.length === 0) throw new Error(`${what}: no "${label}" PEM block found`);
-  if (blocks.length > 1) throw new Error(`${what}: expected one "${label}" PEM block, found ${blocks.length}`);
+  if (blocks.length === 0) throw new PemError(`${what}: no "${label}" PEM block found`);
+  if (blocks.length > 1) throw new PemError(`${what}: expected one "${label}" PEM block, found ${blocks.length}`);
   return blocks[0].der;
 }
 

@@ -1,5 +1,5 @@
 import { hash, randomBytes, sign, KeyObject } from 'node:crypto';
-import { bitString, bool, children, contextTag, decodeOid, expectTag, nullValue, octets, oid, readNode, readWhole, seq, set, TAG, tlv } from './der';
+import { bitString, bool, children, contextTag, decodeOid, DerError, expectTag, nullValue, octets, oid, readNode, readWhole, seq, set, TAG, tlv } from './der';
 import { RSA_SIGNATURE_OIDS } from './keys';
 import { nativeP256 } from '../common/native';
 
@@ -66,7 +66,9 @@ export function decodeName(name: Buffer): Array<[string, string]> {
   for (const rdn of children(readNode(name))) {
     for (const atv of children(rdn)) {
       const [type, value] = children(atv);
-      out.push([decodeOid(expectTag(type, TAG.OID, 'Name attribute').content), value.content.toString('utf8')]);
+      const typeOid = decodeOid(expectTag(type, TAG.OID, 'Name attribute').content);
+      if (!value) throw new DerError(`Name attribute ${typeOid}: missing its value`);
+      out.push([typeOid, value.content.toString('utf8')]);
     }
   }
   return out;

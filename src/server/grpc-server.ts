@@ -10,7 +10,7 @@ import { NodeAttestation } from './attestation';
 import { evictedMessage, NodeEvictions } from './evictions';
 import { hashJoinToken } from './join-token';
 import { serverMetrics, ServerMetrics } from './metrics';
-import type { MonitoringServer, ReadinessCheck } from './monitoring';
+import type { MonitoringServer, ReadinessCheck } from '../common/monitoring';
 import { NodeTracker } from './node-tracker';
 import { NO_PLACEMENTS, PlacementSource } from './placement';
 import { PlacementFeed } from './placement-feed';

@@ -23,6 +23,7 @@ export function hashJoinToken(token: string): string {
   return createHash('sha256').update(token.trim(), 'utf8').digest('hex');
 }
 
+/** "cjt1." and the base64url of 32 bytes: the 43rd character carries 4 bits, so only 16 letters can end a token. */
 export function looksLikeJoinToken(token: string): boolean {
-  return /^cjt1\.[A-Za-z0-9_-]{43}$/.test(token.trim());
+  return /^cjt1\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(token.trim());
 }

@@ -10,8 +10,10 @@ import { checkTokenHash, decodeJoinTokenRecord, decodeNodeEviction, decodeNodeRe
 import { LOCK_FILE, WriterLock } from './writer-lock';
 import { checkExpected, currentVersion, SecretWriter } from './secret-writer';
 import { checkSecretRef } from '../pki/identity';
+import type { CanonicalPolicy } from '../mesh/policy';
+import { PolicyFiles } from './policy-files';
 import {
-  alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, latestEvictions, LeaderElection, NodeEviction, NodeRecord, Secret, SecretMetadata, Store, StoredSecret, StoreEvent, StoreOptions,
+  alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, latestEvictions, LeaderElection, NodeEviction, NodeRecord, PolicyEvent, Secret, SecretMetadata, Store, StoredPolicies, StoredSecret, StoreEvent, StoreOptions,
 } from './store';
 
 /**
@@ -20,6 +22,7 @@ import {
  *   <dir>/secrets/<namespace>/istio.<sa>        one secret: JSON of its three PEMs, metadata and version
  *   <dir>/ca/istio-ca-secret/{ca-cert.pem,ca-key.pem}
  *   <dir>/tokens/<sha256>.json
+ *   <dir>/policies/<version>.json             the policy set (policy-files.ts: compare-and-set across processes)
  *   <dir>/nodes/<host>.json                       what the CA knows of each node
  *   <dir>/evictions/<host>@<epoch ms>.json        `citadel node evict`, one file per eviction
  *   <dir>/citadel.lock                            the writer lock (writer-lock.ts)
@@ -46,18 +49,20 @@ export class FileStore implements Store {
   /** Secret writes, batched on a worker thread. */
   private readonly writer: SecretWriter;
   private readonly evictionWatch: EvictionWatch;
+  private readonly policies: PolicyFiles;
 
   private constructor(readonly dir: string, opts: StoreOptions, private readonly lock: WriterLock | undefined) {
     this.url = `file:${dir}`;
     this.sync = new FilesystemSync(dir);
     this.writer = new SecretWriter(dir);
+    this.policies = new PolicyFiles(path.join(dir, 'policies'));
     this.kek = opts.kek;
     this.evictionWatch = new EvictionWatch(path.join(dir, 'evictions'), () => this.listNodeEvictions());
   }
 
   static async open(dir: string, opts: StoreOptions = {}): Promise<FileStore> {
     const abs = path.resolve(dir);
-    for (const sub of ['secrets', 'ca', 'tokens', 'nodes', 'evictions']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+    for (const sub of ['secrets', 'ca', 'tokens', 'policies', 'nodes', 'evictions']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
     // The lock file is part of the layout (never removed: a lock file unlinked under a waiting
     // process would let two hold "the" lock), so a writer that comes and goes changes no listing.
     await (await fs.open(path.join(abs, LOCK_FILE), 'a', 0o600)).close();
@@ -124,7 +129,7 @@ export class FileStore implements Store {
     return out.sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
   }
 
-  putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
+  async putSecret(secret: Secret, expectedVersion?: number | null): Promise<number> {
     this.secretFile(secret.namespace, secret.name);
     return this.locked(`${secret.namespace}/${secret.name}`, async () => {
       const version = await this.writer.write({ secret: { ...secret, keyPem: this.sealKey(secret.keyPem) }, expectedVersion });
@@ -133,7 +138,8 @@ export class FileStore implements Store {
     });
   }
 
-  deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+  async deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean> {
+    this.secretFile(namespace, name);
     return this.locked(`${namespace}/${name}`, async () => {
       const file = this.secretFile(namespace, name);
       const current = currentVersion(file);
@@ -262,6 +268,18 @@ export class FileStore implements Store {
     return decodeJoinTokenRecord(`file ${file}`, text);
   }
 
+  getPolicies(): Promise<StoredPolicies> {
+    return this.policies.read();
+  }
+
+  putPolicies(documents: readonly CanonicalPolicy[], expectedVersion: number): Promise<number> {
+    return this.policies.write(documents, expectedVersion);
+  }
+
+  watchPolicies(listener: (event: PolicyEvent) => void): () => void {
+    return this.policies.watch(listener);
+  }
+
   watch(listener: (event: StoreEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -283,6 +301,7 @@ export class FileStore implements Store {
   async close(): Promise<void> {
     this.listeners.clear();
     this.evictionWatch.stop();
+    this.policies.close();
     await Promise.all([...this.locks.values()]);
     await this.writer.close();
     this.sync.close();
@@ -322,7 +341,7 @@ export class FileStore implements Store {
         if (!e.includes('.tmp-') || isLeftover(nsDir, e)) await fs.rm(path.join(nsDir, e), { recursive: true, force: true });
       }
     }
-    for (const sub of ['ca', 'tokens', 'nodes', 'evictions']) {
+    for (const sub of ['ca', 'tokens', 'policies', 'nodes', 'evictions']) {
       const subDir = path.join(this.dir, sub);
       for (const e of await readdirOrEmpty(subDir)) {
         if (e.includes('.tmp-') && isLeftover(subDir, e)) await fs.rm(path.join(subDir, e), { recursive: true, force: true });

@@ -6,6 +6,8 @@
  * private keys on the way to disk or ZooKeeper and decrypts them on the way back.
  */
 
+import type { CanonicalPolicy } from '../mesh/policy';
+
 /** Citadel's secret type for a workload key and certificate. */
 export const SECRET_TYPE = 'istio.io/key-and-cert';
 
@@ -83,6 +85,21 @@ export type StoreEvent =
   | { type: 'resync' };
 
 /**
+ * The mesh's authentication policy: every document in one versioned value, so an apply is all or
+ * nothing and every replica serves one consistent set. Version 0: nothing was ever stored.
+ */
+export interface StoredPolicies {
+  documents: CanonicalPolicy[];
+  version: number;
+}
+
+/** The stored policy set changed (here or in another process); `version` is the newest seen: re-read it. */
+export interface PolicyEvent {
+  type: 'policies';
+  version: number;
+}
+
+/**
  * `expectedVersion`: `undefined` writes unconditionally, `null` requires that the secret does
  * not exist, a number requires that version. A mismatch throws ConflictError and writes nothing.
  */
@@ -126,6 +143,20 @@ export interface Store {
    * including evictions written by other processes (`citadel node evict`); returns the unsubscribe function.
    */
   watchNodeEvictions(listener: (evictions: NodeEviction[]) => void): () => void;
+  /** The whole policy set (empty, version 0, before the first put). */
+  getPolicies(): Promise<StoredPolicies>;
+  /**
+   * Replaces the whole policy set if it is still at `expectedVersion` (0: never stored), else
+   * throws ConflictError and writes nothing; returns the new version. A set too large to store
+   * is a UserError.
+   */
+  putPolicies(documents: readonly CanonicalPolicy[], expectedVersion: number): Promise<number>;
+  /**
+   * Calls the listener when the policy set changes, by this process or another. Armed before it
+   * returns: a change after the caller's next getPolicies() always produces an event. Several
+   * changes may come as one event.
+   */
+  watchPolicies(listener: (event: PolicyEvent) => void): () => void;
 
   /** Change notifications (also for writes by other processes where the backend can tell). */
   watch(listener: (event: StoreEvent) => void): () => void;

@@ -33,7 +33,7 @@ it('the agent killed (SIGKILL) in the middle of writing leaves no torn identity 
   await f.store.putJoinToken(t.record);
   let child: ChildProcess | undefined;
   const startAgent = () => {
-    child = spawn(process.execPath, [MAIN, 'agent', '--ca-address', f.address, '--ca-root', rootFile, '--join-token', t.token, '--host', 'agent-k', '--certs-dir', certsDir, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = spawn(process.execPath, [MAIN, 'agent', '--monitoring-port', '0', '--ca-address', f.address, '--ca-root', rootFile, '--join-token', t.token, '--host', 'agent-k', '--certs-dir', certsDir, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr!.on('data', (d) => (err += d));
     child.on('exit', (code, sig) => {

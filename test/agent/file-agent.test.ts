@@ -119,16 +119,32 @@ describe('the node agent in file mode', () => {
     await waitFor('payments back', async () => (await bundleProblems(certsDir, 'shop', 'payments', f.ca.rootCertPem)).length === 0, 2000);
   });
 
+  /** Writes a tampered version of a secret into the store and waits until the agent has applied (refused) it. */
+  const deliverTampered = async (sa: string, tamper: (s: NonNullable<Awaited<ReturnType<typeof f.store.getSecret>>>) => Partial<typeof s>) => {
+    const current = (await f.store.getSecret('shop', `istio.${sa}`))!;
+    const applied = new Promise((resolve) => agent.once('synced', resolve));
+    await f.store.putSecret({ ...current, ...tamper(current), metadata: { ...current.metadata, serialNumber: `${current.metadata.serialNumber}0` } });
+    await applied;
+  };
+
   it('a secret whose certificate names another identity is refused; the last valid files stay', async () => {
     const before = await read(certsDir, 'shop', 'frontend', 'cert-chain.pem');
     const wrong = f.ca.issueKeyCertBundle(workload('shop', 'admin'));
-    const current = (await f.store.getSecret('shop', 'istio.frontend'))!;
-    await f.store.putSecret({ ...current, certChainPem: wrong.certChainPem, keyPem: wrong.keyPem, metadata: { ...current.metadata, serialNumber: wrong.serialHex } });
-    await new Promise((r) => setTimeout(r, 500));
+    await deliverTampered('frontend', () => ({ certChainPem: wrong.certChainPem, keyPem: wrong.keyPem }));
     assert.equal(await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'), before);
     assert.deepEqual(await bundleProblems(certsDir, 'shop', 'frontend', f.ca.rootCertPem), []);
     await putWorkloadSecret(f, 'shop', 'frontend');
     await waitFor('a good secret again', async () => (await read(certsDir, 'shop', 'frontend', 'cert-chain.pem')) !== before, 2000);
+  });
+
+  it("a secret whose key is not its certificate's is refused before a byte is written", async () => {
+    const before = { cert: await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'), key: await read(certsDir, 'shop', 'frontend', 'key.pem') };
+    const otherKey = f.ca.issueKeyCertBundle(workload('shop', 'frontend')).keyPem; // right identity, another key
+    const fresh = f.ca.issueKeyCertBundle(workload('shop', 'frontend'));
+    await deliverTampered('frontend', () => ({ certChainPem: fresh.certChainPem, keyPem: otherKey }));
+    assert.equal(await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'), before.cert);
+    assert.equal(await read(certsDir, 'shop', 'frontend', 'key.pem'), before.key);
+    assert.deepEqual(await bundleProblems(certsDir, 'shop', 'frontend', f.ca.rootCertPem), []);
   });
 
   it('a restart reuses the saved node certificate (the join token is spent) and the files', async () => {

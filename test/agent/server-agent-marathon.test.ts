@@ -46,7 +46,7 @@ test('citadel server + Marathon + citadel agent: a node gets the identities of t
     const token = spawnSync(process.execPath, [MAIN, 'token', 'create', '--host', host, '--store', store], { encoding: 'utf8' });
     assert.equal(token.status, 0, token.stderr);
     const certsDir = path.join(dir, `certs-${host}`);
-    const a = spawn(process.execPath, [MAIN, 'agent', '--ca-address', `127.0.0.1:${server.grpcPort}`, '--ca-root', rootFile, '--join-token', token.stdout.trim(), '--host', host, '--certs-dir', certsDir], { stdio: 'ignore' });
+    const a = spawn(process.execPath, [MAIN, 'agent', '--monitoring-port', '0', '--ca-address', `127.0.0.1:${server.grpcPort}`, '--ca-root', rootFile, '--join-token', token.stdout.trim(), '--host', host, '--certs-dir', certsDir], { stdio: 'ignore' });
     agents.push(a);
     return certsDir;
   };

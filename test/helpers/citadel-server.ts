@@ -12,6 +12,8 @@ export interface CitadelServerProcess {
   monitoringPort: number;
   /** 0 when started with --no-grpc. */
   grpcPort: number;
+  /** 0 when started with --no-xds. */
+  xdsPort: number;
   logs(): LogLine[];
   /** Everything it wrote to stderr so far. */
   raw(): string;
@@ -26,7 +28,7 @@ export interface CitadelServerProcess {
  * once its initial reconcile is done (or, with `waitFor`, once that log line appears).
  */
 export function startCitadelServer(args: string[], opts: { timeoutMs?: number; waitFor?: (l: LogLine) => boolean; env?: NodeJS.ProcessEnv } = {}): Promise<CitadelServerProcess> {
-  const child = spawn(process.execPath, [main, 'server', '--monitoring-port', '0', '--grpc-port', '0', '--log-format', 'json', ...args], {
+  const child = spawn(process.execPath, [main, 'server', '--monitoring-port', '0', '--grpc-port', '0', '--xds-port', '0', '--log-format', 'json', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
   });
@@ -36,11 +38,13 @@ export function startCitadelServer(args: string[], opts: { timeoutMs?: number; w
   return (async () => {
     const monitoring = await waitForLog((l) => l.msg === 'monitoring listening', opts.timeoutMs ?? 20_000);
     const grpc = args.includes('--no-grpc') ? undefined : await waitForLog((l) => l.msg === 'gRPC CA listening', opts.timeoutMs ?? 20_000);
+    const xds = args.includes('--no-xds') ? undefined : await waitForLog((l) => l.msg === 'xDS listening', opts.timeoutMs ?? 20_000);
     await waitForLog(opts.waitFor ?? ((l) => l.msg === 'initial reconcile done'), opts.timeoutMs ?? 20_000);
     return {
       child,
       monitoringPort: Number(monitoring.port),
       grpcPort: grpc ? Number(grpc.port) : 0,
+      xdsPort: xds ? Number(xds.port) : 0,
       logs: lines,
       raw,
       waitForLog,

@@ -1,10 +1,11 @@
-/** The hand-written codecs in src/server/api.ts against the .proto files, as protobufjs reads them. */
+/** The hand-written codecs in src/api/ca-api.ts against the .proto files, as protobufjs reads them. */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
 import { codec } from '../../src/api/ca-api';
+import { ProtoDecodeError } from '../../src/api/wire';
 import { PROTO_DIR } from '../../src/api/protos';
 
 const GOOGLEAPIS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps', 'googleapis');
@@ -85,10 +86,15 @@ describe('gRPC wire contract', () => {
     const at = { joinToken: 't', host: 'h', csr: 'c', validityDuration: 86400 };
     assert.deepEqual(codec.AttestNodeRequest.decode(Buffer.from(At.encode(At.fromObject(at)).finish())), at);
     assert.deepEqual(At.toObject(At.decode(codec.AttestNodeRequest.encode(at)), { longs: Number }), at);
+    const Pl = T('citadel.v1.PlacementsUpdate');
+    const placements = { snapshot: true, placed: [{ namespace: 'prod', serviceAccount: 'api' }, { namespace: 'prod', serviceAccount: 'web' }], removed: [{ namespace: 'old', serviceAccount: 'gone' }] };
+    assert.deepEqual(Pl.toObject(Pl.decode(codec.PlacementsUpdate.encode(placements))), placements);
+    assert.deepEqual(codec.PlacementsUpdate.decode(Buffer.from(Pl.encode(Pl.fromObject(placements)).finish())), placements);
+    assert.deepEqual(Object.keys(root.lookupService('citadel.v1.NodeService').methods).sort(), ['AttestNode', 'WatchPlacements', 'WatchSecrets']);
   });
 
   it('truncated input is an error, not a silent empty message', () => {
     const good = codec.IstioCertificateRequest.encode({ csr: 'x'.repeat(300), subjectId: '', validityDuration: 5 });
-    assert.throws(() => codec.IstioCertificateRequest.decode(good.subarray(0, 100)));
+    assert.throws(() => codec.IstioCertificateRequest.decode(good.subarray(0, 100)), ProtoDecodeError);
   });
 });

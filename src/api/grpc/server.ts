@@ -83,6 +83,10 @@ export interface GrpcServerOptions {
 
 const GRPC_CONTENT_TYPE = 'application/grpc';
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP2_HEADER_METHOD } = http2.constants;
+/** The Unix path a plaintext connection came in on, set on its socket (a session's `socket` is a proxy that passes this through). */
+const UNIX_PATH = Symbol('citadel.unixPath');
+type TaggedSocket = { [UNIX_PATH]?: string };
+
 const RESPONSE_HEADERS = { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: GRPC_CONTENT_TYPE };
 
 /** A Unix socket being served. */
@@ -96,8 +100,6 @@ export class GrpcServer {
   private readonly server: http2.Http2SecureServer | http2.Http2Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly unixListeners = new Set<net.Server>();
-  /** The Unix path each plaintext connection came in on. */
-  private readonly socketPaths = new WeakMap<object, string>();
   private readonly maxMessageBytes: number;
   private readonly requestTimeoutMs: number;
   private closing = false;
@@ -177,7 +179,7 @@ export class GrpcServer {
     if (this.opts.tls) throw new Error('Unix sockets are served in plaintext; make a GrpcServer without tls');
     fs.rmSync(socketPath, { force: true });
     const listener = net.createServer((socket) => {
-      this.socketPaths.set(socket, socketPath);
+      (socket as TaggedSocket)[UNIX_PATH] = socketPath;
       this.server.emit('connection', socket);
     });
     await new Promise<void>((resolve, reject) => {
@@ -195,7 +197,7 @@ export class GrpcServer {
         new Promise<void>((resolve) => {
           this.unixListeners.delete(listener);
           listener.close(() => resolve());
-          for (const s of this.sessions) if (this.socketPaths.get(s.socket) === socketPath) s.destroy();
+          for (const s of this.sessions) if ((s.socket as TaggedSocket | undefined)?.[UNIX_PATH] === socketPath) s.destroy();
           fs.rmSync(socketPath, { force: true });
         }),
     };
@@ -248,7 +250,7 @@ export class GrpcServer {
       session,
       tls: this.opts.tls ? (socket as TLSSocket) : undefined,
       peerAddress: socket.remoteAddress ?? '',
-      localAddress: this.socketPaths.get(socket) ?? `${socket.localAddress}:${socket.localPort}`,
+      localAddress: (socket as TaggedSocket)[UNIX_PATH] ?? `${socket.localAddress}:${socket.localPort}`,
       metadata: headers,
       signal: abort.signal,
     };

@@ -1,5 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { newRegistry, startMonitoring } from '../../common/monitoring';
+import { PACKAGE_VERSION } from '../../common/package-root';
+import { DEFAULT_CERTS_DIR, DEFAULT_SDS_DIR } from '../../mesh/bootstrap/contract';
+import { KEY_ALGORITHMS, KeyAlgorithm } from '../../pki/keys';
 import { NodeAgent } from '../../agent/node-agent';
 import { parseDuration } from '../../common/duration';
 import { UserError } from '../../common/errors';
@@ -10,12 +14,20 @@ import { addLogOptions, addTrustDomainOption, loggerFromFlags, trustDomainFromFl
 import type { RegisterCommand } from './index';
 
 interface AgentFlags {
+  sdsDir?: string;
+  sdsSocketName: string;
+  sdsSocketMode: string;
+  sdsDirOwner?: string;
+  secretTtl: string;
+  keyAlgorithm: KeyAlgorithm;
+  monitoringPort: string;
+  xdsAddress?: string;
   caAddress: string;
   caRoot: string;
   joinToken?: string;
   joinTokenFile?: string;
   host: string;
-  certsDir: string;
+  certsDir?: string;
   stateDir?: string;
   trustDomain: string;
   nodeCertTtl: string;
@@ -33,17 +45,51 @@ function readFlagFile(flag: string, file: string): string {
   }
 }
 
+function octal(text: string, flag: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new UserError(`${flag}: "${text}" is not an octal mode like 0666`);
+  return parseInt(text, 8);
+}
+
+function owner(text: string | undefined): { uid: number; gid?: number } | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+)(?::(\d+))?$/.exec(text);
+  if (!m) throw new UserError(`--sds-dir-owner: "${text}" is not UID[:GID] (numbers, e.g. 1337:1337)`);
+  return { uid: Number(m[1]), gid: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+/** --xds-address, or the CA's host on istiod's port. */
+function xdsAddressOf(o: { xdsAddress?: string; caAddress: string }): string | undefined {
+  if (o.xdsAddress === 'none') return undefined;
+  if (o.xdsAddress) return o.xdsAddress;
+  const host = o.caAddress.replace(/:\d+$/, '');
+  return `${host}:15012`;
+}
+
+function portNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${flag}: "${text}" is not a port number`);
+  return n;
+}
+
 export const registerAgent: RegisterCommand = (program: Command) => {
   const cmd = program
     .command('agent')
-    .description('node agent (file mode): keep <certs-dir>/<ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem} for the workloads Marathon places on this host')
+    .description('node agent: for the workloads Marathon places on this host, serve Envoy SDS on <sds-dir>/<ns>/<sa>/socket (keys made here) and/or keep <certs-dir>/<ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem}')
     .requiredOption('--ca-address <host:port>', "the CA's gRPC address (citadel server --grpc-port, 8060)")
     .requiredOption('--ca-root <file>', 'the Citadel root certificate (PEM) to trust')
     .option('--join-token <token>', 'one-time token from `citadel token create --host <host>`; needed only for the first start')
     .option('--join-token-file <file>', 'read the join token from a file instead (keeps it out of the process list)')
     .requiredOption('--host <host>', "this Mesos agent's hostname, as Marathon reports it for tasks")
-    .requiredOption('--certs-dir <dir>', 'where the per-identity directories go; mount <dir>/<ns>/<sa> into the sidecar at /etc/certs')
-    .option('--state-dir <dir>', 'where the node key and certificate are kept (default <certs-dir>/.citadel-agent)')
+    .option('--certs-dir <dir>', `file mode: where the per-identity directories go; mount <dir>/<ns>/<sa> into the sidecar at /etc/certs (conventionally ${DEFAULT_CERTS_DIR})`)
+    .option('--sds-dir <dir>', `SDS mode: a socket per identity at <dir>/<ns>/<sa>/<socket name>; mount <dir>/<ns>/<sa> into the sidecar (conventionally ${DEFAULT_SDS_DIR})`)
+    .option('--sds-socket-name <name>', 'the socket file in each identity directory (uds_path for Istio 1.1-era mounts)', 'socket')
+    .option('--sds-socket-mode <octal>', 'mode of each SDS socket (the identity directory is 0750)', '0666')
+    .option('--sds-dir-owner <uid[:gid]>', 'owner of each identity directory and socket (e.g. the sidecar user 1337)')
+    .option('--secret-ttl <duration>', "lifetime asked for SDS workload certificates, renewed at half of it (Istio's SECRET_TTL)", '24h')
+    .addOption(new Option('--key-algorithm <alg>', 'key type of SDS workload keys').choices([...KEY_ALGORITHMS]).default('ec-p256'))
+    .option('--xds-address <host:port>', "SDS mode: proxy each identity's xDS from <sds-dir>/<ns>/<sa>/xds to citadel server --xds-port (default: the --ca-address host, port 15012); 'none' to serve no xds sockets")
+    .option('--monitoring-port <port>', "/metrics, /healthz, /debug/sds (the Istio agent's status port)", '15020')
+    .option('--state-dir <dir>', 'where the node key and certificate are kept (default <certs-dir or sds-dir>/.citadel-agent; keep it on a persistent disk)')
     .option('--node-cert-ttl <duration>', 'lifetime to ask for the node certificate (renewed at half of it)', '24h')
     .option('--ca-server-name <name>', "the name checked in the CA's server certificate", 'istio-ca');
   addLogOptions(addTrustDomainOption(cmd)).action(async (o: AgentFlags) => {
@@ -57,6 +103,8 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     if (joinToken !== undefined && !looksLikeJoinToken(joinToken)) {
       throw new UserError(`${o.joinTokenFile ? `--join-token-file ${o.joinTokenFile}` : '--join-token'}: not a citadel join token (cjt1.<43 characters>); make one with \`citadel token create --host ${o.host}\``);
     }
+    if (!o.certsDir && !o.sdsDir) throw new UserError('give --sds-dir (SDS mode), --certs-dir (file mode), or both');
+    const registry = newRegistry();
     const agent = new NodeAgent({
       caAddress: o.caAddress,
       caRootPem,
@@ -64,18 +112,25 @@ export const registerAgent: RegisterCommand = (program: Command) => {
       host: o.host,
       trustDomain,
       certsDir: o.certsDir,
+      sds: o.sdsDir
+        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: parseDuration(o.secretTtl, '--secret-ttl'), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
+        : undefined,
+      registry,
       stateDir: o.stateDir,
       nodeCertTtlMs: parseDuration(o.nodeCertTtl, '--node-cert-ttl'),
       serverName: o.caServerName,
       logger,
     });
+    const monitoring = await startMonitoring({ port: portNumber(o.monitoringPort, '--monitoring-port'), registry, version: PACKAGE_VERSION, logger });
+    for (const c of agent.readiness()) monitoring.addReadinessCheck(c);
+    monitoring.addJsonRoute('/debug/sds', () => ({ identities: agent.sds?.identities() ?? [], certificates: (agent.workloadCerts?.list() ?? []).map((c) => ({ spiffeId: c.spiffeId, serial: c.serialHex, notAfter: c.notAfter.toISOString() })), lastNack: agent.sds?.lastNack }));
     await agent.start();
-    logger.info('agent running', { host: o.host, certsDir: o.certsDir });
+    logger.info('agent running', { host: o.host, certsDir: o.certsDir, sdsDir: o.sdsDir, monitoringPort: monitoring.port });
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);
-        agent.stop().then(resolve, resolve);
+        agent.stop().then(() => monitoring.close()).then(resolve, resolve);
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);

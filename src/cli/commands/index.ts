@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerProxyStatus } from './proxy-status';
 import { registerCa } from './ca';
 import { registerCert } from './cert';
 import { registerStore } from './store';
@@ -12,8 +13,10 @@ import { registerGrpcBootstrap } from './grpc-bootstrap';
 import { registerInject } from './inject';
 import { registerNode } from './node';
 import { registerAudit } from './audit';
+import { registerPolicy } from './policy';
+import { registerAdmissionProxy } from './admission-proxy';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerNode, registerAudit, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerNode, registerAudit, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus, registerAdmissionProxy];

@@ -10,8 +10,13 @@ import { addMarathonOptions, MarathonFlagValues, marathonClientOptionsFromFlags 
 import { AuditLog } from '../../ca/audit-log';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, startCaGrpcServer } from '../../server/grpc-server';
 import { DEFAULT_RATE_LIMIT } from '../../server/rate-limit';
-import { newRegistry, startMonitoring } from '../../server/monitoring';
+import { newRegistry, startMonitoring } from '../../common/monitoring';
 import { PACKAGE_VERSION } from '../../common/package-root';
+import { MeshServices } from '../../mesh/services';
+import { checkNamespace } from '../../pki/identity';
+import { StoredPolicies } from '../../server/policy-source';
+import { ServerCertificate } from '../../server/server-certificate';
+import { XdsServer } from '../../server/xds-server';
 import { addCaOptions, addLogOptions, addStoreOption, caConfigFromFlags, CaFlagValues, loggerFromFlags, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
@@ -28,6 +33,9 @@ interface ServerFlags extends CaFlagValues, MarathonFlagValues {
   grpcPort: string;
   grpcHostIdentities?: string;
   grpc: boolean;
+  xdsPort: string;
+  xds: boolean;
+  rootNamespace: string;
   /** Commander's defaults; optional for callers in code (the demo). */
   csrRateLimit?: string;
   csrBurst?: string;
@@ -39,7 +47,7 @@ interface ServerFlags extends CaFlagValues, MarathonFlagValues {
 export const registerServer: RegisterCommand = (program: Command) => {
   const cmd = program
     .command('server')
-    .description('run the CA: the secret controller watching Marathon, the gRPC API (port 8060) and monitoring (port 15014)');
+    .description('run the CA and control plane: the secret controller watching Marathon, the gRPC API (port 8060), xDS (port 15012) and monitoring (port 15014)');
   addLogOptions(addMarathonOptions(addCaOptions(addStoreOption(cmd))))
     .option('--workload-cert-grace-period-ratio <ratio>', 'refresh a secret when less than this share of its lifetime is left', '0.5')
     .option('--workload-cert-min-grace-period <duration>', '...or less than this, whichever is longer', '10m')
@@ -53,6 +61,9 @@ export const registerServer: RegisterCommand = (program: Command) => {
     .option('--max-concurrent-streams <n>', 'HTTP/2 streams a gRPC connection may have open at once (advertised in SETTINGS; more are refused)', String(DEFAULT_MAX_CONCURRENT_STREAMS))
     .option('--audit-log <file>', 'append one JSON line per certificate issued and per refusal to this file (fsynced in batches; read it with `citadel audit`)')
     .addOption(new Option('--no-grpc', 'run without the gRPC API (controller only)'))
+    .option('--xds-port <port>', 'the xDS control plane (ADS, CDS/EDS/LDS/RDS over mTLS), as istiod', '15012')
+    .addOption(new Option('--no-xds', 'run without the xDS control plane'))
+    .option('--root-namespace <ns>', "the mesh-wide policy namespace (PeerAuthentication without selector there applies to the whole mesh)", 'istio-system')
     .action(async (o: ServerFlags) => {
       const logger = loggerFromFlags(o);
       // Listen for the signals first: one that arrives while starting stops the server once it is
@@ -95,6 +106,10 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
   const marathonOptions = marathonClientOptionsFromFlags(o);
   const monitoringPort = port(o.monitoringPort, '--monitoring-port');
   const grpcPort = port(o.grpcPort, '--grpc-port');
+  const xdsPort = port(o.xdsPort, '--xds-port');
+  const rootNamespaceProblem = checkNamespace(o.rootNamespace);
+  if (rootNamespaceProblem) throw new UserError(`--root-namespace: ${rootNamespaceProblem}`);
+  const hostIdentities = o.grpcHostIdentities?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
   const rateLimit = {
     ratePerSecond: count(o.csrRateLimit ?? String(DEFAULT_RATE_LIMIT.ratePerSecond), '--csr-rate-limit', 0),
     burst: count(o.csrBurst ?? String(DEFAULT_RATE_LIMIT.burst), '--csr-burst', 1),
@@ -148,13 +163,14 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
     const unsubscribeAvailable = store.onAvailable(() => controller.trigger());
     closers.push(async () => unsubscribeAvailable());
 
+    let serverCertificate: ServerCertificate | undefined;
     if (o.grpc) {
       const grpcServer = await startCaGrpcServer({
         ca,
         store,
         placements: marathon.view,
         port: grpcPort,
-        hostIdentities: o.grpcHostIdentities?.split(',').map((s) => s.trim()).filter(Boolean),
+        hostIdentities,
         logger: logger.child({ component: 'grpc' }),
         registry,
         monitoring,
@@ -163,6 +179,31 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         audit,
       });
       closers.push(() => grpcServer.close());
+      serverCertificate = grpcServer.serverCertificate;
+    }
+
+    if (o.xds) {
+      const mesh = new MeshServices(marathon.view, { logger: logger.child({ component: 'mesh' }), registry });
+      closers.push(async () => mesh.close());
+      const policies = new StoredPolicies(store, logger.child({ component: 'policy' }));
+      await policies.start();
+      closers.push(async () => policies.stop());
+      const xdsCertificate = serverCertificate ?? new ServerCertificate(ca, hostIdentities, logger.child({ component: 'xds' }));
+      if (!serverCertificate) closers.push(async () => xdsCertificate.stop());
+      const xds = new XdsServer({
+        trustDomain: ca.trustDomain,
+        rootNamespace: o.rootNamespace,
+        serverCertificate: xdsCertificate,
+        placements: marathon.view,
+        mesh: { current: () => mesh.snapshot, onChange: (l) => mesh.onSnapshot(() => l()) },
+        policies,
+        port: xdsPort,
+        logger: logger.child({ component: 'xds' }),
+        registry,
+        monitoring,
+      });
+      await xds.start();
+      closers.push(() => xds.close());
     }
 
     monitoring.addReadinessCheck({ name: 'marathon', check: () => (marathon.connected ? undefined : 'not connected to Marathon') });

@@ -4,12 +4,12 @@ import {
   XDS_SERVER_NAME, XDS_SOCKET_PATH,
 } from './contract';
 import { parseHostPort, type HostPort } from './host-port';
-import type { JsonObject } from './json';
-import { nodeId, nodeMetadata, type ProxyNode } from './node';
+import type { JsonObject } from '../../common/json';
+import { nodeId, nodeMetadata, type BootstrapNode } from './node';
 import { toYaml } from './yaml';
 
 /** What an Envoy sidecar's bootstrap depends on; everything else comes over xDS. */
-export interface EnvoyBootstrapOptions extends Omit<ProxyNode, 'generator'> {
+export interface EnvoyBootstrapOptions extends Omit<BootstrapNode, 'generator'> {
   /** files mode: where the xDS server listens (default citadel.marathon.mesos:15012); sds mode uses the agent's xds socket */
   xdsAddress?: HostPort;
   /** admin listener on 127.0.0.1 (default 15000) */
@@ -74,7 +74,7 @@ function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
 
 /** The Envoy v3 bootstrap of a sidecar (sidecar contract, "Envoy bootstrap"). */
 export function envoyBootstrap(o: EnvoyBootstrapOptions): JsonObject {
-  const node: ProxyNode = { ...o, generator: 'envoy' };
+  const node: BootstrapNode = { ...o, generator: 'envoy' };
   const clusters: JsonObject[] =
     o.certMode === 'sds'
       ? [pipeCluster(SDS_CLUSTER, SDS_SOCKET_PATH, false), pipeCluster(XDS_CLUSTER, XDS_SOCKET_PATH, true)]

@@ -2,11 +2,11 @@ import {
   CERT_FILES, CERTS_MOUNT_PATH, DEFAULT_GRPC_REFRESH_INTERVAL, GRPC_CERT_PROVIDER, GRPC_SERVER_LISTENER_TEMPLATE,
   XDS_SOCKET_PATH,
 } from './contract';
-import type { JsonObject } from './json';
-import { nodeId, nodeMetadata, type ProxyNode } from './node';
+import type { JsonObject } from '../../common/json';
+import { nodeId, nodeMetadata, type BootstrapNode } from './node';
 
 /** What a proxyless gRPC service's bootstrap depends on (grpc-js-xds, gRFC A27/A29). */
-export interface GrpcBootstrapOptions extends Omit<ProxyNode, 'generator' | 'certMode' | 'capture'> {
+export interface GrpcBootstrapOptions extends Omit<BootstrapNode, 'generator' | 'certMode' | 'capture'> {
   /** where the identity's cert-chain.pem, key.pem, root-cert.pem are mounted (default /etc/certs) */
   certsDir?: string;
   /** how often grpc-js re-reads them (a protobuf JSON duration, default 10s) */
@@ -19,7 +19,7 @@ export interface GrpcBootstrapOptions extends Omit<ProxyNode, 'generator' | 'cer
  * files, so its node says `files` and `explicit`.
  */
 export function grpcBootstrap(o: GrpcBootstrapOptions): JsonObject {
-  const node: ProxyNode = { ...o, generator: 'grpc', certMode: 'files', capture: 'explicit' };
+  const node: BootstrapNode = { ...o, generator: 'grpc', certMode: 'files', capture: 'explicit' };
   const dir = (o.certsDir ?? CERTS_MOUNT_PATH).replace(/\/+$/, '');
   return {
     xds_servers: [{ server_uri: `unix://${XDS_SOCKET_PATH}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],

@@ -1,8 +1,8 @@
 import { spiffeId, type WorkloadIdentity } from '../../pki/identity';
 import { META, type CaptureMode, type CertMode, type ProxyGenerator } from './contract';
 
-/** Who a proxy (Envoy sidecar or proxyless gRPC service) is: what the xDS server learns from its node. */
-export interface ProxyNode {
+/** Who a proxy is, as its bootstrap tells the xDS server in node.id and node.metadata (the server reads it back as a mesh ProxyNode). */
+export interface BootstrapNode {
   identity: WorkloadIdentity;
   /** the Marathon app or pod id, absolute (`/prod/payments/api`) */
   marathonId: string;
@@ -22,13 +22,13 @@ export function taskNameOf(marathonId: string): string {
 }
 
 /** `<generator prefix>~<instance-ip>~<instance-id>`: `sidecar~...` for Envoy, `grpc~...` for proxyless gRPC. */
-export function nodeId(node: ProxyNode): string {
+export function nodeId(node: BootstrapNode): string {
   const prefix = node.generator === 'envoy' ? 'sidecar' : 'grpc';
   return `${prefix}~${node.instanceIp ?? DEFAULT_INSTANCE_IP}~${node.instanceId ?? taskNameOf(node.marathonId)}`;
 }
 
 /** node.metadata: strings only, so Envoy and grpc-js carry them unchanged. */
-export function nodeMetadata(node: ProxyNode): Record<string, string> {
+export function nodeMetadata(node: BootstrapNode): Record<string, string> {
   return {
     [META.marathonId]: node.marathonId,
     [META.namespace]: node.identity.namespace,

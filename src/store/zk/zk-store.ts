@@ -7,6 +7,7 @@
  *   <chroot>/election/                         leader election (election.ts)
  *   <chroot>/nodes/<host>                      what the CA replicas know of each node
  *   <chroot>/evictions/<host>@<epoch ms>       `citadel node evict`, one immutable znode per eviction
+ *   <chroot>/policies                          the policy set, JSON (policy-znode.ts)
  *
  * Versions are znode versions; every conditional write is a compare-and-set in ZooKeeper itself.
  * With `--zk-auth-file`, every znode is created (by ZkSession) with an ACL granting everything to
@@ -18,6 +19,7 @@ import zookeeper from 'node-zookeeper-client';
 import { ConflictError, UserError, errorMessage } from '../../common/errors';
 import { Logger, silentLogger } from '../../common/log';
 import { checkSecretRef } from '../../pki/identity';
+import type { CanonicalPolicy } from '../../mesh/policy';
 import {
   CaSecret,
   JoinTokenRecord,
@@ -25,10 +27,12 @@ import {
   latestEvictions,
   NodeEviction,
   NodeRecord,
+  PolicyEvent,
   Secret,
   Store,
   StoreEvent,
   StoreOptions,
+  StoredPolicies,
   StoredSecret,
   isSealed,
   type LeaderElection,
@@ -37,6 +41,7 @@ import { decodeSecretRecord, encodeSecretRecord } from '../secret-record';
 import { checkTokenHash, decodeJoinTokenRecord, decodeNodeEviction, decodeNodeRecord, encodeRecord, evictionName, hostSegment, isEvictionName } from '../records';
 import { aclProblem, ZkAuth } from './auth';
 import { ZkLeaderElection } from './election';
+import { ZkPolicies } from './policy-znode';
 import { ZkConnectionState, ZkSession, ZkStat, zkErrorCode } from './session';
 import { parseZkUrl } from './url';
 
@@ -90,6 +95,7 @@ export class ZkStore implements Store {
   private readonly watcher = new SecretWatcher(this);
   private readonly evictionWatcher: EvictionWatcher;
   private readonly stateEmitter = new EventEmitter();
+  private readonly policies: ZkPolicies;
 
   constructor(
     readonly url: string,
@@ -106,6 +112,7 @@ export class ZkStore implements Store {
     this.evictionsPath = `${chroot}/evictions`;
     this.electionPath = `${chroot}/election`;
     this.evictionWatcher = new EvictionWatcher(session, this.evictionsPath, log);
+    this.policies = new ZkPolicies(session, `${chroot}/policies`, (path, data) => this.session.create(path, data), log);
     this.stateEmitter.setMaxListeners(0);
   }
 
@@ -358,6 +365,18 @@ export class ZkStore implements Store {
     }
   }
 
+  getPolicies(): Promise<StoredPolicies> {
+    return this.policies.get();
+  }
+
+  putPolicies(documents: readonly CanonicalPolicy[], expectedVersion: number): Promise<number> {
+    return this.policies.put(documents, expectedVersion);
+  }
+
+  watchPolicies(listener: (event: PolicyEvent) => void): () => void {
+    return this.policies.watch(listener);
+  }
+
   watch(listener: (event: StoreEvent) => void): () => void {
     return this.watcher.add(listener);
   }
@@ -370,6 +389,7 @@ export class ZkStore implements Store {
   async close(): Promise<void> {
     this.watcher.stop();
     this.evictionWatcher.stop();
+    this.policies.stop();
     await this.session.close();
   }
 

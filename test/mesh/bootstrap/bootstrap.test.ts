@@ -9,7 +9,7 @@ import { envoyBootstrap, envoyBootstrapYaml, type EnvoyBootstrapOptions } from '
 import { grpcBootstrap } from '../../../src/mesh/bootstrap/grpc';
 import { parseHostPort } from '../../../src/mesh/bootstrap/host-port';
 import { proxyIdentityOf } from '../../../src/mesh/bootstrap/identity';
-import type { JsonObject } from '../../../src/mesh/bootstrap/json';
+import type { JsonObject } from '../../../src/common/json';
 import { toYaml } from '../../../src/mesh/bootstrap/yaml';
 import { assertStrictEnvoyMessage, strictEnvoyProblems } from '../../helpers/envoy-proto';
 import { bundleFor, cliPath, tempDir, testCa } from '../../helpers/pki';

@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { Logger } from '../common/log';
+import { Logger } from './log';
 
 /** One readiness condition: a name and a check that says why it is not ready, or undefined. */
 export interface ReadinessCheck {
@@ -14,6 +14,8 @@ export interface MonitoringServer {
   registry: Registry;
   /** Adds a condition to /healthz. */
   addReadinessCheck(check: ReadinessCheck): void;
+  /** Serves JSON at `path` (e.g. /debug/syncz); the handler gets the query. */
+  addJsonRoute(path: string, handler: (query: URLSearchParams) => unknown | Promise<unknown>): void;
   close(): Promise<void>;
 }
 
@@ -24,14 +26,23 @@ export function newRegistry(): Registry {
 }
 
 /**
- * Citadel's monitoring port (`--monitoring-port`, 15014): `/metrics` (Prometheus), `/healthz`
- * (200 only when every readiness check passes, else 503 with the reasons) and `/version`.
+ * A monitoring port (the server's 15014 as Citadel's, the agent's 15020 as the Istio agent's status
+ * port): `/metrics` (Prometheus), `/healthz` (200 only when every readiness check passes, else 503
+ * with the reasons), `/version`, and JSON debug routes.
  */
 export async function startMonitoring(opts: { port: number; host?: string; registry: Registry; version: string; logger: Logger }): Promise<MonitoringServer> {
   const checks: ReadinessCheck[] = [];
+  const routes = new Map<string, (query: URLSearchParams) => unknown | Promise<unknown>>();
   const server = http.createServer(async (req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
+    const [url, query = ''] = (req.url ?? '/').split('?');
     try {
+      const route = routes.get(url);
+      if (route) {
+        const body = await route(new URLSearchParams(query));
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body) + '\n');
+        return;
+      }
       if (url === '/metrics') {
         res.writeHead(200, { 'content-type': opts.registry.contentType });
         res.end(await opts.registry.metrics());
@@ -44,7 +55,7 @@ export async function startMonitoring(opts: { port: number; host?: string; regis
         res.end(JSON.stringify({ name: 'marathon-citadel', version: opts.version, node: process.version }) + '\n');
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end('not found: try /metrics, /healthz or /version\n');
+        res.end(`not found: try ${['/metrics', '/healthz', '/version', ...routes.keys()].join(', ')}\n`);
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/plain' });
@@ -61,6 +72,7 @@ export async function startMonitoring(opts: { port: number; host?: string; regis
     port,
     registry: opts.registry,
     addReadinessCheck: (c) => checks.push(c),
+    addJsonRoute: (path, handler) => routes.set(path, handler),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

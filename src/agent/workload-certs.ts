@@ -1,0 +1,206 @@
+/**
+ * SDS mode's certificates: for each identity on this node, a key made here (and kept in memory
+ * only), a CSR with exactly the identity's URI SAN, signed by the CA under the node's authority
+ * (CreateCertificate), renewed at half its lifetime. One certificate per identity, however many
+ * streams want it: concurrent first requests wait for the same CSR.
+ */
+import { EventEmitter } from 'node:events';
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import { Backoff, BackoffOptions, sleep } from '../common/backoff';
+import { errorMessage } from '../common/errors';
+import type { Logger } from '../common/log';
+import { checkBundle } from '../pki/bundle';
+import { createCsr } from '../pki/csr';
+import { AccountRef, accountKey, spiffeId, workloadIdentity } from '../pki/identity';
+import { generateKeyPair, KeyAlgorithm, privateKeyToPem } from '../pki/keys';
+import { splitCertificates } from '../pki/pem';
+import type { NodeCredentials } from './node-credential';
+import { caRefusal } from './ca-refusal';
+import { Rotator } from './rotator';
+
+export interface WorkloadCert {
+  account: AccountRef;
+  spiffeId: string;
+  /** Leaf, then the intermediates (not the root). */
+  certChainPem: string;
+  keyPem: string;
+  /** The root the chain leads to, as the CA sent it. */
+  rootCertPem: string;
+  notBefore: Date;
+  notAfter: Date;
+  serialHex: string;
+}
+
+export interface WorkloadCertMetrics {
+  csrSeconds: Histogram;
+  csrErrors: Counter;
+  expiry: Gauge<'spiffe_id'>;
+}
+
+export interface WorkloadCertificatesOptions {
+  credentials: NodeCredentials;
+  trustDomain: string;
+  /** --ca-root: every certificate must chain to it. */
+  caRootPem: string;
+  /** --secret-ttl (Istio's SECRET_TTL, 24h). */
+  ttlMs: number;
+  keyAlgorithm: KeyAlgorithm;
+  logger: Logger;
+  backoff?: BackoffOptions;
+  metrics?: WorkloadCertMetrics;
+  /** CSRs in flight at once (the CA rate-limits each node). */
+  concurrency?: number;
+}
+
+interface Entry {
+  account: AccountRef;
+  cert?: WorkloadCert;
+  pending?: Promise<WorkloadCert>;
+  rotator?: Rotator<WorkloadCert>;
+  expiryTimer?: NodeJS.Timeout;
+  released: AbortController;
+}
+
+/**
+ * Events: `issued` (cert, { rootChanged }) for each new certificate of an identity, `expired`
+ * (account) when a certificate expired without a successor (the CA unreachable meanwhile).
+ */
+export class WorkloadCertificates extends EventEmitter {
+  private readonly entries = new Map<string, Entry>();
+  private inFlight = 0;
+  private readonly queue: Array<() => void> = [];
+
+  constructor(private readonly opts: WorkloadCertificatesOptions) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** The identity's certificate if it has a valid one now; never an expired one. */
+  current(account: AccountRef): WorkloadCert | undefined {
+    const cert = this.entries.get(accountKey(account))?.cert;
+    return cert && cert.notAfter.getTime() > Date.now() ? cert : undefined;
+  }
+
+  /** The identity's certificate, obtained (once, for every caller) if it has none: retried until it succeeds or the identity is released. */
+  ensure(account: AccountRef): Promise<WorkloadCert> {
+    const key = accountKey(account);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { account, released: new AbortController() };
+      this.entries.set(key, entry);
+    }
+    const now = this.current(account);
+    if (now) return Promise.resolve(now);
+    entry.pending ??= this.firstCertificate(entry).finally(() => (entry!.pending = undefined));
+    return entry.pending;
+  }
+
+  /** The identity left the node: stop renewing it and forget its key. */
+  release(account: AccountRef): void {
+    const key = accountKey(account);
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    entry.released.abort();
+    void entry.rotator?.stop();
+    clearTimeout(entry.expiryTimer);
+    this.opts.metrics?.expiry.remove({ spiffe_id: spiffeId(workloadIdentity(this.opts.trustDomain, account.namespace, account.serviceAccount)) });
+  }
+
+  /** Renews an identity's certificate now (a new key too), as its rotation would. */
+  async rotateNow(account: AccountRef): Promise<void> {
+    await this.entries.get(accountKey(account))?.rotator?.rotateNow();
+  }
+
+  /** Every identity with a certificate, for status pages. */
+  list(): WorkloadCert[] {
+    return [...this.entries.values()].flatMap((e) => (e.cert ? [e.cert] : []));
+  }
+
+  async close(): Promise<void> {
+    for (const e of [...this.entries.values()]) this.release(e.account);
+  }
+
+  private async firstCertificate(entry: Entry): Promise<WorkloadCert> {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000, ...this.opts.backoff });
+    for (;;) {
+      if (entry.released.signal.aborted) throw new Error(`${accountKey(entry.account)} left this node`);
+      try {
+        const cert = await this.issue(entry.account);
+        if (entry.released.signal.aborted) throw new Error(`${accountKey(entry.account)} left this node`);
+        this.install(entry, cert);
+        entry.rotator = new Rotator(cert, {
+          what: `certificate of ${cert.spiffeId}`,
+          renew: () => this.issue(entry.account),
+          onRotated: (next) => this.install(entry, next),
+          refusal: caRefusal,
+          backoff: this.opts.backoff,
+          logger: this.opts.logger,
+        });
+        return cert;
+      } catch (err) {
+        if (entry.released.signal.aborted) throw err;
+        const delay = backoff.next();
+        const refusal = caRefusal(err);
+        if (refusal) this.opts.logger.error('the CA refuses this node a workload certificate; retrying', { identity: accountKey(entry.account), refusal, retryInMs: delay });
+        else this.opts.logger.warn('cannot obtain a workload certificate; retrying', { identity: accountKey(entry.account), error: errorMessage(err), retryInMs: delay });
+        await sleep(delay, entry.released.signal);
+      }
+    }
+  }
+
+  private install(entry: Entry, cert: WorkloadCert): void {
+    const rootChanged = entry.cert !== undefined && entry.cert.rootCertPem !== cert.rootCertPem;
+    entry.cert = cert;
+    this.opts.metrics?.expiry.set({ spiffe_id: cert.spiffeId }, cert.notAfter.getTime() / 1000);
+    clearTimeout(entry.expiryTimer);
+    // A certificate that expires before its successor arrives (the CA away) must no longer be served.
+    entry.expiryTimer = setTimeout(() => {
+      if (entry.cert === cert && !entry.released.signal.aborted) this.emit('expired', entry.account);
+    }, Math.min(2 ** 31 - 1, Math.max(0, cert.notAfter.getTime() - Date.now())));
+    entry.expiryTimer.unref?.();
+    this.emit('issued', cert, { rootChanged });
+  }
+
+  /** Makes a key and a CSR and has the CA sign it under the node credential; checks the answer before use. */
+  private async issue(account: AccountRef): Promise<WorkloadCert> {
+    await this.slot();
+    const started = performance.now();
+    try {
+      const identity = workloadIdentity(this.opts.trustDomain, account.namespace, account.serviceAccount);
+      const id = spiffeId(identity);
+      const key = generateKeyPair(this.opts.keyAlgorithm).privateKey;
+      const csr = createCsr({ key, uris: [id] });
+      const chain = await this.opts.credentials.sharedClient().createCertificate(csr, Math.round(this.opts.ttlMs / 1000));
+      const pems = chain.flatMap((c) => splitCertificates(c));
+      const rootCertPem = pems[pems.length - 1];
+      if (pems.length < 2 || !splitCertificates(this.opts.caRootPem).includes(rootCertPem)) {
+        throw new Error('the CA answered with a chain whose root is not the --ca-root');
+      }
+      const certChainPem = pems.slice(0, -1).join('');
+      const keyPem = privateKeyToPem(key);
+      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: this.opts.caRootPem, expected: identity });
+      if (!check.ok || !check.leaf) throw new Error(`the CA's certificate is refused: ${check.problems.join('; ')}`);
+      this.opts.metrics?.csrSeconds.observe((performance.now() - started) / 1000);
+      return { account, spiffeId: id, certChainPem, keyPem, rootCertPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter, serialHex: check.leaf.serialHex };
+    } catch (err) {
+      this.opts.metrics?.csrErrors.inc();
+      throw err;
+    } finally {
+      this.releaseSlot();
+    }
+  }
+
+  private slot(): Promise<void> {
+    if (this.inFlight < (this.opts.concurrency ?? 64)) {
+      this.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.queue.push(() => (this.inFlight++, resolve())));
+  }
+
+  private releaseSlot(): void {
+    this.inFlight--;
+    this.queue.shift()?.();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * TLS contexts of an Envoy sidecar: the workload certificate and the mesh root from SDS
+ * (`default` and `ROOTCA` on cluster sds-grpc) or from the files under /etc/certs, as the
+ * proxy's certMode says; DestinationRule files for SIMPLE and MUTUAL.
+ */
+import { isIP } from 'node:net';
+import type { JsonObject } from '../../common/json';
+import { CERT_FILES, CERTS_MOUNT_PATH, SDS_CERT_SECRET, SDS_CLUSTER, SDS_ROOT_SECRET, type CertMode } from '../bootstrap/contract';
+import type { ClientTls } from '../client-tls';
+import { EXTENSION } from './filters';
+
+/**
+ * Byte-identical everywhere: Envoy opens one SDS stream per secret name per distinct
+ * SdsSecretConfig (envoy-research section 1), so any difference would open more streams.
+ */
+export const SDS_CONFIG: JsonObject = {
+  api_config_source: {
+    api_type: 'GRPC',
+    transport_api_version: 'V3',
+    grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }],
+    set_node_on_first_message_only: true,
+  },
+  initial_fetch_timeout: '0s',
+  resource_api_version: 'V3',
+};
+
+const secret = (name: string): JsonObject => ({ name, sds_config: SDS_CONFIG });
+const file = (name: string): JsonObject => ({ filename: `${CERTS_MOUNT_PATH}/${name}` });
+
+/** The workload certificate, as common_tls_context fields. */
+function workloadCertificate(certMode: CertMode): JsonObject {
+  return certMode === 'sds'
+    ? { tls_certificate_sds_secret_configs: [secret(SDS_CERT_SECRET)] }
+    : { tls_certificates: [{ certificate_chain: file(CERT_FILES.certChain), private_key: file(CERT_FILES.key) }] };
+}
+
+/** The mesh root, plus any SAN matchers, as common_tls_context fields. */
+function meshRootValidation(certMode: CertMode, sanMatchers: JsonObject[]): JsonObject {
+  const matchers: JsonObject = sanMatchers.length > 0 ? { match_typed_subject_alt_names: sanMatchers } : {};
+  if (certMode === 'files') return { validation_context: { trusted_ca: file(CERT_FILES.root), ...matchers } };
+  if (sanMatchers.length === 0) return { validation_context_sds_secret_config: secret(SDS_ROOT_SECRET) };
+  return { combined_validation_context: { default_validation_context: matchers, validation_context_sds_secret_config: secret(SDS_ROOT_SECRET) } };
+}
+
+/** A SAN as Envoy matches it: URIs (SPIFFE IDs) by URI, IP literals by IP, anything else by DNS. */
+export function sanMatcher(san: string): JsonObject {
+  const sanType = /^[a-z][a-z0-9+.-]*:/i.test(san) ? 'URI' : isIP(san) !== 0 ? 'IP_ADDRESS' : 'DNS';
+  return { san_type: sanType, matcher: { exact: san } };
+}
+
+/**
+ * The server side of mTLS: the workload certificate, any client certificate from the mesh root
+ * required. HTTP ports offer h2 and http/1.1 (a client offering only `istio` gets HTTP/1.1).
+ */
+export function downstreamMtls(certMode: CertMode, http: boolean): JsonObject {
+  return {
+    name: EXTENSION.tls.name,
+    typed_config: {
+      '@type': EXTENSION.tls.downstream,
+      common_tls_context: {
+        ...workloadCertificate(certMode),
+        ...meshRootValidation(certMode, []),
+        ...(http && { alpn_protocols: ['h2', 'http/1.1'] }),
+      },
+      require_client_certificate: true,
+    },
+  };
+}
+
+/** The client side, for a decision other than plaintext. ALPN `istio` (+ h2 on HTTP/2 ports) as Istio's sidecars offer. */
+export function upstreamTls(tls: Exclude<ClientTls, { kind: 'plaintext' }>, certMode: CertMode, http2: boolean): JsonObject {
+  let common: JsonObject;
+  if (tls.kind === 'istio-mutual') {
+    common = {
+      ...workloadCertificate(certMode),
+      ...meshRootValidation(certMode, tls.subjectAltNames.map(sanMatcher)),
+      alpn_protocols: http2 ? ['istio', 'h2'] : ['istio'],
+    };
+  } else {
+    const matchers = tls.subjectAltNames.map(sanMatcher);
+    const validation =
+      tls.caCertificates !== undefined
+        ? { validation_context: { trusted_ca: { filename: tls.caCertificates }, ...(matchers.length > 0 && { match_typed_subject_alt_names: matchers }) } }
+        : meshRootValidation(certMode, matchers);
+    common = {
+      ...(tls.kind === 'mutual' && { tls_certificates: [{ certificate_chain: { filename: tls.clientCertificate ?? '' }, private_key: { filename: tls.privateKey ?? '' } }] }),
+      ...validation,
+      ...(http2 && { alpn_protocols: ['h2'] }),
+    };
+  }
+  return {
+    name: EXTENSION.tls.name,
+    typed_config: { '@type': EXTENSION.tls.upstream, common_tls_context: common, sni: tls.sni },
+  };
+}

@@ -1,0 +1,113 @@
+/** The gRPC transport (src/api/grpc/server.ts) with @grpc/grpc-js as the client, over Unix sockets and TLS. */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { method } from '../../src/api/ca-api';
+import { GrpcError, GrpcServer, status } from '../../src/api/grpc/server';
+import type { Codec } from '../../src/api/wire';
+import { tempDir } from '../helpers/pki';
+
+const text: Codec<string> = { encode: (s) => Buffer.from(s, 'utf8'), decode: (b) => b.toString('utf8') };
+const Echo = {
+  Unary: method('/test.Echo/Unary', text, text),
+  Stream: method('/test.Echo/Stream', text, text, { response: true }),
+  Chat: method('/test.Echo/Chat', text, text, { request: true, response: true }),
+  Slow: method('/test.Echo/Slow', text, text),
+};
+
+describe('GrpcServer over Unix sockets (plaintext HTTP/2)', () => {
+  const dir = tempDir();
+  const server = new GrpcServer({ maxMessageBytes: 1024 });
+  const seenPaths: string[] = [];
+  let client: grpc.Client;
+  let other: grpc.Client;
+  before(async () => {
+    server.unary(Echo.Unary, (req, ctx) => {
+      seenPaths.push(ctx.localAddress);
+      if (req === 'fail') throw new GrpcError(status.PERMISSION_DENIED, 'no, and a % sign');
+      return `echo:${req}`;
+    });
+    server.serverStreaming(Echo.Stream, (req, _ctx, out) => {
+      for (let i = 0; i < 3; i++) out.write(`${req}${i}`);
+      out.end();
+    });
+    server.bidi(Echo.Chat, (call) => {
+      call.onMessage((m) => (m === 'bye' ? call.end(new GrpcError(status.ABORTED, 'bye')) : call.write(`re:${m}`)));
+    });
+    server.unary(Echo.Slow, () => new Promise((resolve) => setTimeout(() => resolve('late'), 2000)));
+    await server.listenUnix(path.join(dir, 'a.sock'), 0o600);
+    await server.listenUnix(path.join(dir, 'b.sock'));
+    client = new grpc.Client(`unix:${path.join(dir, 'a.sock')}`, grpc.credentials.createInsecure());
+    other = new grpc.Client(`unix:${path.join(dir, 'b.sock')}`, grpc.credentials.createInsecure());
+  });
+  after(async () => {
+    client.close();
+    other.close();
+    await server.close();
+  });
+
+  const unary = (c: grpc.Client, def: typeof Echo.Unary, req: string, opts: grpc.CallOptions = {}) =>
+    new Promise<string>((resolve, reject) => c.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, opts, (err, res) => (err ? reject(err) : resolve(res!))));
+
+  it('serves unary calls on each socket and tells the handler which socket the call came in on', async () => {
+    assert.equal(await unary(client, Echo.Unary, 'hi'), 'echo:hi');
+    assert.equal(await unary(other, Echo.Unary, 'ho'), 'echo:ho');
+    assert.deepEqual(seenPaths, [path.join(dir, 'a.sock'), path.join(dir, 'b.sock')]);
+    assert.equal(fs.statSync(path.join(dir, 'a.sock')).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(path.join(dir, 'b.sock')).mode & 0o777, 0o666);
+  });
+
+  it('a refusal arrives with its code and the whole message', async () => {
+    const err = await unary(client, Echo.Unary, 'fail').catch((e) => e);
+    assert.equal(err.code, status.PERMISSION_DENIED);
+    assert.equal(err.details, 'no, and a % sign');
+  });
+
+  it('server streaming and bidirectional streams deliver in order and end with the status given', async () => {
+    const got: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const s = client.makeServerStreamRequest(Echo.Stream.path, Echo.Stream.requestSerialize, Echo.Stream.responseDeserialize, 'n', {});
+      s.on('data', (m: string) => got.push(m));
+      s.on('error', reject);
+      s.on('end', resolve);
+    });
+    assert.deepEqual(got, ['n0', 'n1', 'n2']);
+    const chat = client.makeBidiStreamRequest(Echo.Chat.path, Echo.Chat.requestSerialize, Echo.Chat.responseDeserialize, {});
+    const replies: string[] = [];
+    chat.on('data', (m: string) => replies.push(m));
+    const ended = new Promise<grpc.ServiceError>((resolve) => chat.on('error', resolve));
+    chat.write('a');
+    chat.write('b');
+    chat.write('bye');
+    const err = await ended;
+    assert.deepEqual(replies, ['re:a', 're:b']);
+    assert.equal(err.code, status.ABORTED);
+  });
+
+  it('a message over the limit is RESOURCE_EXHAUSTED; an unknown method UNIMPLEMENTED; both leave the server serving', async () => {
+    const big = await unary(client, Echo.Unary, 'x'.repeat(2000)).catch((e) => e);
+    assert.equal(big.code, status.RESOURCE_EXHAUSTED);
+    assert.match(big.details, /larger than max \(2000 vs\. 1024 bytes\)/);
+    const unknown = await new Promise<grpc.ServiceError>((resolve) =>
+      client.makeUnaryRequest('/test.Echo/Nope', text.encode, text.decode, 'x', {}, (err) => resolve(err!)),
+    );
+    assert.equal(unknown.code, status.UNIMPLEMENTED);
+    assert.equal(await unary(client, Echo.Unary, 'still'), 'echo:still');
+  });
+
+  it('grpc-timeout is honoured: DEADLINE_EXCEEDED', async () => {
+    const err = await unary(client, Echo.Slow, 'x', { deadline: Date.now() + 200 }).catch((e) => e);
+    assert.equal(err.code, status.DEADLINE_EXCEEDED);
+  });
+
+  it('a socket closed is gone from the file system and refuses calls', async () => {
+    const s = new GrpcServer();
+    const p = path.join(dir, 'c.sock');
+    const l = await s.listenUnix(p);
+    await l.close();
+    assert.equal(fs.existsSync(p), false);
+    await s.close();
+  });
+});

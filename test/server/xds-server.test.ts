@@ -1,0 +1,203 @@
+/**
+ * The xDS server over mTLS with a real gRPC client speaking ADS as Envoy does: authorization by
+ * certificate (and by node for the agent's proxy), the ADS order, ACK/NACK, pushes on mesh and
+ * policy changes, EDS again after CDS, proxy status.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import type { DiscoveryRequest } from '../../src/api/discovery';
+import { ReceivedDiscoveryResponse, xdsStreamMethods } from '../../src/api/discovery-services';
+import { envoyProtoRoot } from '../../src/api/envoy-protos';
+import { silentLogger } from '../../src/common/log';
+import type { MeshSnapshot } from '../../src/mesh/model';
+import type { PolicyDocument } from '../../src/mesh/policy';
+import { parsePolicyText } from '../../src/mesh/policy';
+import { TYPE_URL } from '../../src/mesh/resources';
+import { ServerCertificate } from '../../src/server/server-certificate';
+import { IDENTITY_HEADER, XdsServer } from '../../src/server/xds-server';
+import { endpoint, service, snapshotOf } from '../mesh/mesh-fixtures';
+import { waitFor } from '../helpers/wait';
+import { CaFixture, credentialFor, node, placeApp, startCaFixture, workload } from './fixtures';
+
+const ADS = xdsStreamMethods()[0].method;
+
+class Changing<T> {
+  private listeners = new Set<() => void>();
+  constructor(public value: T) {}
+  set(v: T) {
+    this.value = v;
+    for (const l of this.listeners) l();
+  }
+  onChange(l: () => void) {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+}
+
+/** An ADS stream as Envoy opens it: CDS and LDS wildcard, then EDS and RDS by name. */
+class AdsClient {
+  private readonly client: grpc.Client;
+  readonly call: grpc.ClientDuplexStream<DiscoveryRequest, ReceivedDiscoveryResponse>;
+  private readonly queue: ReceivedDiscoveryResponse[] = [];
+  private readonly waiters: Array<(r: ReceivedDiscoveryResponse) => void> = [];
+  ended: Promise<grpc.StatusObject>;
+
+  constructor(address: string, rootPem: string, cred: { keyPem: string; certChainPem: string }, headers: Record<string, string> = {}) {
+    const creds = grpc.credentials.createSsl(Buffer.from(rootPem), Buffer.from(cred.keyPem), Buffer.from(cred.certChainPem));
+    this.client = new grpc.Client(address, creds, { 'grpc.ssl_target_name_override': 'istiod', 'grpc.use_local_subchannel_pool': 1 });
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(headers)) md.set(k, v);
+    this.call = this.client.makeBidiStreamRequest(ADS.path, ADS.requestSerialize, ADS.responseDeserialize as unknown as (b: Buffer) => ReceivedDiscoveryResponse, md, {});
+    this.call.on('data', (r: ReceivedDiscoveryResponse) => {
+      const w = this.waiters.shift();
+      if (w) w(r);
+      else this.queue.push(r);
+    });
+    this.ended = new Promise((resolve) => this.call.on('status', resolve));
+    this.call.on('error', () => undefined);
+  }
+
+  send(r: Partial<DiscoveryRequest>) {
+    this.call.write({ versionInfo: '', resourceNames: [], typeUrl: '', responseNonce: '', ...r });
+  }
+
+  next(timeoutMs = 5000): Promise<ReceivedDiscoveryResponse> {
+    const q = this.queue.shift();
+    if (q) return Promise.resolve(q);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no xDS response')), timeoutMs);
+      this.waiters.push((r) => {
+        clearTimeout(t);
+        resolve(r);
+      });
+    });
+  }
+
+  get pending() {
+    return this.queue.length;
+  }
+
+  close() {
+    this.call.cancel();
+    this.client.close();
+  }
+}
+
+const nodeOf = (marathonId: string, ip = '10.0.0.5') => ({ id: `sidecar~${ip}~${marathonId.slice(1).replace(/\//g, '_')}.1`, cluster: marathonId, metadata: { CITADEL_MARATHON_ID: marathonId }, userAgentName: 'envoy', userAgentVersion: '1.40.0' });
+const names = (r: ReceivedDiscoveryResponse, type: string) =>
+  r.resources.map((x) => (envoyProtoRoot().lookupType(type).decode(x.value) as unknown as { name?: string; cluster_name?: string })).map((m) => m.name ?? m.cluster_name);
+
+describe('the xDS server (ADS over mTLS)', () => {
+  let f: CaFixture;
+  let xds: XdsServer;
+  let address: string;
+  const api = service({ marathonId: '/prod/api', serviceAccount: 'api', endpoints: [endpoint('10.1.0.2', [8080])] });
+  const web = service({ marathonId: '/web/front', serviceAccount: 'front', upstreams: [{ service: '/prod/api', localPort: 15080 }] });
+  const mesh = new Changing<MeshSnapshot>(snapshotOf([api, web]));
+  const policies = new Changing<readonly PolicyDocument[]>([]);
+  const clients: AdsClient[] = [];
+  const connect = (cred: { keyPem: string; certChainPem: string }, headers?: Record<string, string>) => {
+    const c = new AdsClient(address, f.ca.rootCertPem, cred, headers);
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    f = await startCaFixture();
+    const serverCertificate = new ServerCertificate(f.ca, [], silentLogger);
+    xds = new XdsServer({
+      trustDomain: 'cluster.local',
+      serverCertificate,
+      placements: f.view,
+      mesh: { current: () => mesh.value, onChange: (l) => mesh.onChange(l) },
+      policies: { current: () => policies.value, onChange: (l) => policies.onChange(l) },
+      port: 0,
+      host: '127.0.0.1',
+      logger: silentLogger,
+      registry: new Registry(),
+      quietMs: 20,
+    });
+    address = `127.0.0.1:${await xds.start()}`;
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await xds.close();
+    await f.close();
+  });
+
+  it('a sidecar with its own certificate gets its configuration in ADS order; an ACK gets no answer', async () => {
+    const c = connect(credentialFor(f.ca, workload('web', 'front')));
+    c.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front') });
+    const cds = await c.next();
+    assert.equal(cds.typeUrl, TYPE_URL.cluster);
+    assert.ok(names(cds, 'envoy.config.cluster.v3.Cluster').includes('outbound|8080||api-prod.marathon.mesos'));
+    c.send({ typeUrl: TYPE_URL.endpoint, resourceNames: ['outbound|8080||api-prod.marathon.mesos'] });
+    const eds = await c.next();
+    assert.deepEqual(names(eds, 'envoy.config.endpoint.v3.ClusterLoadAssignment'), ['outbound|8080||api-prod.marathon.mesos']);
+    c.send({ typeUrl: TYPE_URL.cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    c.send({ typeUrl: TYPE_URL.listener });
+    const lds = await c.next();
+    assert.ok(names(lds, 'envoy.config.listener.v3.Listener').some((n) => /^outbound\|127\.0\.0\.1\|15080$/.test(n!)));
+    c.send({ typeUrl: TYPE_URL.endpoint, versionInfo: eds.versionInfo, responseNonce: eds.nonce, resourceNames: ['outbound|8080||api-prod.marathon.mesos'] });
+    c.send({ typeUrl: TYPE_URL.listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.pending, 0, 'ACKs got no answer');
+    const status = xds.status().find((p) => p.marathonId === '/web/front')!;
+    assert.equal(status.identity, 'spiffe://cluster.local/ns/web/sa/front');
+    assert.equal(status.types.CDS.status, 'SYNCED');
+    assert.equal(status.types.EDS.status, 'SYNCED');
+    assert.equal(status.types.LDS.status, 'SYNCED');
+    assert.equal(status.types.RDS.status, 'NOT SENT');
+
+    // A new endpoint: pushed as EDS within the debounce, and only EDS.
+    mesh.set(snapshotOf([{ ...api, endpoints: [...api.endpoints, endpoint('10.1.0.3', [8080])] }, web], 2));
+    const pushed = await c.next();
+    assert.equal(pushed.typeUrl, TYPE_URL.endpoint);
+    const cla = envoyProtoRoot().lookupType('envoy.config.endpoint.v3.ClusterLoadAssignment').toObject(envoyProtoRoot().lookupType('envoy.config.endpoint.v3.ClusterLoadAssignment').decode(pushed.resources[0].value)) as { endpoints: Array<{ lb_endpoints: unknown[] }> };
+    assert.equal(cla.endpoints.flatMap((e) => e.lb_endpoints).length, 2);
+
+    // A NACK: recorded, never answered with the same content.
+    c.send({ typeUrl: TYPE_URL.endpoint, versionInfo: eds.versionInfo, responseNonce: pushed.nonce, resourceNames: ['outbound|8080||api-prod.marathon.mesos'], errorDetail: { code: 13, message: 'bad endpoint' } });
+    await waitFor('the NACK in proxy status', () => xds.status().find((p) => p.marathonId === '/web/front')?.types.EDS.status === 'NACKED');
+    assert.equal(xds.status().find((p) => p.marathonId === '/web/front')!.types.EDS.error, 'bad endpoint');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.pending, 0, 'no resend after the NACK');
+  });
+
+  it('a policy change reaches the destination sidecar’s listeners (STRICT)', async () => {
+    const c = connect(credentialFor(f.ca, workload('prod', 'api')));
+    c.send({ typeUrl: TYPE_URL.listener, node: nodeOf('/prod/api', '10.1.0.2') });
+    const before = await c.next();
+    c.send({ typeUrl: TYPE_URL.listener, versionInfo: before.versionInfo, responseNonce: before.nonce });
+    policies.set(parsePolicyText('apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: prod}\nspec: {mtls: {mode: STRICT}}\n', 'strict.yaml').documents);
+    const after = await c.next();
+    assert.equal(after.typeUrl, TYPE_URL.listener);
+    assert.notEqual(Buffer.concat(after.resources.map((r) => r.value)).toString('hex'), Buffer.concat(before.resources.map((r) => r.value)).toString('hex'));
+  });
+
+  it('authorization: a workload gets only its own configuration; a node agent only for identities on its node', async () => {
+    const other = connect(credentialFor(f.ca, workload('web', 'front')));
+    other.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api') });
+    const denied = await other.ended;
+    assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+    assert.match(denied.details, /\/prod\/api runs as spiffe:\/\/cluster\.local\/ns\/prod\/sa\/api, not spiffe:\/\/cluster\.local\/ns\/web\/sa\/front/);
+
+    const agentCred = credentialFor(f.ca, node('agent-1'));
+    const notPlaced = connect(agentCred, { [IDENTITY_HEADER]: 'spiffe://cluster.local/ns/prod/sa/api' });
+    notPlaced.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api') });
+    assert.equal((await notPlaced.ended).code, grpc.status.PERMISSION_DENIED);
+
+    placeApp(f.view, '/prod/api', 'prod', 'api', ['agent-1']);
+    const proxied = connect(agentCred, { [IDENTITY_HEADER]: 'spiffe://cluster.local/ns/prod/sa/api' });
+    proxied.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api', '10.1.0.9') });
+    const cds = await proxied.next();
+    assert.equal(cds.typeUrl, TYPE_URL.cluster);
+    assert.equal(xds.status().find((p) => p.nodeId.includes('10.1.0.9'))!.via, 'agent-1');
+
+    const anonymous = connect(agentCred); // a node without naming anyone
+    anonymous.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api') });
+    assert.equal((await anonymous.ended).code, grpc.status.INVALID_ARGUMENT);
+  });
+});
