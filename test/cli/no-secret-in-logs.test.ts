@@ -104,7 +104,7 @@ describe('no secret in any log', () => {
 
     // Agents refused: a replayed token, one for another host, a made-up one.
     for (const [what, t, host] of [['replayed', token, 'agent-1'], ['wrong host', wrongHost, 'agent-3'], ['bogus', bogus, 'agent-1']] as const) {
-      await citadel(`agent with a ${what} token`, ['agent', '--ca-address', `127.0.0.1:${server.grpcPort}`, '--ca-root', path.join(dir, 'root.pem'), '--join-token', t, '--host', host, '--certs-dir', path.join(dir, `certs-${what.replace(' ', '-')}`), '--log-level', 'debug']);
+      await citadel(`agent with a ${what} token`, ['agent', '--monitoring-port', '0', '--ca-address', `127.0.0.1:${server.grpcPort}`, '--ca-root', path.join(dir, 'root.pem'), '--join-token', t, '--host', host, '--certs-dir', path.join(dir, `certs-${what.replace(' ', '-')}`), '--log-level', 'debug']);
     }
 
     // CSR refusals over gRPC, by a workload and by a node.
@@ -180,6 +180,10 @@ describe('no secret in any log', () => {
     assert.match(serverLog, /node attestation refused/);
     assert.match(serverLog, /node evicted/);
     assert.match(agent.raw(), /"level":"debug"/);
+    // The refused agents ended (exit 2, one line) rather than hanging on.
+    for (const what of ['replayed', 'wrong host', 'bogus']) {
+      assert.match(outputs.find((o) => o.what === `agent with a ${what} token (stderr)`)!.text, /^citadel: node attestation refused: /m, what);
+    }
     assert.ok(secrets.filter((s) => s.what.startsWith('the key of ')).length >= 2);
     assert.ok(secrets.length >= 15);
   });

@@ -14,9 +14,9 @@ export interface CitadelAgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Runs `citadel agent --log-format json ...args` (it starts logging at once; wait on its lines). */
+/** Runs `citadel agent --monitoring-port 0 --log-format json ...args` (it starts logging at once; wait on its lines). */
 export function startCitadelAgent(args: string[], env: NodeJS.ProcessEnv = {}): CitadelAgentProcess {
-  const child = spawn(process.execPath, [main, 'agent', '--log-format', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [main, 'agent', '--monitoring-port', '0', '--log-format', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   child.stdout!.resume();
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const { lines, raw, waitForLog } = collectLogLines(child);

@@ -124,7 +124,14 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     const monitoring = await startMonitoring({ port: portNumber(o.monitoringPort, '--monitoring-port'), registry, version: PACKAGE_VERSION, logger });
     for (const c of agent.readiness()) monitoring.addReadinessCheck(c);
     monitoring.addJsonRoute('/debug/sds', () => ({ identities: agent.sds?.identities() ?? [], certificates: (agent.workloadCerts?.list() ?? []).map((c) => ({ spiffeId: c.spiffeId, serial: c.serialHex, notAfter: c.notAfter.toISOString() })), lastNack: agent.sds?.lastNack }));
-    await agent.start();
+    try {
+      await agent.start();
+    } catch (err) {
+      // A refused join token (say) ends the agent: nothing may keep the process alive after it.
+      await agent.stop().catch(() => undefined);
+      await monitoring.close();
+      throw err;
+    }
     logger.info('agent running', { host: o.host, certsDir: o.certsDir, sdsDir: o.sdsDir, monitoringPort: monitoring.port });
     await new Promise<void>((resolve) => {
       const stop = () => {

@@ -2,15 +2,14 @@
  * Property tests for the gRPC transport's parsers of untrusted input: the length-prefixed message
  * reader (any chunking round-trips; hostile bytes only ever raise GrpcError, and what it holds
  * never exceeds one message under the limit), the grpc-timeout header, and grpc-message encoding.
- * Bounded by default (part of `npm test`); CITADEL_FUZZ_RUNS runs longer.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { fuzzParameters } from '../../helpers/fuzz';
 import { frame, MessageReader } from '../../../src/api/grpc/framing';
 import { encodeGrpcMessage, GrpcError, parseGrpcTimeout, status } from '../../../src/api/grpc/status';
 
-const RUNS = Number(process.env.CITADEL_FUZZ_RUNS ?? 300);
 const MAX = 4096;
 
 /** Splits `buf` at the given fractions into chunks (some empty). */
@@ -39,7 +38,7 @@ describe('MessageReader (gRPC length-prefixed messages)', () => {
         assert.deepEqual(got.map((m) => m.toString('hex')), payloads.map((p) => Buffer.from(p).toString('hex')));
         assert.equal(reader.buffered, 0);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300, 5000),
     );
   });
 
@@ -59,10 +58,10 @@ describe('MessageReader (gRPC length-prefixed messages)', () => {
           assert.ok(out.length <= maxMessages);
           for (const m of out) assert.ok(m.length <= MAX);
           // A partial message is held, never more: memory is bounded by the limit, not by what a prefix claims.
-          if (maxMessages === Infinity || out.length < maxMessages) assert.ok(reader.buffered < 5 + MAX, `holding ${reader.buffered} bytes`);
+          if (out.length < maxMessages) assert.ok(reader.buffered < 5 + MAX, `holding ${reader.buffered} bytes`);
         }
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300, 5000),
     );
   });
 
@@ -76,7 +75,7 @@ describe('MessageReader (gRPC length-prefixed messages)', () => {
         assert.throws(() => reader.push(prefix.subarray(split)), (e: unknown) => e instanceof GrpcError && e.code === status.RESOURCE_EXHAUSTED && e.message === `received message larger than max (${length} vs. ${MAX} bytes)`);
         assert.ok(reader.buffered <= 5);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 });
@@ -89,7 +88,7 @@ describe('grpc-timeout and grpc-message', () => {
       fc.property(fc.integer({ min: 0, max: 99_999_999 }), fc.constantFrom(...Object.keys(UNITS)), (n, unit) => {
         assert.equal(parseGrpcTimeout(`${n}${unit}`), n * UNITS[unit]);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 
@@ -101,7 +100,7 @@ describe('grpc-timeout and grpc-message', () => {
         if (!valid) assert.equal(ms, undefined, text);
         else assert.ok(Number.isFinite(ms) && ms! >= 0, text);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 
@@ -112,7 +111,7 @@ describe('grpc-timeout and grpc-message', () => {
         assert.match(encoded, /^[\x20-\x7e]*$/);
         assert.equal(decodeURIComponent(encoded), message);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 });

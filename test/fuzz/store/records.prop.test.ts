@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { fuzzParameters } from '../../helpers/fuzz';
 import { AuditLineError, AuditRecord, parseAuditLine } from '../../../src/ca/audit-log';
 import { UserError } from '../../../src/common/errors';
 import { decodeJoinTokenRecord, decodeNodeEviction, decodeNodeRecord, encodeRecord, evictionName, isEvictionName } from '../../../src/store/records';
 import { digestAuth } from '../../../src/store/zk/auth';
 
-const RUNS = Number(process.env.CITADEL_FUZZ_RUNS ?? 300);
 
 /** Calls `f`; a throw must be a plain Error of ours (not a TypeError or RangeError from a blind spot). */
 function ownErrorOnly<T>(f: () => T, allowed: (e: unknown) => boolean): T | undefined {
@@ -41,7 +41,7 @@ describe('store records', () => {
         assert.deepEqual(decodeNodeEviction('e', encodeRecord(eviction)), eviction);
         assert.ok(isEvictionName(evictionName(eviction)));
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 
@@ -53,7 +53,7 @@ describe('store records', () => {
           if (r) for (const v of Object.values(r)) assert.equal(typeof v, 'string');
         }
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 });
@@ -67,7 +67,7 @@ describe('audit log lines', () => {
   it('a written line reads back as it was', () => {
     fc.assert(
       fc.property(record, (r) => assert.deepEqual({ ...parseAuditLine(JSON.stringify(r)) }, { ...r })),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 
@@ -76,7 +76,7 @@ describe('audit log lines', () => {
       fc.property(fc.oneof(jsonish, fc.tuple(record, fc.nat()).map(([r, n]) => JSON.stringify(r).slice(0, n))), (line) => {
         ownErrorOnly(() => parseAuditLine(line), (e) => e instanceof AuditLineError);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 });
@@ -93,7 +93,7 @@ describe('ZooKeeper digest credentials', () => {
         assert.equal(auth.credentials.toString(), text);
         if (password.length >= 4) assert.ok(!auth.describe.includes(password) || user.includes(password), 'the password is not in what is shown');
       }),
-      { numRuns: RUNS },
+      fuzzParameters(300),
     );
   });
 });
