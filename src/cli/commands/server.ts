@@ -68,6 +68,12 @@ export const registerServer: RegisterCommand = (program: Command) => {
 };
 
 export interface RunningServer {
+  /** the CA gRPC port (0 with --no-grpc) */
+  grpcPort: number;
+  /** the xDS port (0 with --no-xds) */
+  xdsPort: number;
+  /** the root every identity chains to */
+  caRootPem: string;
   close(): Promise<void>;
 }
 
@@ -136,6 +142,8 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
     closers.push(async () => unsubscribeAvailable());
 
     let serverCertificate: ServerCertificate | undefined;
+    let grpcPortBound = 0;
+    let xdsPortBound = 0;
     if (o.grpc) {
       const grpcServer = await startCaGrpcServer({
         ca,
@@ -148,6 +156,7 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         monitoring,
       });
       closers.push(() => grpcServer.close());
+      grpcPortBound = grpcServer.port;
       serverCertificate = grpcServer.serverCertificate;
     }
 
@@ -171,7 +180,7 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         registry,
         monitoring,
       });
-      await xds.start();
+      xdsPortBound = await xds.start();
       closers.push(() => xds.close());
     }
 
@@ -180,7 +189,7 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
     logger.info('connected to Marathon', { url: marathon.currentUrl });
     const first = await controller.start();
     logger.info('initial reconcile done', { ...first, leader: election.isLeader() });
-    return { close };
+    return { grpcPort: grpcPortBound, xdsPort: xdsPortBound, caRootPem: ca.rootCertPem, close };
   } catch (err) {
     await close();
     throw err;

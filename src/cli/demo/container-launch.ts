@@ -12,9 +12,12 @@ import { MarathonParseError, parsePod } from '../../marathon/model';
 export interface HostMount {
   /** where the container sees it */
   mountPath: string;
-  /** what the Mesos agent mounts there */
+  /** what the Mesos agent mounts there, as this machine sees it */
   hostPath: string;
 }
+
+/** Where this machine sees a path of the agent `host` (the same path when the agent is this machine). */
+export type LocalPath = (host: string, hostPath: string) => string;
 
 export interface ContainerLaunch {
   podId: string;
@@ -35,7 +38,7 @@ export interface ContainerLaunch {
  * MarathonParseError (JSON path, reason) when the status has no instance on a container network
  * or the container has no shell command or mounts a volume that is not a host path.
  */
-export function containerLaunchOf(status: JsonValue, containerName: string): ContainerLaunch {
+export function containerLaunchOf(status: JsonValue, containerName: string, localPath: LocalPath = (_, p) => p): ContainerLaunch {
   const pod = parsePod(status);
   const instance = pod.podInstances[0];
   if (!instance) throw new MarathonParseError('/instances', `pod ${pod.id} has no instance yet`);
@@ -53,7 +56,7 @@ export function containerLaunchOf(status: JsonValue, containerName: string): Con
     const name = m.str('name');
     const hostPath = hostPaths.get(name);
     if (hostPath === undefined) return m.fail('name', `volume "${name}" is not a host volume; only host volumes can be resolved on this machine`);
-    return { mountPath: m.str('mountPath'), hostPath };
+    return { mountPath: m.str('mountPath'), hostPath: localPath(instance.agentHostname, hostPath) };
   });
   const env: Record<string, string> = {};
   for (const source of [spec.optObj('environment'), container.optObj('environment')]) {

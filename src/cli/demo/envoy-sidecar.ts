@@ -70,9 +70,17 @@ export class EnvoySidecar {
     running.add(child);
     if (!exitHook) {
       exitHook = true;
-      process.once('exit', () => {
+      const killAll = () => {
         for (const c of running) killGroup(c, 'SIGKILL');
-      });
+      };
+      process.once('exit', killAll);
+      // in their own process groups, Envoys would outlive an interrupted demo: end them, then die of the signal as before
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+        process.once(signal, () => {
+          killAll();
+          process.kill(process.pid, signal);
+        });
+      }
     }
     const sidecar = new EnvoySidecar(o, child);
     try {
