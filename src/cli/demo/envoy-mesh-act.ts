@@ -7,11 +7,10 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_SDS_DIR, identityDirectory, SDS_MOUNT_PATH } from '../../mesh/bootstrap/contract';
-import { envoyBootstrapYaml } from '../../mesh/bootstrap/envoy';
-import { workloadIdentity } from '../../pki/identity';
+import { registerEnvoyBootstrap } from '../commands/envoy-bootstrap';
 import { resolveMounts } from './container-launch';
 import { EnvoySidecar } from './envoy-sidecar';
-import { applyPolicy, deployApp, describeAnswer, freePort, httpGet, istioMutual, meshPolicy, since, WhoAmIApp, type MeshStage, type Placement } from './mesh-stage';
+import { applyPolicy, citadelOutput, deployApp, describeAnswer, freePort, httpGet, istioMutual, meshPolicy, since, WhoAmIApp, type MeshStage, type Placement } from './mesh-stage';
 import { waitUntil } from './wait';
 
 interface Workload {
@@ -91,13 +90,11 @@ async function startSidecar(stage: MeshStage, envoy: string, w: Workload): Promi
   const { host, ip, taskId } = w.placement;
   const sdsDir = stage.hosts.sdsDir(host, w.namespace, w.serviceAccount);
   await waitUntil(`the node agent on ${host} to serve ${w.namespace}/${w.serviceAccount}`, () => ['socket', 'xds'].every((f) => existsSync(path.join(sdsDir, f))), 10_000);
-  const yaml = envoyBootstrapYaml({
-    identity: workloadIdentity(stage.trustDomain, w.namespace, w.serviceAccount), marathonId: w.id, certMode: 'sds', capture: 'explicit',
-    adminPort: w.adminPort, instanceIp: ip, instanceId: taskId,
-  });
+  const args = ['envoy-bootstrap', '--service', w.id, '--service-account', w.serviceAccount, '--instance-ip', ip, '--instance-id', taskId, '--admin-port', String(w.adminPort)];
+  const yaml = await citadelOutput(registerEnvoyBootstrap, args, path.join(stage.dir, `bootstrap-${w.serviceAccount}.yaml`));
   const file = path.join(stage.dir, `envoy-${w.serviceAccount}.yaml`);
   writeFileSync(file, resolveMounts(yaml, [{ mountPath: SDS_MOUNT_PATH, hostPath: sdsDir }]));
-  stage.say(`  $ citadel envoy-bootstrap --service ${w.id} --service-account ${w.serviceAccount} --instance-ip ${ip} --instance-id <task id> --admin-port ${w.adminPort}`);
+  stage.say(`  $ citadel ${args.map((a) => (a === taskId ? '<task id>' : a)).join(' ')}`);
   stage.say(`    on ${host}; its ${SDS_MOUNT_PATH} is ${host}'s ${identityDirectory(DEFAULT_SDS_DIR, w.namespace, w.serviceAccount)}`);
   return EnvoySidecar.start({ name: w.id, envoy, command: { args: ['-c', file, '--disable-hot-restart', '--concurrency', '1', '-l', 'warning'] }, adminPort: w.adminPort, workDir: path.join(stage.dir, `envoy-${w.serviceAccount}`) });
 }

@@ -10,12 +10,11 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { CERTS_MOUNT_PATH, SDS_MOUNT_PATH } from '../../mesh/bootstrap/contract';
-import { grpcBootstrap } from '../../mesh/bootstrap/grpc';
-import { workloadIdentity } from '../../pki/identity';
+import { registerGrpcBootstrap } from '../commands/grpc-bootstrap';
 import { resolveMounts } from './container-launch';
 import type { CallResult } from './grpc-peer';
 import { GrpcPeerProcess } from './grpc-peer-process';
-import { applyPolicy, deletePolicy, deployApp, freePort, istioMutual, meshPolicy, since, type MeshStage, type Placement } from './mesh-stage';
+import { applyPolicy, citadelOutput, deletePolicy, deployApp, freePort, istioMutual, meshPolicy, since, type MeshStage, type Placement } from './mesh-stage';
 import { waitUntil } from './wait';
 
 export async function grpcMeshAct(stage: MeshStage): Promise<void> {
@@ -76,13 +75,14 @@ async function bootstrapFor(stage: MeshStage, id: string, namespace: string, ser
   const sdsDir = stage.hosts.sdsDir(p.host, namespace, serviceAccount);
   const certsDir = stage.hosts.certsDir(p.host, namespace, serviceAccount);
   await waitUntil(`the node agent on ${p.host} to serve ${namespace}/${serviceAccount}`, () => existsSync(path.join(sdsDir, 'xds')) && existsSync(path.join(certsDir, 'cert-chain.pem')), 10_000);
-  const bootstrap = grpcBootstrap({ identity: workloadIdentity(stage.trustDomain, namespace, serviceAccount), marathonId: id, refreshInterval: '1s', instanceIp: p.ip, instanceId: p.taskId });
-  stage.say(`  $ citadel grpc-bootstrap --service ${id} --service-account ${serviceAccount} --instance-ip ${p.ip} --instance-id <task id> --refresh-interval 1s`);
+  const args = ['grpc-bootstrap', '--service', id, '--service-account', serviceAccount, '--instance-ip', p.ip, '--instance-id', p.taskId, '--refresh-interval', '1s'];
+  const bootstrap = await citadelOutput(registerGrpcBootstrap, args, path.join(stage.dir, `grpc-bootstrap-${serviceAccount}.json`));
+  stage.say(`  $ citadel ${args.map((a) => (a === p.taskId ? '<task id>' : a)).join(' ')}`);
   stage.say(`    on ${p.host}; its ${SDS_MOUNT_PATH} and ${CERTS_MOUNT_PATH} are ${p.host}'s node agent directories`);
-  return resolveMounts(JSON.stringify(bootstrap), [{ mountPath: SDS_MOUNT_PATH, hostPath: sdsDir }, { mountPath: CERTS_MOUNT_PATH, hostPath: certsDir }]);
+  return resolveMounts(bootstrap, [{ mountPath: SDS_MOUNT_PATH, hostPath: sdsDir }, { mountPath: CERTS_MOUNT_PATH, hostPath: certsDir }]);
 }
 
 function describeCall(r: CallResult): string {
-  if (!r.ok) return `refused (${r.code === 14 ? 'UNAVAILABLE' : `code ${r.code}`}: ${r.error.replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)\s*$/, '')})`;
+  if (!r.ok) return `refused (${r.code === 14 ? 'UNAVAILABLE' : `code ${r.code}`}: ${r.error.replace(/\s*\(\d{4}-\d\d-\d\dT.*$/s, '')})`; // grpc-js appends when it failed and notes
   return r.reply.caller ? `OK, the server saw ${r.reply.caller}` : 'OK, plaintext (the server saw no client certificate)';
 }

@@ -3,13 +3,15 @@
  * `citadel policy apply` does), the demo's hosts with their node agents, and the small pieces an
  * act is made of (a free port, an app that tells who called, a plaintext probe).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { Command } from 'commander';
 import { parsePolicyText } from '../../mesh/policy';
 import { applyPolicies, deletePolicies, describeRef, refOf, type PolicyRef } from '../../store/policy-apply';
 import type { Store } from '../../store/store';
+import type { RegisterCommand } from '../commands/index';
 import type { DemoHosts } from './demo-hosts';
 import { waitUntil } from './wait';
 
@@ -65,6 +67,14 @@ export async function deployApp(stage: MeshStage, app: Record<string, unknown>):
     const task = body.app.tasks?.find((t) => t.state === 'TASK_RUNNING' && t.ipAddresses?.length);
     return task && { taskId: task.id, host: task.host, ip: task.ipAddresses![0].ipAddress };
   }, 5000);
+}
+
+/** Runs one citadel command (registered by `register`) in this process with `-o <file>` added, and gives what it wrote. */
+export async function citadelOutput(register: RegisterCommand, args: string[], file: string): Promise<string> {
+  const program = new Command('citadel').exitOverride();
+  register(program);
+  await program.parseAsync([...args, '-o', file], { from: 'user' });
+  return readFileSync(file, 'utf8');
 }
 
 /** Writes `yaml` to `<dir>/<file>` and applies it as `citadel policy apply -f <file>` does, saying what changed. */
