@@ -60,7 +60,7 @@ export async function envoyMeshAct(stage: MeshStage, envoy: string): Promise<voi
       const [a, plain] = await Promise.all([httpGet('127.0.0.1', upstream), httpGet(catalog.ip, port)]);
       return 'error' in plain && !('error' in a) && a.caller === storefrontId && a;
     }, 10_000, 25).catch(() => undefined);
-    say(`  both sidecars took it ${since(strictAt)} after the apply, no restart (Envoy pids ${catalogEnvoy.pid} and ${storefrontEnvoy.pid} still)`);
+    say(mtls ? `  both sidecars took it ${since(strictAt)} after the apply, no restart (Envoy pids ${catalogEnvoy.pid} and ${storefrontEnvoy.pid} still)` : '  10 s after the apply, the sidecars still do not both enforce it');
     const call = mtls ?? (await httpGet('127.0.0.1', upstream));
     say(`  storefront -> catalog through the sidecars (mTLS): ${describeAnswer(call)}`);
     const plain = await httpGet(catalog.ip, port);
