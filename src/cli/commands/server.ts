@@ -71,6 +71,12 @@ export const registerServer: RegisterCommand = (program: Command) => {
 };
 
 export interface RunningServer {
+  /** the CA gRPC port (0 with --no-grpc) */
+  grpcPort: number;
+  /** the xDS port (0 with --no-xds) */
+  xdsPort: number;
+  /** the root every identity chains to */
+  caRootPem: string;
   close(): Promise<void>;
 }
 
@@ -150,6 +156,8 @@ export async function startServer(o: ServerFlags, baseLogger: Logger): Promise<R
     closers.push(async () => unsubscribeAvailable());
 
     let serverCertificate: ServerCertificate | undefined;
+    let grpcPortBound = 0;
+    let xdsPortBound = 0;
     if (o.grpc) {
       const grpcServer = await startCaGrpcServer({
         ca,
@@ -162,6 +170,7 @@ export async function startServer(o: ServerFlags, baseLogger: Logger): Promise<R
         monitoring,
       });
       closers.push(() => grpcServer.close());
+      grpcPortBound = grpcServer.port;
       serverCertificate = grpcServer.serverCertificate;
     }
 
@@ -186,7 +195,7 @@ export async function startServer(o: ServerFlags, baseLogger: Logger): Promise<R
         registry,
         monitoring,
       });
-      await xds.start();
+      xdsPortBound = await xds.start();
       closers.push(() => xds.close());
       xdsStatus = () => xds.status();
     }
@@ -218,7 +227,7 @@ export async function startServer(o: ServerFlags, baseLogger: Logger): Promise<R
     logger.info('connected to Marathon', { url: marathon.currentUrl });
     const first = await controller.start();
     logger.info('initial reconcile done', { ...first, leader: election.isLeader() });
-    return { close };
+    return { grpcPort: grpcPortBound, xdsPort: xdsPortBound, caRootPem: ca.rootCertPem, close };
   } catch (err) {
     await close();
     throw err;
