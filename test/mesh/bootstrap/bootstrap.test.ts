@@ -58,6 +58,13 @@ describe('Envoy bootstrap', () => {
     });
   });
 
+  it('sds mode with --socket-dir: both pipes in that directory (the agent’s <sds-dir>/<ns>/<sa>, where nothing mounts it)', () => {
+    const b = envoyBootstrap({ ...base, certMode: 'sds', capture: 'explicit', socketDir: '/run/citadel/sds/prod/payments/' }) as Obj;
+    const pipe = (c: Obj) => c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe.path;
+    assert.equal(pipe(clusterNamed(b, 'sds-grpc')), '/run/citadel/sds/prod/payments/socket');
+    assert.equal(pipe(clusterNamed(b, 'xds-grpc')), '/run/citadel/sds/prod/payments/xds');
+  });
+
   it('in files mode dials the xDS address with the workload certificate and checks the DNS SAN istiod', () => {
     const b = envoyBootstrap({ ...base, certMode: 'files', capture: 'redirect' }) as Obj;
     assert.equal(clusterNamed(b, 'sds-grpc'), undefined, 'no SDS in files mode');
@@ -171,6 +178,11 @@ describe('gRPC proxyless bootstrap', () => {
     assert.equal(b.server_listener_resource_name_template, 'xds.istio.io/grpc/lds/inbound/%s');
   });
 
+  it('--socket-dir moves the xds socket', () => {
+    const moved = grpcBootstrap({ ...base, socketDir: '/run/citadel/sds/prod/payments' }) as Obj;
+    assert.equal(moved.xds_servers[0].server_uri, 'unix:///run/citadel/sds/prod/payments/xds');
+  });
+
   it("loads in grpc-js-xds's own bootstrap parser, which refuses a broken one", () => {
     const info = validateBootstrapConfig(JSON.parse(JSON.stringify(b)));
     assert.equal(info.xdsServers[0].server_uri, 'unix:///var/run/secrets/workload-spiffe-uds/xds');
@@ -239,6 +251,8 @@ describe('citadel envoy-bootstrap / grpc-bootstrap', () => {
       [['envoy-bootstrap', '--service', '/prod/api', '--xds-address', 'nohost'], /^citadel: --xds-address: "nohost" is not host:port/],
       [['envoy-bootstrap', '--service', '/prod/api', '--admin-port', '70000'], /^citadel: --admin-port: "70000" is not a port/],
       [['envoy-bootstrap', '--service', '/prod/api', '--mode', 'disk'], /^citadel: option '--mode <mode>' argument 'disk' is invalid/],
+      [['envoy-bootstrap', '--service', '/prod/api', '--socket-dir', 'run/sds'], /^citadel: --socket-dir: "run\/sds" must be an absolute path/],
+      [['grpc-bootstrap', '--service', '/prod/api', '--socket-dir', 'sds'], /^citadel: --socket-dir: "sds" must be an absolute path/],
       [['grpc-bootstrap', '--service', '/prod/api', '--instance-id', 'a~b'], /^citadel: --instance-id: "a~b" may hold only/],
       [['grpc-bootstrap', '--service', '/prod/api', '--refresh-interval', '10'], /^citadel: --refresh-interval: "10" is not a duration/],
     ];
