@@ -339,13 +339,25 @@ export function proxyNodeOf(node: XdsNode, identity: WorkloadIdentity): ProxyNod
   if (claimed && claimed !== spiffeId(identity)) throw new StreamError(status.PERMISSION_DENIED, `node ${node.id} claims ${claimed} but authenticated as ${spiffeId(identity)}`);
   const [prefix, ip = '', instance = ''] = node.id.split('~');
   const generator = meta(META.generator) === 'grpc' || prefix === 'grpc' ? 'grpc' : 'envoy';
+  const certMode = meta(META.certMode) === 'files' ? 'files' : 'sds';
+  const certsDir = certMode === 'files' ? meta(META.certsDir) : undefined;
+  if (certsDir !== undefined && !isCleanAbsoluteDir(certsDir)) {
+    throw new StreamError(status.INVALID_ARGUMENT, `node ${node.id}: node.metadata.${META.certsDir}: ${JSON.stringify(certsDir)} is not an absolute directory path; make the bootstrap with \`citadel envoy-bootstrap --certs-dir\``);
+  }
   return {
     id: node.id || `${generator}~${ip}~${instance}`,
     generator,
     marathonId,
     identity,
-    certMode: meta(META.certMode) === 'files' ? 'files' : 'sds',
+    certMode,
+    ...(certsDir !== undefined && { certsDir }),
     capture: meta(META.capture) === 'redirect' ? 'redirect' : 'explicit',
     instanceIp: ip || '127.0.0.1',
   };
+}
+
+/** `/a/b`: absolute, no empty, `.` or `..` segment, no control characters (it goes into file names Envoy opens). */
+function isCleanAbsoluteDir(dir: string): boolean {
+  if (!dir.startsWith('/') || /[\x00-\x1f\x7f]/.test(dir)) return false;
+  return dir === '/' || dir.slice(1).split('/').every((s) => s !== '' && s !== '.' && s !== '..');
 }

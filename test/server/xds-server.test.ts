@@ -16,7 +16,7 @@ import type { PolicyDocument } from '../../src/mesh/policy';
 import { parsePolicyText } from '../../src/mesh/policy';
 import { TYPE_URL } from '../../src/mesh/resources';
 import { ServerCertificate } from '../../src/server/server-certificate';
-import { IDENTITY_HEADER, XdsServer } from '../../src/server/xds-server';
+import { IDENTITY_HEADER, proxyNodeOf, XdsServer } from '../../src/server/xds-server';
 import { endpoint, service, snapshotOf } from '../mesh/mesh-fixtures';
 import { waitFor } from '../helpers/wait';
 import { CaFixture, credentialFor, node, placeApp, startCaFixture, workload } from './fixtures';
@@ -199,5 +199,26 @@ describe('the xDS server (ADS over mTLS)', () => {
     const anonymous = connect(agentCred); // a node without naming anyone
     anonymous.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api') });
     assert.equal((await anonymous.ended).code, grpc.status.INVALID_ARGUMENT);
+  });
+});
+
+describe('proxyNodeOf: the node as the generators see it', () => {
+  const identity = workload('web', 'front');
+  const xdsNode = (metadata: Record<string, string>) => ({ id: 'sidecar~10.0.0.5~web_front.1', cluster: '/web/front', metadata: { CITADEL_MARATHON_ID: '/web/front', ...metadata }, userAgentName: 'envoy', userAgentVersion: '1.40.0' });
+
+  it('files mode: the certificate directory the bootstrap names (CITADEL_CERTS_DIR), else none (the generators use /etc/certs)', () => {
+    assert.equal(proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'files', CITADEL_CERTS_DIR: '/var/lib/citadel/certs/web/front' }), identity).certsDir, '/var/lib/citadel/certs/web/front');
+    assert.equal(proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'files' }), identity).certsDir, undefined);
+    assert.equal(proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'sds', CITADEL_CERTS_DIR: '/x' }), identity).certsDir, undefined, 'sds mode reads no files');
+  });
+
+  it('a certificate directory that is not a clean absolute path is refused, naming the key', () => {
+    for (const bad of ['certs', '/etc/../root', '/etc/certs\n/x', '/etc//certs']) {
+      assert.throws(() => proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'files', CITADEL_CERTS_DIR: bad }), identity), (err: Error & { code?: number }) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(err.message, /node\.metadata\.CITADEL_CERTS_DIR: .* is not an absolute directory path/);
+        return true;
+      });
+    }
   });
 });

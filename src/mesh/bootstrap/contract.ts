@@ -61,6 +61,8 @@ export const META = {
   certMode: 'CITADEL_CERT_MODE',
   capture: 'CITADEL_CAPTURE',
   generator: 'CITADEL_GENERATOR',
+  /** Files mode, when the proxy sees its files somewhere else than /etc/certs: that directory. */
+  certsDir: 'CITADEL_CERTS_DIR',
 } as const;
 
 // Marathon labels (Istio's names, and ours under citadel.io/).

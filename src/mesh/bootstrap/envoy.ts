@@ -5,7 +5,7 @@ import {
 } from './contract';
 import { parseHostPort, type HostPort } from './host-port';
 import type { JsonObject } from '../../common/json';
-import { nodeId, nodeMetadata, type BootstrapNode } from './node';
+import { cleanDir, nodeId, nodeMetadata, type BootstrapNode } from './node';
 import { toYaml } from './yaml';
 
 /** What an Envoy sidecar's bootstrap depends on; everything else comes over xDS. */
@@ -46,7 +46,7 @@ function pipeCluster(name: string, path: string, keepalive: boolean): JsonObject
 
 /** files mode: mTLS to the xDS server with the workload certificate, checking its DNS SAN `istiod`. */
 function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
-  const file = (name: string) => ({ filename: `${certsDir.replace(/\/+$/, '')}/${name}` });
+  const file = (name: string) => ({ filename: `${cleanDir(certsDir)}/${name}` });
   return {
     name: XDS_CLUSTER,
     type: isIP(address.host) === 0 ? 'STRICT_DNS' : 'STATIC',
@@ -77,7 +77,7 @@ function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
 /** The Envoy v3 bootstrap of a sidecar (sidecar contract, "Envoy bootstrap"). */
 export function envoyBootstrap(o: EnvoyBootstrapOptions): JsonObject {
   const node: BootstrapNode = { ...o, generator: 'envoy' };
-  const sockets = (o.socketDir ?? SDS_MOUNT_PATH).replace(/\/+$/, '');
+  const sockets = cleanDir(o.socketDir ?? SDS_MOUNT_PATH);
   const clusters: JsonObject[] =
     o.certMode === 'sds'
       ? [pipeCluster(SDS_CLUSTER, `${sockets}/${SDS_SOCKET_NAME}`, false), pipeCluster(XDS_CLUSTER, `${sockets}/${XDS_SOCKET_NAME}`, true)]

@@ -3,7 +3,7 @@ import {
   SDS_MOUNT_PATH, XDS_SOCKET_NAME,
 } from './contract';
 import type { JsonObject } from '../../common/json';
-import { nodeId, nodeMetadata, type BootstrapNode } from './node';
+import { cleanDir, nodeId, nodeMetadata, type BootstrapNode } from './node';
 
 /** What a proxyless gRPC service's bootstrap depends on (grpc-js-xds, gRFC A27/A29). */
 export interface GrpcBootstrapOptions extends Omit<BootstrapNode, 'generator' | 'certMode' | 'capture'> {
@@ -22,8 +22,8 @@ export interface GrpcBootstrapOptions extends Omit<BootstrapNode, 'generator' | 
  */
 export function grpcBootstrap(o: GrpcBootstrapOptions): JsonObject {
   const node: BootstrapNode = { ...o, generator: 'grpc', certMode: 'files', capture: 'explicit' };
-  const dir = (o.certsDir ?? CERTS_MOUNT_PATH).replace(/\/+$/, '');
-  const sockets = (o.socketDir ?? SDS_MOUNT_PATH).replace(/\/+$/, '');
+  const dir = cleanDir(o.certsDir ?? CERTS_MOUNT_PATH);
+  const sockets = cleanDir(o.socketDir ?? SDS_MOUNT_PATH);
   return {
     xds_servers: [{ server_uri: `unix://${sockets}/${XDS_SOCKET_NAME}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
     node: { id: nodeId(node), cluster: o.marathonId, locality: {}, metadata: nodeMetadata(node) },

@@ -82,6 +82,15 @@ describe('Envoy bootstrap', () => {
     assert.equal(b.node.metadata.CITADEL_CERT_MODE, 'files');
     assert.equal(b.node.metadata.CITADEL_CAPTURE, 'redirect');
     assert.equal(clusterNamed(envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit', xdsAddress: parseHostPort('10.0.0.5:15012', 'x') }), 'xds-grpc').type, 'STATIC');
+    assert.equal(b.node.metadata.CITADEL_CERTS_DIR, undefined, '/etc/certs, the contract’s mount, goes without saying');
+  });
+
+  it('files mode with --certs-dir: the xDS cluster reads there, and node.metadata tells the xDS server so its TLS contexts do too', () => {
+    const b = envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit', certsDir: '/var/lib/citadel/certs/prod/payments/' }) as Obj;
+    const common = clusterNamed(b, 'xds-grpc').transport_socket.typed_config.common_tls_context;
+    assert.equal(common.tls_certificates[0].certificate_chain.filename, '/var/lib/citadel/certs/prod/payments/cert-chain.pem');
+    assert.equal(b.node.metadata.CITADEL_CERTS_DIR, '/var/lib/citadel/certs/prod/payments');
+    assert.equal((envoyBootstrap({ ...base, certMode: 'sds', capture: 'explicit', certsDir: '/x' }) as Obj).node.metadata.CITADEL_CERTS_DIR, undefined, 'sds mode reads no files');
   });
 
   const variants: Array<[string, Omit<EnvoyBootstrapOptions, 'identity' | 'marathonId'>]> = [
