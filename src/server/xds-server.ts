@@ -196,7 +196,8 @@ export class XdsServer {
         this.metrics.pushes.inc({ type: SHORT[r.typeUrl] ?? 'other' });
       },
       typeOrder: ADS_ORDER,
-      isWildcardType: (t) => t === TYPE_URL.listener || t === TYPE_URL.cluster,
+      // gRPC asks for everything by name (gRFC A27): its empty list unsubscribes the last name, it never means "all".
+      isWildcardType: (t) => proxy?.node.generator !== 'grpc' && (t === TYPE_URL.listener || t === TYPE_URL.cluster),
       onNack: (typeUrl, message) => {
         this.metrics.nacks.inc({ type: SHORT[typeUrl] ?? 'other' });
         this.opts.logger.warn('a proxy refused configuration (NACK); it is sent again only when it changes', { node: proxy?.node.id, type: SHORT[typeUrl], error: message.slice(0, 300) });
@@ -212,6 +213,9 @@ export class XdsServer {
         call.end(err instanceof GrpcError ? err : err instanceof StreamError ? new GrpcError(err.code, err.message) : new GrpcError(status.INTERNAL, errorMessage(err)));
       }
     });
+    // A client that half-closes sends no more requests (grpc-js-xds does when its last watch goes): end the
+    // call, as go-control-plane does, or it would stay open, pushed to and never ACKed.
+    call.onEnd(() => call.end());
     call.onClose(() => {
       if (!proxy) return;
       proxy.streams.delete(discovery);

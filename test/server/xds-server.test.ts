@@ -200,6 +200,32 @@ describe('the xDS server (ADS over mTLS)', () => {
     anonymous.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api') });
     assert.equal((await anonymous.ended).code, grpc.status.INVALID_ARGUMENT);
   });
+
+  it('a client that half-closes its stream (grpc-js-xds when its last watch is cancelled) gets the call ended, OK, and leaves proxy-status', async () => {
+    const c = connect(credentialFor(f.ca, workload('web', 'front')));
+    c.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front', '10.0.0.77') });
+    await c.next();
+    assert.ok(xds.status().some((p) => p.nodeId.includes('10.0.0.77')));
+    c.call.end();
+    const end = await Promise.race([c.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
+    assert.equal(end?.code, grpc.status.OK, 'the server ends a half-closed stream instead of pushing to it forever');
+    await waitFor('the proxy gone from proxy-status', () => !xds.status().some((p) => p.nodeId.includes('10.0.0.77')));
+  });
+
+  it('a gRPC node that unsubscribes its last Listener (an empty name list) gets no answer: for gRPC, empty is none, never the wildcard', async () => {
+    const c = connect(credentialFor(f.ca, workload('web', 'front')));
+    const grpcNode = { ...nodeOf('/web/front', '10.0.0.78'), id: 'grpc~10.0.0.78~web_front.1', metadata: { CITADEL_MARATHON_ID: '/web/front', CITADEL_GENERATOR: 'grpc' } };
+    c.send({ typeUrl: TYPE_URL.listener, node: grpcNode, resourceNames: ['api-prod.marathon.mesos:8080'] });
+    const lds = await c.next();
+    assert.deepEqual(names(lds, 'envoy.config.listener.v3.Listener'), ['api-prod.marathon.mesos:8080']);
+    c.send({ typeUrl: TYPE_URL.listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce, resourceNames: [] });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(c.pending, 0, 'an unsubscribe is not answered');
+    const status = xds.status().find((p) => p.nodeId === grpcNode.id)!;
+    assert.equal(status.types.LDS.status, 'SYNCED');
+    c.send({ typeUrl: TYPE_URL.listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce, resourceNames: ['api-prod.marathon.mesos:8080'] });
+    assert.deepEqual(names(await c.next(), 'envoy.config.listener.v3.Listener'), ['api-prod.marathon.mesos:8080'], 'subscribed again: sent again');
+  });
 });
 
 describe('proxyNodeOf: the node as the generators see it', () => {
