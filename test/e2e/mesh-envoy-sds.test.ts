@@ -115,6 +115,7 @@ describeWithEnvoy('mesh end to end: Envoy sidecars in SDS mode, configured by ci
     const other = await seenBy(() => mtlsToB(foreignCred));
     assert.ok(!ok(other.outcome), `a certificate from another root is refused: ${JSON.stringify(other.outcome)}`);
     assert.equal(other.seen, undefined);
+    t.diagnostic(`refused under STRICT: plaintext ${JSON.stringify(plain.outcome)}, another root ${JSON.stringify(other.outcome)}`);
     const mesh = await seenBy(() => mtlsToB());
     assert.ok(ok(mesh.outcome) && mesh.outcome.status === 200, `a mesh certificate is admitted: ${JSON.stringify(mesh.outcome)}`);
     assert.match(mesh.seen?.xfcc ?? '', /URI=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/probe$/);

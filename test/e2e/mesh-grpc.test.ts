@@ -130,13 +130,14 @@ describe('mesh end to end: proxyless gRPC (grpc-js-xds) configured by citadel xD
     assert.equal(r.server?.uri, ECHO_ID);
   });
 
-  it('STRICT refuses a plaintext client and a client with another root’s certificate', async () => {
+  it('STRICT refuses a plaintext client and a client with another root’s certificate', async (t) => {
     const plain = await client.call({ kind: 'plaintext', target: `${echoTask.ip}:${port}` });
     assert.equal(plain.ok, false);
     assert.equal(!plain.ok && plain.code, 'UNAVAILABLE', JSON.stringify(plain));
     const foreign = bundleFor(testCa(), 'shop', 'caller');
     const other = await client.call({ kind: 'tls', target: `${echoTask.ip}:${port}`, rootPem: pem(ECHO, 'root-cert.pem'), certPem: foreign.certChainPem, keyPem: foreign.keyPem });
     assert.equal(other.ok, false, JSON.stringify(other));
+    t.diagnostic(`refused under STRICT: plaintext ${JSON.stringify(plain)}, another root ${JSON.stringify(other)}`);
     // The check can fail: the same direct TLS call with the caller's mesh certificate is admitted.
     const mesh = await client.call({ kind: 'tls', target: `${echoTask.ip}:${port}`, rootPem: pem(ECHO, 'root-cert.pem'), certPem: pem(CALLER, 'cert-chain.pem'), keyPem: pem(CALLER, 'key.pem') });
     assert.ok(mesh.ok, JSON.stringify(mesh));
@@ -165,6 +166,31 @@ describe('mesh end to end: proxyless gRPC (grpc-js-xds) configured by citadel xD
     assert.equal(seen.r.reply.peer!.uri, CALLER_ID);
     assert.deepEqual([server.child.pid, client.child.pid], pids);
     assert.equal(server.child.exitCode, null, 'the server still runs');
+  });
+
+  it('PERMISSIVE without the DestinationRule: plaintext admitted and the client follows; STRICT again: mTLS; the same server process throughout', async (t) => {
+    const pid = server.child.pid;
+    const direct = `${echoTask.ip}:${port}`;
+    const removed = cluster.citadel('policy', 'delete', 'dr', 'echo', '-n', 'shop', '--store', cluster.store);
+    assert.equal(removed.code, 0, removed.err);
+    const permissive = cluster.applyPolicy('grpc-permissive', POLICY.split('---')[0].replace('STRICT', 'PERMISSIVE'));
+    await permissive.done;
+    const toPlaintext = await waitFor('plaintext admitted and the xds client in plaintext', async () => {
+      const plain = await client.call({ kind: 'plaintext', target: direct });
+      const viaXds = await client.call({ kind: 'xds', target: target() });
+      return plain.ok && viaXds.ok && viaXds.reply.peer === undefined && Date.now();
+    }, 15_000);
+    t.diagnostic(`gRPC server STRICT -> PERMISSIVE (plaintext): ${toPlaintext - permissive.startedAt} ms from citadel policy apply's start`);
+    const strict = cluster.applyPolicy('grpc-strict-again', POLICY);
+    await strict.done;
+    const toMtls = await waitFor('mTLS again, plaintext refused', async () => {
+      const plain = await client.call({ kind: 'plaintext', target: direct });
+      const viaXds = await client.call({ kind: 'xds', target: target() });
+      return !plain.ok && viaXds.ok && viaXds.reply.peer?.uri === CALLER_ID && Date.now();
+    }, 15_000);
+    t.diagnostic(`gRPC server PERMISSIVE -> STRICT (mTLS): ${toMtls - strict.startedAt} ms from citadel policy apply's start`);
+    assert.equal(server.child.pid, pid);
+    assert.equal(server.child.exitCode, null, 'the server survived both switches (grpc-js-xds 1.14 crashes on plaintext -> mTLS unless the listeners differ in their filters)');
   });
 
   it('citadel proxy-status: both gRPC nodes, via the agent, SYNCED; a client with no channel left is gone', async () => {
