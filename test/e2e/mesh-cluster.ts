@@ -125,12 +125,17 @@ export class MeshCluster {
     return path.join(this.certsDir, id.namespace, id.serviceAccount);
   }
 
-  private startAgent(): void {
-    const token = this.citadel('token', 'create', '--host', AGENT_HOST, '--store', this.store);
-    assert.equal(token.code, 0, token.err);
+  /** The first start attests with a join token; a restart reuses the node certificate the agent saved. */
+  private startAgent(restart = false): void {
+    let join: string[] = [];
+    if (!restart) {
+      const token = this.citadel('token', 'create', '--host', AGENT_HOST, '--store', this.store);
+      assert.equal(token.code, 0, token.err);
+      join = ['--join-token', token.out.trim()];
+    }
     const args = [
       cliPath, 'agent', '--monitoring-port', '0', '--log-format', 'json',
-      '--ca-address', `127.0.0.1:${this.server.grpcPort}`, '--ca-root', this.rootFile, '--join-token', token.out.trim(), '--host', AGENT_HOST,
+      '--ca-address', `127.0.0.1:${this.server.grpcPort}`, '--ca-root', this.rootFile, ...join, '--host', AGENT_HOST,
       ...(this.opts.sds ? ['--sds-dir', this.sdsDir, '--xds-address', `127.0.0.1:${this.server.xdsPort}`, '--secret-ttl', this.opts.secretTtl ?? '24h'] : []),
       ...(this.opts.files ? ['--certs-dir', this.certsDir] : []),
     ];
@@ -138,6 +143,12 @@ export class MeshCluster {
     agent.stderr!.setEncoding('utf8').on('data', (c: string) => (this.agentLog = (this.agentLog + c).slice(-200_000)));
     this.agent = agent;
     this.children.push(agent);
+  }
+
+  /** Stops the agent (SIGTERM) and starts it again, as systemd's Restart=always would. */
+  async restartAgent(): Promise<void> {
+    if (this.agent) await stopChild(this.agent);
+    this.startAgent(true);
   }
 
   /** The tail of the agent's log, for assertion messages. */

@@ -160,6 +160,34 @@ describeWithEnvoy('mesh end to end: Envoy sidecars in SDS mode, configured by ci
     assert.deepEqual(await a.endpoints(cluster_), [`${serverTask.ip}:${ports.server}`, `${added.ip}:${ports.server}`].sort());
   });
 
+  it('a scale-down removes the endpoint again', async () => {
+    const cluster_ = `outbound|${ports.server}||server-shop.marathon.mesos`;
+    await cluster.marathon('PUT', '/v2/apps/shop/server', { instances: 1 });
+    const [left] = await waitFor('one task left', async () => {
+      const t = await cluster.tasks('/shop/server');
+      return t.length === 1 && t;
+    });
+    await a.waitFor('one endpoint in A’s /clusters', async () => {
+      const e = await a.endpoints(cluster_);
+      return e.length === 1 && e[0] === `${left.ip}:${ports.server}`;
+    });
+  });
+
+  it('the node agent restarts: both Envoys reconnect to its sockets, get new certificates, and A -> B works', async () => {
+    const serials = async (e: EnvoyProcess) => (await e.certs()).certificates.map((c) => c.cert_chain[0].serial_number);
+    const before = { a: await serials(a), b: await serials(b) };
+    await cluster.restartAgent();
+    // The keys are made on the node and never stored: the restarted agent makes new ones, and SDS pushes them.
+    await b.waitFor('new certificates in both Envoys', async () => {
+      const now = { a: await serials(a), b: await serials(b) };
+      return now.a.every((s) => !before.a.includes(s)) && now.b.every((s) => !before.b.includes(s));
+    }, 20_000);
+    await a.waitFor('A to call B again', async () => {
+      const call = await seenBy(viaSidecars);
+      return ok(call.outcome) && call.outcome.status === 200;
+    }, 20_000);
+  });
+
   it('citadel proxy-status: both proxies, via the agent, SYNCED; the same Envoy processes throughout', async () => {
     const status = await waitFor('both proxies synced', () => {
       const s = cluster.proxyStatus();
