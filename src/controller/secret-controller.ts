@@ -192,6 +192,7 @@ export class SecretController {
       ];
       await forEachLimited(work, this.concurrency, (task) => task());
       this.metrics.managed.set(this.known.size);
+      this.metrics.soonestExpiry.set(this.soonestExpiry() / 1000);
       if (result.failed > 0) this.scheduleWake(this.now().getTime() + this.retry.next());
       else {
         this.retry.reset();
@@ -334,6 +335,13 @@ export class SecretController {
       this.needResync = true;
       this.log.error('cannot delete secret; will retry', { namespace: known.namespace, secret: name, error: errorMessage(err) });
     }
+  }
+
+  /** When the first kept secret expires (ms since the epoch; 0 with none). */
+  soonestExpiry(): number {
+    let soonest = Infinity;
+    for (const k of this.known.values()) if (k.notAfter && k.notAfter.getTime() < soonest) soonest = k.notAfter.getTime();
+    return Number.isFinite(soonest) ? soonest : 0;
   }
 
   /** The secrets the controller currently keeps (for status output and tests). */

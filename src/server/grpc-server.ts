@@ -64,6 +64,14 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
   const gate = new CallerGate(authn, limiter, metrics);
   /** Open feed streams, ended on close so that shutdown does not wait for them. */
   const streams = new Set<ServerStream<unknown>>();
+  /** host -> open feed streams: what citadel_server_connected_nodes counts. */
+  const feedsByHost = new Map<string, number>();
+  const countFeed = (host: string, d: 1 | -1) => {
+    const n = (feedsByHost.get(host) ?? 0) + d;
+    if (n > 0) feedsByHost.set(host, n);
+    else feedsByHost.delete(host);
+    metrics.connectedNodes.set(feedsByHost.size);
+  };
 
   const server = new GrpcServer({
     tls: serverCert.tls,
@@ -105,10 +113,12 @@ export async function startCaGrpcServer(opts: CaGrpcServerOptions): Promise<CaGr
       out.end(new GrpcError(status.UNAUTHENTICATED, `the node certificate of ${host} expired; renew it and reconnect`));
     }, Math.min(2 ** 31 - 1, Math.max(0, caller.notAfter.getTime() - Date.now())));
     streams.add(out as ServerStream<unknown>);
+    countFeed(host, 1);
     out.onClose(() => {
       clearTimeout(expiry);
       stop();
       streams.delete(out as ServerStream<unknown>);
+      countFeed(host, -1);
     });
     log.info(`node connected to the ${what} feed`, { host });
   };

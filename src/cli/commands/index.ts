@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerProxyStatus } from './proxy-status';
+import { registerStatus } from './status';
 import { registerCa } from './ca';
 import { registerCert } from './cert';
 import { registerStore } from './store';
@@ -17,4 +18,4 @@ import { registerAdmissionProxy } from './admission-proxy';
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus, registerAdmissionProxy];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus, registerAdmissionProxy, registerStatus];

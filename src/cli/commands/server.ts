@@ -1,9 +1,11 @@
 import { Command, Option } from 'commander';
+import { Gauge } from 'prom-client';
+import { parseCertificatePem } from '../../pki/certificate';
 import { CertificateAuthority, rootFields } from '../../ca/authority';
 import { checkGracePeriodRatio, checkMinGracePeriod, DEFAULT_ROTATION_POLICY } from '../../ca/rotation';
 import { parseDuration } from '../../common/duration';
 import { UserError, errorMessage } from '../../common/errors';
-import { Logger } from '../../common/log';
+import { Logger, tappedLogger } from '../../common/log';
 import { SecretController } from '../../controller/secret-controller';
 import { MarathonClient } from '../../marathon/client';
 import { addMarathonOptions, MarathonFlagValues, marathonClientOptionsFromFlags } from '../../marathon/flags';
@@ -14,7 +16,8 @@ import { MeshServices } from '../../mesh/services';
 import { checkNamespace } from '../../pki/identity';
 import { StoredPolicies } from '../../server/policy-source';
 import { ServerCertificate } from '../../server/server-certificate';
-import { XdsServer } from '../../server/xds-server';
+import { ProxyStatus, XdsServer } from '../../server/xds-server';
+import * as os from 'node:os';
 import { addCaOptions, addLogOptions, addStoreOption, caConfigFromFlags, CaFlagValues, loggerFromFlags, openStoreFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
@@ -68,11 +71,23 @@ export const registerServer: RegisterCommand = (program: Command) => {
 };
 
 export interface RunningServer {
+  /** the CA gRPC port (0 with --no-grpc) */
+  grpcPort: number;
+  /** the xDS port (0 with --no-xds) */
+  xdsPort: number;
+  /** the root every identity chains to */
+  caRootPem: string;
   close(): Promise<void>;
 }
 
-/** Wires store, election, CA, Marathon, controller, gRPC and monitoring together. */
-export async function startServer(o: ServerFlags, logger: Logger): Promise<RunningServer> {
+/** Wires store, election, CA, Marathon, controller, gRPC, xDS and monitoring together. */
+export async function startServer(o: ServerFlags, baseLogger: Logger): Promise<RunningServer> {
+  // The last warnings and errors, for `citadel status`.
+  const recent: Array<{ time: string; level: string; msg: string; fields: Record<string, unknown> }> = [];
+  const logger = tappedLogger(baseLogger, (level, msg, fields) => {
+    recent.push({ time: new Date().toISOString(), level, msg, fields });
+    if (recent.length > 20) recent.shift();
+  });
   const config = caConfigFromFlags(o);
   const ratio = Number(o.workloadCertGracePeriodRatio);
   const ratioCheck = checkGracePeriodRatio(ratio);
@@ -123,6 +138,11 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
       registry,
     });
     closers.push(() => controller.stop());
+    const leaderGauge = new Gauge({ name: 'citadel_server_leader', help: '1 while this replica is the elected leader (writes secrets), else 0; exactly one replica should be 1.', registers: [registry] });
+    const rootExpiry = new Gauge({ name: 'citadel_ca_root_expiry_timestamp_seconds', help: "When the CA's root certificate expires (Unix time).", registers: [registry] });
+    rootExpiry.set(parseCertificatePem(ca.rootCertPem).notAfter.getTime() / 1000);
+    leaderGauge.set(election.isLeader() ? 1 : 0);
+    election.onChange((leader) => leaderGauge.set(leader ? 1 : 0));
     const announce = (leader: boolean) => logger.info(leader ? 'elected leader: this replica writes secrets' : 'not the leader: signing only', {});
     election.onChange((leader) => {
       announce(leader);
@@ -136,6 +156,8 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
     closers.push(async () => unsubscribeAvailable());
 
     let serverCertificate: ServerCertificate | undefined;
+    let grpcPortBound = 0;
+    let xdsPortBound = 0;
     if (o.grpc) {
       const grpcServer = await startCaGrpcServer({
         ca,
@@ -148,9 +170,11 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         monitoring,
       });
       closers.push(() => grpcServer.close());
+      grpcPortBound = grpcServer.port;
       serverCertificate = grpcServer.serverCertificate;
     }
 
+    let xdsStatus: (() => ProxyStatus[]) | undefined;
     if (o.xds) {
       const mesh = new MeshServices(marathon.view, { logger: logger.child({ component: 'mesh' }), registry });
       closers.push(async () => mesh.close());
@@ -171,16 +195,39 @@ export async function startServer(o: ServerFlags, logger: Logger): Promise<Runni
         registry,
         monitoring,
       });
-      await xds.start();
+      xdsPortBound = await xds.start();
       closers.push(() => xds.close());
+      xdsStatus = () => xds.status();
     }
+
+    monitoring.addJsonRoute('/debug/status', async () => {
+      const root = rootFields(ca.rootCertPem);
+      const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
+      const soonest = controller.soonestExpiry();
+      const proxies = xdsStatus?.() ?? [];
+      return {
+        version: PACKAGE_VERSION,
+        replica: `${os.hostname()}:${process.pid}`,
+        trustDomain: ca.trustDomain,
+        root: { ...root, selfSigned: ca.selfSigned },
+        leader: election.isLeader(),
+        store: { url: store.url, unavailable: store.unavailableReason() ?? null },
+        marathon: { url: marathon.currentUrl ?? null, connected: marathon.connected },
+        secrets: controller.snapshot().length,
+        identities: [...marathon.view.desiredAccounts().values()].reduce((n, sas) => n + sas.size, 0),
+        soonestExpiry: soonest ? new Date(soonest).toISOString() : null,
+        connectedNodes: await gauge('citadel_server_connected_nodes'),
+        proxies: { connected: proxies.length, notSynced: proxies.filter((p) => Object.values(p.types).some((t) => t.status !== 'SYNCED' && t.status !== 'NOT SENT')).length },
+        recentErrors: recent.slice().reverse(),
+      };
+    });
 
     monitoring.addReadinessCheck({ name: 'marathon', check: () => (marathon.connected ? undefined : 'not connected to Marathon') });
     await marathon.start();
     logger.info('connected to Marathon', { url: marathon.currentUrl });
     const first = await controller.start();
     logger.info('initial reconcile done', { ...first, leader: election.isLeader() });
-    return { close };
+    return { grpcPort: grpcPortBound, xdsPort: xdsPortBound, caRootPem: ca.rootCertPem, close };
   } catch (err) {
     await close();
     throw err;
