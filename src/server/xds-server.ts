@@ -196,7 +196,8 @@ export class XdsServer {
         this.metrics.pushes.inc({ type: SHORT[r.typeUrl] ?? 'other' });
       },
       typeOrder: ADS_ORDER,
-      isWildcardType: (t) => t === TYPE_URL.listener || t === TYPE_URL.cluster,
+      // gRPC asks for everything by name (gRFC A27): its empty list unsubscribes the last name, it never means "all".
+      isWildcardType: (t) => proxy?.node.generator !== 'grpc' && (t === TYPE_URL.listener || t === TYPE_URL.cluster),
       onNack: (typeUrl, message) => {
         this.metrics.nacks.inc({ type: SHORT[typeUrl] ?? 'other' });
         this.opts.logger.warn('a proxy refused configuration (NACK); it is sent again only when it changes', { node: proxy?.node.id, type: SHORT[typeUrl], error: message.slice(0, 300) });
@@ -212,6 +213,9 @@ export class XdsServer {
         call.end(err instanceof GrpcError ? err : err instanceof StreamError ? new GrpcError(err.code, err.message) : new GrpcError(status.INTERNAL, errorMessage(err)));
       }
     });
+    // A client that half-closes sends no more requests (grpc-js-xds does when its last watch goes): end the
+    // call, as go-control-plane does, or it would stay open, pushed to and never ACKed.
+    call.onEnd(() => call.end());
     call.onClose(() => {
       if (!proxy) return;
       proxy.streams.delete(discovery);
@@ -339,13 +343,25 @@ export function proxyNodeOf(node: XdsNode, identity: WorkloadIdentity): ProxyNod
   if (claimed && claimed !== spiffeId(identity)) throw new StreamError(status.PERMISSION_DENIED, `node ${node.id} claims ${claimed} but authenticated as ${spiffeId(identity)}`);
   const [prefix, ip = '', instance = ''] = node.id.split('~');
   const generator = meta(META.generator) === 'grpc' || prefix === 'grpc' ? 'grpc' : 'envoy';
+  const certMode = meta(META.certMode) === 'files' ? 'files' : 'sds';
+  const certsDir = certMode === 'files' ? meta(META.certsDir) : undefined;
+  if (certsDir !== undefined && !isCleanAbsoluteDir(certsDir)) {
+    throw new StreamError(status.INVALID_ARGUMENT, `node ${node.id}: node.metadata.${META.certsDir}: ${JSON.stringify(certsDir)} is not an absolute directory path; make the bootstrap with \`citadel envoy-bootstrap --certs-dir\``);
+  }
   return {
     id: node.id || `${generator}~${ip}~${instance}`,
     generator,
     marathonId,
     identity,
-    certMode: meta(META.certMode) === 'files' ? 'files' : 'sds',
+    certMode,
+    ...(certsDir !== undefined && { certsDir }),
     capture: meta(META.capture) === 'redirect' ? 'redirect' : 'explicit',
     instanceIp: ip || '127.0.0.1',
   };
+}
+
+/** `/a/b`: absolute, no empty, `.` or `..` segment, no control characters (it goes into file names Envoy opens). */
+function isCleanAbsoluteDir(dir: string): boolean {
+  if (!dir.startsWith('/') || /[\x00-\x1f\x7f]/.test(dir)) return false;
+  return dir === '/' || dir.slice(1).split('/').every((s) => s !== '' && s !== '.' && s !== '..');
 }

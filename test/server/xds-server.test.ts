@@ -16,7 +16,7 @@ import type { PolicyDocument } from '../../src/mesh/policy';
 import { parsePolicyText } from '../../src/mesh/policy';
 import { TYPE_URL } from '../../src/mesh/resources';
 import { ServerCertificate } from '../../src/server/server-certificate';
-import { IDENTITY_HEADER, XdsServer } from '../../src/server/xds-server';
+import { IDENTITY_HEADER, proxyNodeOf, XdsServer } from '../../src/server/xds-server';
 import { endpoint, service, snapshotOf } from '../mesh/mesh-fixtures';
 import { waitFor } from '../helpers/wait';
 import { CaFixture, credentialFor, node, placeApp, startCaFixture, workload } from './fixtures';
@@ -199,5 +199,52 @@ describe('the xDS server (ADS over mTLS)', () => {
     const anonymous = connect(agentCred); // a node without naming anyone
     anonymous.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/prod/api') });
     assert.equal((await anonymous.ended).code, grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('a client that half-closes its stream (grpc-js-xds when its last watch is cancelled) gets the call ended, OK, and leaves proxy-status', async () => {
+    const c = connect(credentialFor(f.ca, workload('web', 'front')));
+    c.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front', '10.0.0.77') });
+    await c.next();
+    assert.ok(xds.status().some((p) => p.nodeId.includes('10.0.0.77')));
+    c.call.end();
+    const end = await Promise.race([c.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
+    assert.equal(end?.code, grpc.status.OK, 'the server ends a half-closed stream instead of pushing to it forever');
+    await waitFor('the proxy gone from proxy-status', () => !xds.status().some((p) => p.nodeId.includes('10.0.0.77')));
+  });
+
+  it('a gRPC node that unsubscribes its last Listener (an empty name list) gets no answer: for gRPC, empty is none, never the wildcard', async () => {
+    const c = connect(credentialFor(f.ca, workload('web', 'front')));
+    const grpcNode = { ...nodeOf('/web/front', '10.0.0.78'), id: 'grpc~10.0.0.78~web_front.1', metadata: { CITADEL_MARATHON_ID: '/web/front', CITADEL_GENERATOR: 'grpc' } };
+    c.send({ typeUrl: TYPE_URL.listener, node: grpcNode, resourceNames: ['api-prod.marathon.mesos:8080'] });
+    const lds = await c.next();
+    assert.deepEqual(names(lds, 'envoy.config.listener.v3.Listener'), ['api-prod.marathon.mesos:8080']);
+    c.send({ typeUrl: TYPE_URL.listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce, resourceNames: [] });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(c.pending, 0, 'an unsubscribe is not answered');
+    const status = xds.status().find((p) => p.nodeId === grpcNode.id)!;
+    assert.equal(status.types.LDS.status, 'SYNCED');
+    c.send({ typeUrl: TYPE_URL.listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce, resourceNames: ['api-prod.marathon.mesos:8080'] });
+    assert.deepEqual(names(await c.next(), 'envoy.config.listener.v3.Listener'), ['api-prod.marathon.mesos:8080'], 'subscribed again: sent again');
+  });
+});
+
+describe('proxyNodeOf: the node as the generators see it', () => {
+  const identity = workload('web', 'front');
+  const xdsNode = (metadata: Record<string, string>) => ({ id: 'sidecar~10.0.0.5~web_front.1', cluster: '/web/front', metadata: { CITADEL_MARATHON_ID: '/web/front', ...metadata }, userAgentName: 'envoy', userAgentVersion: '1.40.0' });
+
+  it('files mode: the certificate directory the bootstrap names (CITADEL_CERTS_DIR), else none (the generators use /etc/certs)', () => {
+    assert.equal(proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'files', CITADEL_CERTS_DIR: '/var/lib/citadel/certs/web/front' }), identity).certsDir, '/var/lib/citadel/certs/web/front');
+    assert.equal(proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'files' }), identity).certsDir, undefined);
+    assert.equal(proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'sds', CITADEL_CERTS_DIR: '/x' }), identity).certsDir, undefined, 'sds mode reads no files');
+  });
+
+  it('a certificate directory that is not a clean absolute path is refused, naming the key', () => {
+    for (const bad of ['certs', '/etc/../root', '/etc/certs\n/x', '/etc//certs']) {
+      assert.throws(() => proxyNodeOf(xdsNode({ CITADEL_CERT_MODE: 'files', CITADEL_CERTS_DIR: bad }), identity), (err: Error & { code?: number }) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(err.message, /node\.metadata\.CITADEL_CERTS_DIR: .* is not an absolute directory path/);
+        return true;
+      });
+    }
   });
 });
