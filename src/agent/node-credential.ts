@@ -16,7 +16,7 @@ import { createCsr } from '../pki/csr';
 import { NodeIdentity, spiffeId } from '../pki/identity';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys';
 import { parsePemBlocks, splitCertificates, toPem } from '../pki/pem';
-import { CaClient, CaClientOptions } from './ca-client';
+import { CaClient, CaClientOptions, explainUntrustedCa } from './ca-client';
 import { caRefusal } from './ca-refusal';
 import { Rotator } from './rotator';
 
@@ -222,6 +222,9 @@ export class NodeCredentials extends EventEmitter {
       } catch (err) {
         const code = (err as { code?: number }).code;
         if (code !== undefined && !RETRYABLE.has(code)) throw new UserError(`node attestation refused: ${(err as { details?: string }).details ?? errorMessage(err)}`);
+        // A wrong --ca-root never heals by retrying: say so, cause first, and stop.
+        const untrusted = await explainUntrustedCa(err, this.opts.ca);
+        if (untrusted) throw new UserError(untrusted);
         const delay = backoff.next();
         this.opts.logger.warn('cannot reach the CA to attest; retrying', { error: errorMessage(err), retryInMs: delay });
         if (this.opts.signal.aborted) throw new Error('stopped');
