@@ -35,6 +35,21 @@ export function openStoreUrlFromFlags(o: { store: string; zkAuthFile?: string },
   return openStore(o.store, { zkAuth: zkAuthFromFlags(o), logger });
 }
 
+/**
+ * `-o, --output text|json` (`--output` alone where `-o` already names a directory), the one way every
+ * read command is asked for JSON; `--json` stays as a hidden alias of `-o json`.
+ */
+export function addOutputOption(cmd: Command, opts: { short?: boolean } = {}): Command {
+  return cmd
+    .addOption(new Option(`${opts.short === false ? '' : '-o, '}--output <format>`, 'text for people, json for programs').choices(['text', 'json']).default('text'))
+    .addOption(new Option('--json', 'same as --output json').hideHelp().implies({ output: 'json' }));
+}
+
+/** Whether --output (or the --json alias) asked for JSON. */
+export function wantsJson(o: { output?: string; json?: boolean }): boolean {
+  return o.output === 'json' || o.json === true;
+}
+
 /** `--trust-domain`, for every command that names identities. */
 export function addTrustDomainOption(cmd: Command): Command {
   return cmd.option('--trust-domain <domain>', 'SPIFFE trust domain', DEFAULT_CA_CONFIG.trustDomain);

@@ -1,18 +1,17 @@
 import { Command } from 'commander';
 import { UserError } from '../../common/errors';
 import type { ProxyStatus } from '../../server/xds-server';
+import { addOutputOption, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
 const TYPES = ['CDS', 'LDS', 'EDS', 'RDS'] as const;
 
 /** `citadel proxy-status`, as `istioctl proxy-status`: every connected proxy and where each xDS type stands. */
 export const registerProxyStatus: RegisterCommand = (program: Command) => {
-  program
-    .command('proxy-status')
+  addOutputOption(program.command('proxy-status'))
     .description('every proxy connected to citadel server (node id, workload, identity, replica) and per xDS type SYNCED, NOT SENT, STALE (sent, not ACKed) or NACKED with its error')
     .option('--server <url>', "the server's monitoring address; repeat for every replica", (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--json', 'print as JSON')
-    .action(async (o: { server?: string[]; json?: boolean }) => {
+    .action(async (o: { server?: string[]; output: string }) => {
       const servers = o.server ?? ['http://127.0.0.1:15014'];
       const all: ProxyStatus[] = [];
       for (const s of servers) {
@@ -26,7 +25,7 @@ export const registerProxyStatus: RegisterCommand = (program: Command) => {
         all.push(...((await res.json()) as ProxyStatus[]));
       }
       all.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
-      if (o.json) {
+      if (wantsJson(o)) {
         process.stdout.write(JSON.stringify(all, null, 2) + '\n');
         return;
       }

@@ -7,7 +7,7 @@ import { migrateStore } from '../../store/migrate';
 import { rekeyKek, rekeyStore } from '../../store/rekey';
 import type { Kek } from '../../store/store';
 import { openZkStore } from '../../store/zk/zk-store';
-import { addStoreOption, addStoreUrlOptions, openStoreFromFlags, ZK_AUTH_FILE_HELP, zkAuthFromFlags } from '../options';
+import { addOutputOption, addStoreOption, addStoreUrlOptions, openStoreFromFlags, wantsJson, ZK_AUTH_FILE_HELP, zkAuthFromFlags } from '../options';
 import { writeBundleFiles } from './cert';
 import type { RegisterCommand } from './index';
 
@@ -16,13 +16,17 @@ const say = (line: string) => process.stdout.write(line + '\n');
 export const registerStore: RegisterCommand = (program: Command) => {
   const store = program.command('store').description('look into and maintain a store: its secrets, key-encryption keys, moving to another store');
 
-  addStoreOption(store.command('list'))
+  addOutputOption(addStoreOption(store.command('list')))
     .description('list the workload secrets in a store: namespace/name, SPIFFE ID, expiry, version')
     .option('-n, --namespace <ns>', 'only this namespace')
-    .action(async (o: { store: string; kekFile?: string; namespace?: string }) => {
+    .action(async (o: { store: string; kekFile?: string; namespace?: string; output: string }) => {
       const s = await openStoreFromFlags(o);
       try {
         const secrets = await s.listSecrets(o.namespace);
+        if (wantsJson(o)) {
+          say(JSON.stringify(secrets.map((x) => ({ namespace: x.namespace, name: x.name, version: x.version, ...x.metadata })), null, 2));
+          return;
+        }
         for (const x of secrets) say(`${`${x.namespace}/${x.name}`.padEnd(40)} ${x.metadata.spiffeId.padEnd(56)} expires ${x.metadata.notAfter}  v${x.version}`);
         say(`${secrets.length} secret${secrets.length === 1 ? '' : 's'} in ${s.url}${o.namespace ? ` namespace ${o.namespace}` : ''}`);
       } finally {
@@ -30,10 +34,10 @@ export const registerStore: RegisterCommand = (program: Command) => {
       }
     });
 
-  addStoreOption(store.command('get <namespace> <secret>'))
+  addOutputOption(addStoreOption(store.command('get <namespace> <secret>')), { short: false })
     .description('show one secret (istio.<sa>, or just <sa>); with -o, write its cert-chain.pem, key.pem and root-cert.pem into DIR, as a sidecar sees them in /etc/certs')
     .option('-o, --out <dir>', 'directory to write the three files into (created if missing)')
-    .action(async (namespace: string, secret: string, o: { store: string; kekFile?: string; out?: string }) => {
+    .action(async (namespace: string, secret: string, o: { store: string; kekFile?: string; out?: string; output: string }) => {
       const name = secret.startsWith('istio.') ? secret : `istio.${secret}`;
       const s = await openStoreFromFlags(o);
       try {
@@ -45,11 +49,16 @@ export const registerStore: RegisterCommand = (program: Command) => {
         }
         if (!found) throw new UserError(`there is no secret ${namespace}/${name} in ${s.url}; \`citadel store list\` shows what there is`);
         const m = found.metadata;
+        if (o.out) await writeBundleFiles(o.out, found);
+        if (wantsJson(o)) {
+          // The metadata only: the key stays in the files -o writes, never on stdout.
+          say(JSON.stringify({ namespace, name, version: found.version, ...m, ...(o.out ? { wrote: o.out } : {}) }, null, 2));
+          return;
+        }
         say(`${namespace}/${name} (version ${found.version})`);
         say(`  ${m.spiffeId}, serial ${m.serialNumber}`);
         say(`  valid ${m.notBefore} .. ${m.notAfter}, written ${m.updatedAt}`);
         if (o.out) {
-          await writeBundleFiles(o.out, found);
           say(`  wrote ${path.join(o.out, '{cert-chain.pem,key.pem,root-cert.pem}')}`);
         }
       } finally {

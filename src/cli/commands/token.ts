@@ -4,7 +4,7 @@ import { UserError } from '../../common/errors';
 import { checkHost } from '../../pki/identity';
 import { newJoinToken } from '../../server/join-token';
 import type { JoinTokenRecord, Store } from '../../store/store';
-import { addStoreUrlOptions, openStoreUrlFromFlags } from '../options';
+import { addOutputOption, addStoreUrlOptions, openStoreUrlFromFlags, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -49,12 +49,17 @@ export const registerToken: RegisterCommand = (program: Command) => {
     });
   });
 
-  addStoreUrlOptions(token.command('list').description('list the join tokens not used yet: id (hash prefix), host, created, expires'))
+  addOutputOption(addStoreUrlOptions(token.command('list').description('list the join tokens not used yet: id (hash prefix), host, created, expires')))
     .option('--host <host>', 'only the tokens of this host')
-    .action(async (o: { store: string; zkAuthFile?: string; host?: string }) => {
+    .action(async (o: { store: string; zkAuthFile?: string; host?: string; output: string }) => {
       await withStore(o, async (store) => {
         const now = Date.now();
         const tokens = (await store.listJoinTokens()).filter((t) => !o.host || t.host === o.host).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+        if (wantsJson(o)) {
+          // The hash, never a token: the store has no token to show.
+          say(JSON.stringify(tokens.map((t) => ({ id: t.hash.slice(0, 12), hash: t.hash, host: t.host, createdAt: t.createdAt, expiresAt: t.expiresAt, state: Date.parse(t.expiresAt) <= now ? 'expired' : 'valid' })), null, 2));
+          return;
+        }
         for (const t of tokens) {
           const state = Date.parse(t.expiresAt) <= now ? 'expired' : 'valid';
           say(`${t.hash.slice(0, 12)}  ${t.host.padEnd(32)} created ${t.createdAt}  expires ${t.expiresAt}  ${state}`);
