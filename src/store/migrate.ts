@@ -58,7 +58,7 @@ export async function migrateStore(from: Store, to: Store, progress: (line: stri
       }),
     );
     const n = Math.min(i + BATCH, secrets.length);
-    if (n === secrets.length || n % 500 < BATCH) progress(`${n}/${secrets.length} secrets: ${copied} copied, ${unchanged} unchanged`);
+    progress(`${n}/${secrets.length} secrets: ${copied} copied, ${unchanged} unchanged`);
   }
 
   // Evictions before tokens: a target replica already running must refuse an evicted node first.

@@ -9,6 +9,7 @@ import type { Kek } from '../../store/store';
 import { openZkStore } from '../../store/zk/zk-store';
 import { addOutputOption, addStoreOption, addStoreUrlOptions, openStoreFromFlags, wantsJson, ZK_AUTH_FILE_HELP, zkAuthFromFlags } from '../options';
 import { writeBundleFiles } from './cert';
+import { TerminalProgress } from '../progress';
 import type { RegisterCommand } from './index';
 
 const say = (line: string) => process.stdout.write(line + '\n');
@@ -78,7 +79,7 @@ export const registerStore: RegisterCommand = (program: Command) => {
       const oldKek = o.oldKek ? loadKek(o.oldKek) : undefined;
       const s = await openStore(o.store, { kek: rekeyKek(newKek, oldKek), zkAuth: zkAuthFromFlags(o), exclusive: true });
       try {
-        const r = await rekeyStore(s, newKek.keyId, say);
+        const r = await new TerminalProgress().around((show) => rekeyStore(s, newKek.keyId, show));
         say(`rekeyed ${s.url}: ${r.secrets} secrets${r.caSecret ? ' and the CA secret' : ''} now sealed with KEK ${r.keyId}; start citadel with --kek-file ${o.newKek}`);
       } finally {
         await s.close();
@@ -101,7 +102,7 @@ export const registerStore: RegisterCommand = (program: Command) => {
       try {
         const to = await openStore(o.to, { kek, zkAuth: authOf(o.to), exclusive: true });
         try {
-          const r = await migrateStore(from, to, say);
+          const r = await new TerminalProgress().around((show) => migrateStore(from, to, show));
           say(`migrated ${from.url} -> ${to.url}: ${r.copied} secrets copied, ${r.unchanged} unchanged, CA secret ${r.ca}, ${r.tokens} join tokens, ${r.nodes} node records, ${r.evictions} evictions`);
         } finally {
           await to.close();
@@ -119,14 +120,7 @@ export const registerStore: RegisterCommand = (program: Command) => {
       if (!auth) throw new UserError('store secure needs --zk-auth-file: the credentials every znode will be restricted to');
       const s = await openZkStore(o.store, { auth, requireSecured: false });
       try {
-        const tty = process.stderr.isTTY;
-        let shown = 0;
-        const n = await s.secureTree((done, total) => {
-          if (!tty || (done < total && Date.now() - shown < 100)) return;
-          shown = Date.now();
-          process.stderr.write(`\rsecuring ${s.url}: ${done}/${total} znodes`);
-          if (done === total) process.stderr.write('\n');
-        });
+        const n = await new TerminalProgress().around((show) => s.secureTree((done, total) => show(`securing ${s.url}: ${done}/${total} znodes`)));
         say(`secured ${n} znodes under ${s.url}: only ${auth.describe} may read or change them`);
       } finally {
         await s.close();
