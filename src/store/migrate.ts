@@ -1,8 +1,9 @@
 /**
  * `citadel store migrate`: copies the CA secret, every secret, the unused join tokens that have
- * not expired, the node records and the evictions from one store to another (file: -> zk:// when
- * a CA gains replicas). Running it again changes nothing: equal records are skipped, and a target
- * that holds a different CA root is refused before anything is written. Evictions are copied so
+ * not expired, the node records, the evictions and the mesh policy from one store to another
+ * (file: -> zk:// when a CA gains replicas; zk:// -> file: and back for a backup and its restore).
+ * Running it again changes nothing: equal records are skipped, and a target that holds a different
+ * CA root or a different policy set is refused before anything is written. Evictions are copied so
  * that an evicted node's certificate stays refused on the new store.
  */
 import { UserError } from '../common/errors';
@@ -17,6 +18,10 @@ export interface MigrateResult {
   /** Node records and evictions copied. */
   nodes: number;
   evictions: number;
+  /** The policy set (PeerAuthentication, DestinationRule, ...): copied whole, or equal already. */
+  policies: 'copied' | 'unchanged' | 'absent';
+  /** Documents in the policy set copied or found equal. */
+  policyDocuments: number;
 }
 
 const BATCH = 64;
@@ -28,6 +33,12 @@ export async function migrateStore(from: Store, to: Store, progress: (line: stri
   const targetCa = await to.getCaSecret();
   if (ca && targetCa && !sameCa(ca, targetCa)) {
     throw new UserError(`${to.url} already holds a different CA root than ${from.url}; migrating would mix two roots: choose an empty target`);
+  }
+  const policies = await from.getPolicies();
+  const targetPolicies = await to.getPolicies();
+  const samePolicies = canonicalPolicies(policies.documents) === canonicalPolicies(targetPolicies.documents);
+  if (policies.documents.length && targetPolicies.documents.length && !samePolicies) {
+    throw new UserError(`${to.url} already holds a different mesh policy set (${targetPolicies.documents.length} documents) than ${from.url}; migrating would replace it: choose an empty target, or \`citadel policy delete\` there first`);
   }
   const existing = new Map((await to.listSecrets()).map((s) => [`${s.namespace}/${s.name}`, s]));
   progress(`${from.url}: ${secrets.length} secrets${ca ? ' and the CA secret' : ''}; ${to.url}: ${existing.size} secrets`);
@@ -85,7 +96,17 @@ export async function migrateStore(from: Store, to: Store, progress: (line: stri
     tokens++;
   }
   if (tokens || nodes || evictions) progress(`${tokens} join tokens, ${nodes} node records, ${evictions} evictions copied`);
-  return { copied, unchanged, ca: caResult, tokens, nodes, evictions };
+
+  // Policy last: the workloads it turns STRICT have their certificates on the target by now.
+  let policyResult: MigrateResult['policies'] = 'absent';
+  if (policies.documents.length) {
+    if (samePolicies) policyResult = 'unchanged';
+    else {
+      await to.putPolicies(policies.documents, targetPolicies.version);
+      policyResult = 'copied';
+    }
+  }
+  return { copied, unchanged, ca: caResult, tokens, nodes, evictions, policies: policyResult, policyDocuments: policies.documents.length };
 }
 
 function sameCa(a: CaSecret, b: CaSecret): boolean {
@@ -102,6 +123,10 @@ export function sameSecret(a: Secret | StoredSecret, b: Secret | StoredSecret): 
     a.rootCertPem === b.rootCertPem &&
     canonical(a.metadata) === canonical(b.metadata)
   );
+}
+
+function canonicalPolicies(documents: readonly object[]): string {
+  return JSON.stringify(documents);
 }
 
 function canonical(value: object): string {

@@ -35,7 +35,7 @@ test('store migrate: progress rewritten in place on a terminal, ending on its ow
   const piped = shell(`${migrate('piped')} 2>${dir}/err | cat; cat ${dir}/err >&2`);
   assert.equal(piped.status, 0, piped.stderr);
   assert.equal(piped.stderr, '', 'nothing on stderr when it is not a terminal');
-  assert.deepEqual(piped.stdout.trim().split('\n'), [`migrated ${from} -> file:${dir}/piped: ${SECRETS} secrets copied, 0 unchanged, CA secret copied, 0 join tokens, 0 node records, 0 evictions`]);
+  assert.deepEqual(piped.stdout.trim().split('\n'), [`migrated ${from} -> file:${dir}/piped: ${SECRETS} secrets copied, 0 unchanged, CA secret copied, 0 join tokens, 0 node records, 0 evictions, policy absent`]);
 
   const onTty = shell(`script -qec ${quote(migrate('tty'))} /dev/null`);
   assert.equal(onTty.status, 0, onTty.stdout);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { UserError } from '../../src/common/errors';
 import { kekFromBytes, loadKek } from '../../src/store/kek';
+import type { CanonicalPolicy } from '../../src/mesh/policy';
 import { migrateStore } from '../../src/store/migrate';
 import { FileStore } from '../../src/store/file-store';
 import { newJoinToken } from '../../src/server/join-token';
@@ -112,7 +113,7 @@ test('migrate zk -> zk copies everything; running it twice changes nothing', asy
   try {
     await seed(from, 150);
     const first = await migrateStore(from, to);
-    assert.deepEqual(first, { copied: 150, unchanged: 0, ca: 'copied', tokens: 0, nodes: 0, evictions: 0 });
+    assert.deepEqual(first, { copied: 150, unchanged: 0, ca: 'copied', tokens: 0, nodes: 0, evictions: 0, policies: 'absent', policyDocuments: 0 });
     const strip = (xs: { version: number }[]) => xs.map(({ version: _v, ...rest }) => rest);
     assert.deepEqual(strip(await to.listSecrets()), strip(await from.listSecrets()));
     assert.deepEqual(await to.getCaSecret(), await from.getCaSecret());
@@ -120,13 +121,13 @@ test('migrate zk -> zk copies everything; running it twice changes nothing', asy
     const after1 = await snapshot(to);
     const lines: string[] = [];
     const second = await migrateStore(from, to, (l) => lines.push(l));
-    assert.deepEqual(second, { copied: 0, unchanged: 150, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0 });
+    assert.deepEqual(second, { copied: 0, unchanged: 150, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0, policies: 'absent', policyDocuments: 0 });
     assert.equal(await snapshot(to), after1, 'no znode version moved');
     assert.ok(lines.some((l) => l.includes('150/150')), lines.join('\n'));
 
     // A changed source secret is copied again, the rest stay untouched.
     await from.putSecret(sampleSecret('ns1', 'sa1'));
-    assert.deepEqual(await migrateStore(from, to), { copied: 1, unchanged: 149, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0 });
+    assert.deepEqual(await migrateStore(from, to), { copied: 1, unchanged: 149, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0, policies: 'absent', policyDocuments: 0 });
   } finally {
     await Promise.all([from.close(), to.close()]);
   }
@@ -147,12 +148,23 @@ test('migrate file -> zk carries unused, unexpired join tokens, node records and
     const eviction = { host: 'agent-3', evictedAt: '2024-01-01T12:00:00.000Z', reason: 'disk stolen' };
     await from.putNodeEviction(eviction);
 
+    const policy = [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } }] as CanonicalPolicy[];
+    await from.putPolicies(policy, 0);
+
     const first = await migrateStore(from, to);
-    assert.deepEqual(first, { copied: 2, unchanged: 0, ca: 'copied', tokens: 1, nodes: 1, evictions: 1 });
+    assert.deepEqual(first, { copied: 2, unchanged: 0, ca: 'copied', tokens: 1, nodes: 1, evictions: 1, policies: 'copied', policyDocuments: 1 });
+    assert.deepEqual((await to.getPolicies()).documents, policy);
     assert.deepEqual(await to.listJoinTokens(), [live.record]);
     assert.deepEqual(await to.listNodeRecords(), [node]);
     assert.deepEqual(await to.listNodeEvictions(), [eviction]);
-    assert.deepEqual(await migrateStore(from, to), { copied: 0, unchanged: 2, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0 });
+    assert.deepEqual(await migrateStore(from, to), { copied: 0, unchanged: 2, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0, policies: 'unchanged', policyDocuments: 1 });
+    const policyVersion = (await to.getPolicies()).version;
+    // A different policy set on the target is refused before anything is written.
+    await from.putPolicies([{ ...policy[0], spec: { mtls: { mode: 'PERMISSIVE' } } }] as CanonicalPolicy[], 1);
+    await from.putSecret(sampleSecret('ns1', 'sa-new'));
+    await assert.rejects(migrateStore(from, to), /already holds a different mesh policy set \(1 documents\)/);
+    assert.equal((await to.getPolicies()).version, policyVersion);
+    assert.equal((await to.listSecrets()).length, 2, 'nothing copied');
     // The copied token works once on the target, as it would have on the source.
     assert.deepEqual(await to.consumeJoinToken(live.record.hash), live.record);
     assert.equal(await to.consumeJoinToken(live.record.hash), undefined);

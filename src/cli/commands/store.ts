@@ -88,7 +88,7 @@ export const registerStore: RegisterCommand = (program: Command) => {
 
   store
     .command('migrate')
-    .description('copy the CA secret, every secret, unused join tokens, node records and evictions to another store (e.g. file: to zk://); running it again changes nothing')
+    .description('copy the CA secret, every secret, unused join tokens, node records, evictions and the mesh policy to another store (file: to zk://, or to file: and back as a backup); running it again changes nothing')
     .requiredOption('--from <url>', 'the store to copy from')
     .requiredOption('--to <url>', 'the store to copy to')
     .option('--kek-file <file>', 'key-encryption key of both stores')
@@ -103,7 +103,7 @@ export const registerStore: RegisterCommand = (program: Command) => {
         const to = await openStore(o.to, { kek, zkAuth: authOf(o.to), exclusive: true });
         try {
           const r = await new TerminalProgress().around((show) => migrateStore(from, to, show));
-          say(`migrated ${from.url} -> ${to.url}: ${r.copied} secrets copied, ${r.unchanged} unchanged, CA secret ${r.ca}, ${r.tokens} join tokens, ${r.nodes} node records, ${r.evictions} evictions`);
+          say(`migrated ${from.url} -> ${to.url}: ${r.copied} secrets copied, ${r.unchanged} unchanged, CA secret ${r.ca}, ${r.tokens} join tokens, ${r.nodes} node records, ${r.evictions} evictions, policy ${r.policies}${r.policyDocuments ? ` (${r.policyDocuments} documents)` : ''}`);
         } finally {
           await to.close();
         }
