@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { ENVOY_PROTO_DIRS } from './protos';
+import { unpooled } from './wire';
 
 /** The .proto files loaded: the bootstrap (listeners, clusters, routes, endpoints, core), discovery, SDS, and the extensions the generators put into Any fields. */
 export const ENVOY_PROTO_FILES: readonly string[] = [
@@ -46,6 +47,7 @@ export const SDS_PROTO_FILES: readonly string[] = ['envoy/service/secret/v3/sds.
 
 const roots = new Map<string, protobuf.Root>();
 
+
 /** Envoy's API as protobufjs types, loaded once per process and file set. */
 export function envoyProtoRoot(files: readonly string[] = ENVOY_PROTO_FILES): protobuf.Root {
   const key = files.join('\n');
@@ -69,10 +71,17 @@ export class EnvoyJsonError extends Error {
   }
 }
 
+/**
+ * Encodings of Any values by their JSON object, for callers whose JSON is never changed once
+ * encoded (the generators' shared resources): an Any met again (a filter chain's TLS context or
+ * HTTP connection manager, the same object in thousands of listeners) is not walked again.
+ */
+export type AnyEncodings = WeakMap<object, Uint8Array>;
+
 /** The message `typeName` (e.g. envoy.config.cluster.v3.Cluster) from its proto3 JSON, strictly. */
-export function encodeEnvoyJson(typeName: string, json: unknown): Buffer {
+export function encodeEnvoyJson(typeName: string, json: unknown, anyEncodings?: AnyEncodings): Buffer {
   const problems: string[] = [];
-  const bytes = new JsonToProto(envoyProtoRoot(), problems, false).encode(envoyProtoRoot().lookupType(typeName), json, '$');
+  const bytes = new JsonToProto(envoyProtoRoot(), problems, false, undefined, anyEncodings).encode(envoyProtoRoot().lookupType(typeName), json, '$');
   if (problems.length) throw new EnvoyJsonError(problems);
   return bytes;
 }
@@ -121,6 +130,7 @@ class JsonToProto {
     private readonly problems: string[],
     private readonly deprecated: boolean,
     private readonly allowDeprecated: ReadonlySet<string> = new Set(),
+    private readonly anyEncodings?: AnyEncodings,
   ) {}
 
   encode(type: protobuf.Type, json: unknown, at: string): Buffer {
@@ -281,6 +291,8 @@ class JsonToProto {
     if (!isPlainObject(v)) return this.fail(at, `expected an object (Any), got ${describe(v)}`);
     const url = v['@type'];
     if (typeof url !== 'string') return this.fail(`${at}.@type`, 'an Any needs "@type"');
+    const known = this.anyEncodings?.get(v);
+    if (known !== undefined) return { type_url: url, value: known };
     const type = this.lookup(url, `${at}.@type`);
     if (!type) return undefined;
     let inner: unknown;
@@ -297,6 +309,8 @@ class JsonToProto {
       inner = fields;
     }
     if (this.problems.length) return undefined;
-    return { type_url: url, value: type.encode(type.fromObject(inner as Record<string, unknown>)).finish() };
+    const value = type.encode(type.fromObject(inner as Record<string, unknown>)).finish();
+    this.anyEncodings?.set(v, unpooled(value));
+    return { type_url: url, value };
   }
 }
