@@ -46,10 +46,19 @@ const INCLUDE_DIRS = [...ENVOY_PROTO_DIRS, path.dirname(require.resolve('protobu
 export const SDS_PROTO_FILES: readonly string[] = ['envoy/service/secret/v3/sds.proto', 'envoy/extensions/transport_sockets/tls/v3/secret.proto'];
 
 const roots = new Map<string, protobuf.Root>();
+let defaultRoot: protobuf.Root | undefined;
 
+const fullNames = new WeakMap<protobuf.Type, string>();
+/** protobufjs computes `fullName` by walking the parents at every read; the walker reads it for every message. */
+function fullNameOf(type: protobuf.Type): string {
+  let name = fullNames.get(type);
+  if (name === undefined) fullNames.set(type, (name = type.fullName));
+  return name;
+}
 
 /** Envoy's API as protobufjs types, loaded once per process and file set. */
 export function envoyProtoRoot(files: readonly string[] = ENVOY_PROTO_FILES): protobuf.Root {
+  if (files === ENVOY_PROTO_FILES && defaultRoot) return defaultRoot; // every resource encoded asks: skip the key
   const key = files.join('\n');
   let r = roots.get(key);
   if (r) return r;
@@ -58,6 +67,7 @@ export function envoyProtoRoot(files: readonly string[] = ENVOY_PROTO_FILES): pr
   r.loadSync([...files], { keepCase: true });
   r.resolveAll();
   roots.set(key, r);
+  if (files === ENVOY_PROTO_FILES) defaultRoot = r;
   return r;
 }
 
@@ -145,7 +155,7 @@ class JsonToProto {
   }
 
   private message(type: protobuf.Type, v: unknown, at: string): unknown {
-    const name = type.fullName;
+    const name = fullNameOf(type);
     if (WRAPPERS[name]) return { value: this.scalar(WRAPPERS[name], v, at) };
     switch (name) {
       case '.google.protobuf.Duration': {
@@ -296,13 +306,13 @@ class JsonToProto {
     const type = this.lookup(url, `${at}.@type`);
     if (!type) return undefined;
     let inner: unknown;
-    if (SPECIAL_JSON.has(type.fullName)) {
+    if (SPECIAL_JSON.has(fullNameOf(type))) {
       const extra = Object.keys(v).filter((k) => k !== '@type' && k !== 'value');
       if (extra.length) this.fail(at, `an Any of ${type.fullName.slice(1)} holds only "value", not ${extra.join(', ')}`);
       inner = this.message(type, v.value, `${at}.value`);
     } else {
       const fields = this.fields(type, v, at, new Set(['@type']));
-      if (TYPED_STRUCTS.has(type.fullName) && typeof v.type_url === 'string') {
+      if (TYPED_STRUCTS.has(fullNameOf(type)) && typeof v.type_url === 'string') {
         const innerType = this.lookup(v.type_url, `${at}.type_url`);
         if (innerType) this.message(innerType, v.value ?? {}, `${at}.value`);
       }
