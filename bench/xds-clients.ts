@@ -7,8 +7,12 @@
  * only as far as the protocol needs (names), and for the benchmark's checks (the endpoints of a
  * ClusterLoadAssignment, whether inbound listeners sniff for TLS).
  *
+ * With `via: 'agent'` the clients come as the node agents forward sidecars' streams (the sds-mode
+ * default, src/agent/xds-proxy.ts): one mTLS connection per Mesos agent with its node certificate,
+ * one stream per sidecar on it naming the sidecar's identity in `x-citadel-identity`.
+ *
  * IPC with the driver:
- *   <- {op: 'start', port, rootPem, credentials, clients, concurrency, extensions}
+ *   <- {op: 'start', port, rootPem, credentials, clients, via, concurrency, extensions}
  *   -> {op: 'synced', index, at} per client, once all four types are ACKed; {op: 'error', index, message}
  *   <- {op: 'watch', watch}   -> {op: 'armed', id, affected}
  *   -> {op: 'done', id, acks, received}  once every affected client ACKed what the watch waits for
@@ -21,13 +25,20 @@ import { frame, MessageReader } from '../src/api/grpc/framing';
 import { readFields, Writer, WIRE, type FieldValue } from '../src/api/wire';
 import { nodeId, nodeMetadata } from '../src/mesh/bootstrap/node';
 import { TYPE_URL } from '../src/mesh/resources';
-import { workloadIdentity } from '../src/pki/identity';
+import { spiffeId, workloadIdentity } from '../src/pki/identity';
+import { IDENTITY_HEADER } from '../src/server/xds-server';
 import type { BenchProxy } from './xds-mesh';
 
 export interface ClientCredential {
   keyPem: string;
   certChainPem: string;
 }
+
+/** How the sidecars reach the server: each with its own connection and workload certificate (files mode), or through their node's agent. */
+export type Via = 'direct' | 'agent';
+
+/** The credential a client connects with: its identity's, or its node's. */
+export const credentialKey = (p: BenchProxy, via: Via) => (via === 'agent' ? `node/${p.host}` : `${p.namespace}/${p.serviceAccount}`);
 
 export type Watch =
   /** EDS carrying this endpoint in any of these clusters, ACKed by every client subscribed to one of them. */
@@ -36,7 +47,7 @@ export type Watch =
   | { id: number; kind: 'mode'; mode: 'STRICT' | 'PERMISSIVE' };
 
 export type ClientCommand =
-  | { op: 'start'; port: number; rootPem: string; credentials: Record<string, ClientCredential>; clients: BenchProxy[]; trustDomain: string; concurrency: number; extensions: number }
+  | { op: 'start'; port: number; rootPem: string; credentials: Record<string, ClientCredential>; clients: BenchProxy[]; trustDomain: string; via: Via; concurrency: number; extensions: number }
   | { op: 'watch'; watch: Watch }
   | { op: 'collect'; id: number };
 
@@ -167,7 +178,7 @@ interface TypeState {
 
 /** One sidecar's ADS stream. */
 class AdsClient {
-  private session!: http2.ClientHttp2Session;
+  private session: http2.ClientHttp2Session | undefined;
   private stream!: http2.ClientHttp2Stream;
   private readonly reader = new MessageReader(64 * 1024 * 1024);
   private readonly types = new Map<string, TypeState>();
@@ -189,10 +200,10 @@ class AdsClient {
     return this.types.get(typeUrl)?.names ?? [];
   }
 
-  connect(port: number, rootPem: string, cred: ClientCredential, firstNode: Buffer): void {
-    this.session = http2.connect(`https://127.0.0.1:${port}`, { ca: rootPem, key: cred.keyPem, cert: cred.certChainPem, servername: 'istiod' });
-    this.session.on('error', (err) => this.events.error(this, `connection: ${err.message}`));
-    this.stream = this.session.request({ ':method': 'POST', ':path': ADS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+  /** Opens the ADS stream on `session` (its own connection, or its node agent's); `headers` name a proxied identity. */
+  connect(session: http2.ClientHttp2Session, headers: Record<string, string>, firstNode: Buffer): void {
+    this.session = session;
+    this.stream = session.request({ ':method': 'POST', ':path': ADS_PATH, 'content-type': 'application/grpc', te: 'trailers', ...headers });
     this.stream.on('error', (err) => this.events.error(this, `stream: ${err.message}`));
     this.stream.on('trailers', (t) => this.events.error(this, `stream ended: grpc-status ${t['grpc-status']} ${decodeURIComponent(String(t['grpc-message'] ?? ''))}`));
     this.stream.on('response', (h) => {
@@ -208,6 +219,7 @@ class AdsClient {
   }
 
   close(): void {
+    this.stream?.close();
     this.session?.destroy();
   }
 
@@ -320,12 +332,22 @@ function run(): void {
 
   process.on('message', (cmd: ClientCommand) => {
     if (cmd.op === 'start') {
+      const sessions = new Map<string, http2.ClientHttp2Session>();
+      const sessionFor = (key: string, credential: string, onError: (message: string) => void): http2.ClientHttp2Session => {
+        let session = sessions.get(key);
+        if (!session || session.destroyed) {
+          const cred = cmd.credentials[credential];
+          session = http2.connect(`https://127.0.0.1:${cmd.port}`, { ca: cmd.rootPem, key: cred.keyPem, cert: cred.certChainPem, servername: 'istiod' });
+          session.on('error', (err) => onError(`connection: ${err.message}`));
+          sessions.set(key, session);
+        }
+        return session;
+      };
       let next = 0;
       let inFlight = 0;
       const startNext = () => {
         while (inFlight < cmd.concurrency && next < cmd.clients.length) {
           const spec = cmd.clients[next++];
-          const cred = cmd.credentials[`${spec.namespace}/${spec.serviceAccount}`];
           inFlight++;
           let released = false;
           const release = () => {
@@ -346,7 +368,10 @@ function run(): void {
             },
           });
           clients.push(c);
-          c.connect(cmd.port, cmd.rootPem, cred, encodeNode(spec, cmd.trustDomain, cmd.extensions));
+          const key = credentialKey(spec, cmd.via);
+          const session = sessionFor(cmd.via === 'agent' ? key : String(spec.index), key, (m) => events.error(c, m));
+          const headers: Record<string, string> = cmd.via === 'agent' ? { [IDENTITY_HEADER]: spiffeId(workloadIdentity(cmd.trustDomain, spec.namespace, spec.serviceAccount)) } : {};
+          c.connect(session, headers, encodeNode(spec, cmd.trustDomain, cmd.extensions));
         }
       };
       startNext();

@@ -88,12 +88,14 @@ export interface BenchProxy {
   serviceAccount: string;
   instanceIp: string;
   instanceId: string;
+  /** The Mesos agent it runs on (whose node agent forwards its stream, in `--via=agent`). */
+  host: string;
 }
 
 export function proxyOf(k: number, shape: MeshShape): BenchProxy {
   const service = k % shape.services;
   const inst = instanceOf(service, Math.floor(k / shape.services) % shape.tasksPerService);
-  return { index: k, service, marathonId: serviceId(service), namespace: namespaceOf(service), serviceAccount: accountOf(service), instanceIp: inst.address!, instanceId: inst.id };
+  return { index: k, service, marathonId: serviceId(service), namespace: namespaceOf(service), serviceAccount: accountOf(service), instanceIp: inst.address!, instanceId: inst.id, host: inst.host };
 }
 
 /** The root-namespace PeerAuthentication, as `citadel policy apply` reads it. */

@@ -10,6 +10,7 @@
  *   <- {op: 'policy', mode}               the root PeerAuthentication replaced (a `citadel policy apply`)
  *   -> {op: 'changed', at}
  *   <- {op: 'memory'}                     -> {op: 'memory', ...process.memoryUsage()}
+ *   <- {op: 'pushes'}                     -> {op: 'pushes', count, seconds}   (citadel_xds_push_duration_seconds)
  *   <- {op: 'heapSnapshot', file}         -> {op: 'heapSnapshot', file}   (XDS_HEAP_SNAPSHOTS=dir in bench/xds.ts)
  *
  *   node dist/bench/xds-server-process.js <store-dir> <services> <tasksPerService> <proxies>
@@ -27,11 +28,13 @@ import { XdsServer } from '../src/server/xds-server';
 import { FileStore } from '../src/store/file-store';
 import { instanceOf, meshWorkloads, rootPeerAuthentication, workloadOf, type MeshShape } from './xds-mesh';
 
-export type ServerCommand = { op: 'addTask'; service: number } | { op: 'policy'; mode: 'STRICT' | 'PERMISSIVE' } | { op: 'memory' } | { op: 'heapSnapshot'; file: string };
+export type ServerCommand = { op: 'addTask'; service: number } | { op: 'policy'; mode: 'STRICT' | 'PERMISSIVE' } | { op: 'memory' } | { op: 'heapSnapshot'; file: string } | { op: 'pushes' };
 export type ServerReport =
   | { op: 'ready'; port: number; pid: number }
   | { op: 'changed'; at: number; address?: string; ports?: number[] }
   | { op: 'heapSnapshot'; file: string }
+  /** The server's push histogram so far: pushes (each to every connected proxy) and their total seconds. */
+  | { op: 'pushes'; count: number; seconds: number }
   | { op: 'memory'; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; rss: number };
 
 const now = () => performance.timeOrigin + performance.now();
@@ -46,6 +49,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   view.replaceAll(meshWorkloads(shape));
   const mesh = new MeshServices(view, { logger });
 
+  const registry = new Registry();
   let policies: readonly PolicyDocument[] = parsePolicyText(rootPeerAuthentication('PERMISSIVE'), 'mesh.yaml').documents;
   const policyListeners = new Set<() => void>();
   const xds = new XdsServer({
@@ -63,13 +67,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     port: 0,
     host: '127.0.0.1',
     logger,
-    registry: new Registry(),
+    registry,
   });
   const port = await xds.start();
 
   const taskCount = new Array<number>(shape.services).fill(shape.tasksPerService);
   const send = (r: ServerReport) => process.send!(r);
-  process.on('message', (cmd: ServerCommand) => {
+  process.on('message', async (cmd: ServerCommand) => {
     if (cmd.op === 'addTask') {
       const t = taskCount[cmd.service]++;
       const next = workloadOf(cmd.service, shape, t + 1);
@@ -85,6 +89,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       send({ op: 'changed', at });
     } else if (cmd.op === 'memory') {
       send({ op: 'memory', ...process.memoryUsage() });
+    } else if (cmd.op === 'pushes') {
+      const values = (await registry.getSingleMetric('citadel_xds_push_duration_seconds')!.get()).values as Array<{ metricName?: string; value: number }>;
+      const of = (suffix: string) => values.find((v) => v.metricName?.endsWith(suffix))?.value ?? 0;
+      send({ op: 'pushes', count: of('_count'), seconds: of('_sum') });
     } else if (cmd.op === 'heapSnapshot') {
       send({ op: 'heapSnapshot', file: writeHeapSnapshot(cmd.file) });
     }

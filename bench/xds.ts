@@ -3,21 +3,26 @@
  * speaking the protocol with ACKs (bench/xds-mesh.ts has the mesh, bench/xds-clients.ts the
  * clients). The server is a process of its own (bench/xds-server-process.ts, built as `citadel
  * server` builds it), so its RSS and CPU are its own; the clients run in a few processes beside
- * it, each with its own TLS connection and its identity's workload certificate.
+ * it (see --via for how they connect).
  *
  * Measured:
  *   (a) one task added to a service -> every sidecar with that service as an upstream has ACKed
  *       an EDS carrying the new endpoint: p99 and max over those sidecars, from the moment the
- *       Marathon view changed; for leaf services (about 6 callers) and hub services (about 500);
+ *       Marathon view changed; for leaf services (about 4 callers) and hub services (about 500);
  *   (b) the root namespace's PeerAuthentication switched (PERMISSIVE -> STRICT and back) -> every
  *       sidecar has ACKed an LDS whose inbound listeners follow the new mode: the last ACK;
  *   (c) the server's peak RSS (VmHWM) and CPU seconds, for the run and for each phase.
  *
  *   node dist/bench/xds.js [services=1000] [tasksPerService=10] [proxies=2000] [clientProcesses=4] [changes=5] [policyFlips=3]
+ *                          [--via=direct|agent] [--extensions=N]
+ *
+ * --via=direct (default): every sidecar on its own mTLS connection with its workload certificate,
+ * as files-mode sidecars dial the server; --via=agent: through node agents, one connection per
+ * Mesos agent (the sds-mode default). --extensions=N: each first request carries N node.extensions
+ * (about 120 bytes each; a real Envoy's 500-odd make its first request about 60 KB); default 0.
  *
  * Environment: XDS_NODE_ARGS (node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
- * XDS_HEAP_SNAPSHOTS=dir (the server writes heap snapshots after connecting and at the end),
- * XDS_EXTENSIONS=N (each first request carries N node.extensions, ~120 bytes each; a real Envoy's ~500 make ~60 KB).
+ * XDS_HEAP_SNAPSHOTS=dir (the server writes heap snapshots after connecting and at the end).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,11 +31,10 @@ import path from 'node:path';
 import { envoyProtoRoot } from '../src/api/envoy-protos';
 import { CertificateAuthority } from '../src/ca/authority';
 import { DEFAULT_CA_CONFIG } from '../src/ca/config';
-import { workloadIdentity } from '../src/pki/identity';
+import { nodeIdentity, workloadIdentity } from '../src/pki/identity';
 import { FileStore } from '../src/store/file-store';
 import { cpuMicros } from './grpc-proc';
-import type { ClientCommand, ClientCredential, ClientReport, Watch } from './xds-clients';
-import { FIELDS } from './xds-clients';
+import { credentialKey, FIELDS, type ClientCommand, type ClientCredential, type ClientReport, type Via, type Watch } from './xds-clients';
 import { clustersOf, HUBS, instanceOf, proxyOf, upstreamsOf, type BenchProxy, type MeshShape } from './xds-mesh';
 import type { ServerCommand, ServerReport } from './xds-server-process';
 
@@ -53,6 +57,12 @@ async function heapSnapshot(server: Child<ServerCommand, ServerReport>, label: s
   out(`  heap snapshot: ${(await written).file}`);
 }
 
+async function pushes(server: Child<ServerCommand, ServerReport>): Promise<{ count: number; seconds: number }> {
+  const r = server.next((x): x is Extract<ServerReport, { op: 'pushes' }> => x.op === 'pushes');
+  server.send({ op: 'pushes' });
+  return r;
+}
+
 async function memory(server: Child<ServerCommand, ServerReport>): Promise<string> {
   const m = server.next((r): r is Extract<ServerReport, { op: 'memory' }> => r.op === 'memory');
   server.send({ op: 'memory' });
@@ -68,6 +78,9 @@ function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
+
+/** Resident now, and the peak so far. */
+const rssMb = (pid: number) => `${(statusKb(pid, 'VmRSS') / 1024).toFixed(0)} MB (peak ${(statusKb(pid, 'VmHWM') / 1024).toFixed(0)})`;
 
 /** The client's hand-read field numbers, checked against Envoy's protos. */
 function checkFieldNumbers(): void {
@@ -154,6 +167,8 @@ interface WatchResult {
   latencies: number[];
   received: Record<string, number>;
   serverCpuMs: number;
+  /** The server's own time for one push (regenerate every proxy, send what changed), mean over the pushes the change caused. */
+  pushMs: number;
   load: string;
   changed: Extract<ServerReport, { op: 'changed' }>;
 }
@@ -169,6 +184,7 @@ async function measure(server: ServerChild, clients: ClientChild[], watch: Watch
   const done = clients.map((c) => c.next((r): r is Extract<ClientReport, { op: 'done' }> => r.op === 'done' && r.id === id));
   for (const c of clients) c.send({ op: 'watch', watch: w });
   await Promise.all(armed);
+  const pushes0 = await pushes(server);
   const cpu0 = cpuMicros(server.pid);
   const changed = server.next((r): r is Extract<ServerReport, { op: 'changed' }> => r.op === 'changed');
   server.send(change);
@@ -180,6 +196,7 @@ async function measure(server: ServerChild, clients: ClientChild[], watch: Watch
   // Let the push finish everywhere (unaffected clients, other types) before reading the CPU.
   await new Promise((r) => setTimeout(r, 300));
   const serverCpuMs = (cpuMicros(server.pid) - cpu0) / 1000;
+  const pushes1 = await pushes(server);
   const received: Record<string, number> = {};
   for (const r of results) for (const [t, n] of Object.entries(r.received)) received[t] = (received[t] ?? 0) + n;
   return {
@@ -188,6 +205,7 @@ async function measure(server: ServerChild, clients: ClientChild[], watch: Watch
     latencies: results.flatMap((r) => r.acks.map((a) => a - at)).sort((a, b) => a - b),
     received,
     serverCpuMs,
+    pushMs: pushes1.count > pushes0.count ? ((pushes1.seconds - pushes0.seconds) * 1000) / (pushes1.count - pushes0.count) : 0,
     load: load(),
     changed: report,
   };
@@ -201,9 +219,12 @@ function expectedCallers(s: number, shape: MeshShape): number {
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
-  const [services = 1000, tasks = 10, proxies = 2000, processes = 4, changes = 5, flips = 3] = argv.map(Number);
+  const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const [services = 1000, tasks = 10, proxies = 2000, processes = 4, changes = 5, flips = 3] = argv.filter((a) => !a.startsWith('--')).map(Number);
   const shape: MeshShape = { services, tasksPerService: tasks, proxies };
-  const extensions = Number(process.env.XDS_EXTENSIONS ?? 0);
+  const extensions = Number(flag('extensions') ?? 0);
+  const via = (flag('via') ?? 'direct') as Via;
+  if (via !== 'direct' && via !== 'agent') throw new Error(`--via=${via}: choose direct (each sidecar its own connection) or agent (through node agents)`);
   checkFieldNumbers();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'citadel-bench-xds-'));
   const children: Array<Child<unknown, unknown>> = [];
@@ -213,13 +234,15 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     const sidecars: BenchProxy[] = Array.from({ length: proxies }, (_, k) => proxyOf(k, shape));
     const credentials: Record<string, ClientCredential> = {};
     for (const p of sidecars) {
-      const key = `${p.namespace}/${p.serviceAccount}`;
+      const key = credentialKey(p, via);
       if (credentials[key]) continue;
-      const b = ca.issueKeyCertBundle(workloadIdentity(ca.trustDomain, p.namespace, p.serviceAccount));
+      const b = ca.issueKeyCertBundle(via === 'agent' ? nodeIdentity(ca.trustDomain, p.host) : workloadIdentity(ca.trustDomain, p.namespace, p.serviceAccount));
       credentials[key] = { keyPem: b.keyPem, certChainPem: b.certChainPem };
     }
+    const connections = via === 'agent' ? Object.keys(credentials).length : proxies;
     await store.close();
-    out(`xds: ${services.toLocaleString('en-US')} services, ${(services * tasks).toLocaleString('en-US')} endpoints, ${proxies.toLocaleString('en-US')} ADS clients (${Object.keys(credentials).length} identities, ${HUBS} hub services) in ${processes} client processes; node.extensions per first request: ${extensions}; ${os.cpus().length} cores, load average ${load()}`);
+    const how = via === 'agent' ? `through ${connections} node agents (one mTLS connection each, node certificates)` : `each on its own mTLS connection (${Object.keys(credentials).length} workload identities)`;
+    out(`xds: ${services.toLocaleString('en-US')} services, ${(services * tasks).toLocaleString('en-US')} endpoints, ${HUBS} hub services; ${proxies.toLocaleString('en-US')} ADS clients ${how}, in ${processes} client processes; node.extensions per first request: ${extensions}; ${os.cpus().length} cores, load average ${load()}`);
     out(`  ${ANCHORS}`);
 
     const t0 = performance.now();
@@ -240,15 +263,17 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     children.push(...(clients as Array<Child<unknown, unknown>>));
     const cpuBeforeConnect = cpuMicros(server.pid);
     const t1 = performance.now();
+    // A node agent's sidecars share its connection, so they go to the same client process.
+    const group = (p: BenchProxy) => (via === 'agent' ? Number(p.host.slice(p.host.lastIndexOf('-') + 1)) : p.index) % processes;
     clients.forEach((c, g) =>
-      c.send({ op: 'start', port: ready.port, rootPem: ca.rootCertPem, credentials, clients: sidecars.filter((_, k) => k % processes === g), trustDomain: ca.trustDomain, concurrency: 16, extensions }),
+      c.send({ op: 'start', port: ready.port, rootPem: ca.rootCertPem, credentials, clients: sidecars.filter((p) => group(p) === g), trustDomain: ca.trustDomain, via, concurrency: 16, extensions }),
     );
     const progress = setInterval(() => out(`  ... ${synced}/${proxies} clients synced${errors.length ? `, ${errors.length} errors (${errors[0]})` : ''}`), 10_000);
     await syncedAll;
     clearInterval(progress);
     const connectMs = performance.now() - t1;
     const connectCpuMs = (cpuMicros(server.pid) - cpuBeforeConnect) / 1000;
-    out(`connect: all ${proxies} clients connected and SYNCED (CDS, EDS, LDS, RDS ACKed) in ${ms(connectMs)}; server CPU ${(connectCpuMs / 1000).toFixed(2)} s (${ms(connectCpuMs / proxies)} a client), ${await memory(server)}, peak RSS ${(statusKb(server.pid, 'VmHWM') / 1024).toFixed(0)} MB (load average ${load()})`);
+    out(`connect: all ${proxies} clients (${connections} connections) connected and SYNCED (CDS, EDS, LDS, RDS ACKed) in ${ms(connectMs)}; server CPU ${(connectCpuMs / 1000).toFixed(2)} s (${ms(connectCpuMs / proxies)} a client), ${await memory(server)}, peak RSS ${(statusKb(server.pid, 'VmHWM') / 1024).toFixed(0)} MB (load average ${load()})`);
     await heapSnapshot(server, 'connected');
     await new Promise((r) => setTimeout(r, 1000));
 
@@ -259,6 +284,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       const all: number[] = [];
       const perChange: string[] = [];
       let cpuMs = 0;
+      let pushMs = 0;
       let incomplete = 0;
       let affectedTotal = 0;
       const loads: string[] = [];
@@ -269,6 +295,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         if (r.affected !== expected) errors.push(`service ${s}: ${r.affected} clients subscribed to its clusters, expected ${expected}`);
         all.push(...r.latencies);
         cpuMs += r.serverCpuMs;
+        pushMs += r.pushMs;
         affectedTotal += r.affected;
         loads.push(r.load.split(' ')[0]);
         if (!r.complete) incomplete++;
@@ -277,7 +304,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       }
       all.sort((a, b) => a - b);
       const p99 = percentile(all, 99);
-      out(`(a) one task added, ${label}: ${targets.length} changes, ${affectedTotal} client ACKs; p50 ${ms(percentile(all, 50))}, p99 ${ms(p99)} (target <= ${TARGETS.endpointP99Ms}) ${met(p99 <= TARGETS.endpointP99Ms && incomplete === 0)}, max ${ms(all[all.length - 1])}; server CPU ${ms(cpuMs / targets.length)} a change; load average ${loads.join(', ')}${incomplete ? `; ${incomplete} changes not ACKed by every affected client within ${WATCH_TIMEOUT_MS / 1000} s` : ''}`);
+      out(`(a) one task added, ${label}: ${targets.length} changes, ${affectedTotal} client ACKs; p50 ${ms(percentile(all, 50))}, p99 ${ms(p99)} (target <= ${TARGETS.endpointP99Ms}) ${met(p99 <= TARGETS.endpointP99Ms && incomplete === 0)}, max ${ms(all[all.length - 1])}; server CPU ${ms(cpuMs / targets.length)} a change (the push to all ${proxies} proxies ${ms(pushMs / targets.length)}), RSS ${rssMb(server.pid)}; load average ${loads.join(', ')}${incomplete ? `; ${incomplete} changes not ACKed by every affected client within ${WATCH_TIMEOUT_MS / 1000} s` : ''}`);
       out(`    per change (affected clients: p99, max): ${perChange.join('; ')}`);
     };
     const measureTask = async (srv: ServerChild, cs: ClientChild[], s: number): Promise<WatchResult> => {
@@ -302,7 +329,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       const r = await measure(server, clients, { kind: 'mode', mode }, { op: 'policy', mode });
       const last = r.latencies[r.latencies.length - 1] ?? Infinity;
       worst = Math.max(worst, r.complete && r.latencies.length === proxies ? last : Infinity);
-      flipLines.push(`-> ${mode}: ${r.latencies.length}/${r.affected} clients ACKed, p50 ${ms(percentile(r.latencies, 50))}, last ${ms(last)}; server CPU ${(r.serverCpuMs / 1000).toFixed(2)} s; sent ${Object.entries(r.received).map(([t, n]) => `${n} ${t}`).join(', ')} (load average ${r.load})`);
+      flipLines.push(`-> ${mode}: ${r.latencies.length}/${r.affected} clients ACKed, p50 ${ms(percentile(r.latencies, 50))}, last ${ms(last)}; server CPU ${(r.serverCpuMs / 1000).toFixed(2)} s (the push ${ms(r.pushMs)}), RSS ${rssMb(server.pid)}; sent ${Object.entries(r.received).map(([t, n]) => `${n} ${t}`).join(', ')} (load average ${r.load})`);
       await new Promise((res) => setTimeout(res, 500));
     }
     const phaseBCpu = (cpuMicros(server.pid) - cpuPhaseB) / 1000;
