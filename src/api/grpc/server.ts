@@ -76,7 +76,7 @@ export interface GrpcServerOptions {
   requestTimeoutMs?: number;
   /** A TLS handshake, or an HTTP/2 connection preface after it, not finished by then is cut off (default 10 s). */
   handshakeTimeoutMs?: number;
-  /** A connection with no call for this long is closed (default 5 min). */
+  /** A connection with no open call for this long is closed with GOAWAY (default 5 min); an open stream, however quiet, keeps it. */
   idleConnectionTimeoutMs?: number;
   onError?: (err: Error, path: string) => void;
 }
@@ -125,13 +125,36 @@ export class GrpcServer {
       preface.unref();
       session.once('remoteSettings', () => clearTimeout(preface));
       session.once('close', () => clearTimeout(preface));
-      session.setTimeout(opts.idleConnectionTimeoutMs ?? 300_000, () => session.close());
+      this.closeWhenIdle(session, opts.idleConnectionTimeoutMs ?? 300_000);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', () => undefined);
     });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('tlsClientError', () => undefined);
     this.server.on('sessionError', () => undefined);
+  }
+
+  /**
+   * Closes (GOAWAY) a connection that has had no open call for `idleMs`. Not HTTP/2's own
+   * session.setTimeout, which counts bytes: a watch that is quiet for minutes (an ADS or SDS stream
+   * in a calm mesh, whose keepalive PINGs it does not count) would be told to go away.
+   */
+  private closeWhenIdle(session: http2.ServerHttp2Session, idleMs: number): void {
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => session.close(), idleMs);
+      timer.unref();
+    };
+    arm();
+    session.on('stream', (stream: http2.ServerHttp2Stream) => {
+      open++;
+      clearTimeout(timer);
+      stream.once('close', () => {
+        if (--open === 0 && !session.closed && !session.destroyed) arm();
+      });
+    });
+    session.once('close', () => clearTimeout(timer));
   }
 
   unary<Req, Res>(def: MethodDefinition<Req, Res>, handler: UnaryHandler<Req, Res>): void {
