@@ -249,7 +249,7 @@ describe('ZooKeeper store with --zk-auth-file', () => {
     // Running it again is harmless; on a terminal (script(1) gives it one) it shows its progress.
     const command = [process.execPath, CLI, 'store', 'secure', '--store', url, '--zk-auth-file', right].map((a) => `'${a}'`).join(' ');
     const again = await run('script', ['-qec', command, '/dev/null']);
-    assert.match(again.stdout, /\rsecuring zk:\/\/\S+: 343\/343 znodes\r?\n/);
+    assert.match(again.stdout, /\rsecuring zk:\/\/\S+: 343\/343 znodes\x1b\[K\r?\n/);
     assert.match(again.stdout, /secured 343 znodes/);
   });
 });
