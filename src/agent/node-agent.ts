@@ -153,7 +153,7 @@ export class NodeAgent extends EventEmitter {
       logger: this.log,
       metrics: {
         streams: metric(() => new Gauge({ name: 'citadel_agent_sds_streams', help: 'Open SDS streams.', labelNames: ['api'], registers }), 'citadel_agent_sds_streams'),
-        pushes: metric(() => new Counter({ name: 'citadel_agent_sds_pushes_total', help: 'SDS responses sent.', labelNames: ['api'], registers }), 'citadel_agent_sds_pushes_total'),
+        pushes: metric(() => new Counter({ name: 'citadel_agent_sds_pushes_total', help: 'SDS responses sent (on streams, and answers to FetchSecrets).', labelNames: ['api'], registers }), 'citadel_agent_sds_pushes_total'),
         nacks: metric(() => new Counter({ name: 'citadel_agent_sds_nacks_total', help: 'Secrets a proxy refused (NACK); the last error is on /debug/sds.', labelNames: ['api'], registers }), 'citadel_agent_sds_nacks_total'),
       },
     });
