@@ -10,6 +10,8 @@ export interface FeedOptions<T> {
   what: string;
   credentials: NodeCredentials;
   open(client: CaClient): ClientReadableStream<T>;
+  /** A new stream opened: what a broken one left half received is to be forgotten. */
+  onOpen?(): void;
   onMessage(message: T): void;
   backoff?: BackoffOptions;
   logger: Logger;
@@ -25,10 +27,13 @@ export interface FeedOptions<T> {
 export async function followFeed<T>(opts: FeedOptions<T>): Promise<void> {
   const backoff = new Backoff(opts.backoff);
   let lastRefusal: string | undefined;
+  /** When the feed was lost, until a message arrives again. */
+  let lostAt: number | undefined;
   while (!opts.signal.aborted) {
     const client = opts.credentials.client();
     let renewed = false;
     const outcome = await new Promise<{ error?: Error & { code?: number; details?: string } }>((resolve) => {
+      opts.onOpen?.();
       const stream = opts.open(client);
       const onRenewed = () => {
         renewed = true;
@@ -44,6 +49,11 @@ export async function followFeed<T>(opts: FeedOptions<T>): Promise<void> {
       };
       stream.on('data', (m: T) => {
         backoff.reset();
+        if (lostAt !== undefined) {
+          opts.logger.info(`${opts.what} back`, { afterMs: Date.now() - lostAt });
+          lostAt = undefined;
+          lastRefusal = undefined;
+        }
         opts.onMessage(m);
       });
       stream.on('error', (error) => done({ error }));
@@ -53,11 +63,12 @@ export async function followFeed<T>(opts: FeedOptions<T>): Promise<void> {
     if (opts.signal.aborted) return;
     if (renewed && outcome.error?.code === grpcStatus.CANCELLED) continue;
     const delay = backoff.next();
+    lostAt ??= Date.now();
     const refusal = caRefusal(outcome.error);
     if (refusal) {
       // Said once per reason, then quietly retried: the files stay until their certificates expire.
       const log = refusal === lastRefusal ? opts.logger.debug : opts.logger.error;
-      log(`the CA refuses this node's ${opts.what}; it gets nothing more, and keeps the files it has until their certificates expire`, { refusal, retryInMs: delay });
+      log(`the CA refuses this node's ${opts.what}; it gets nothing more, and keeps serving what it has until those certificates expire`, { refusal, retryInMs: delay });
       lastRefusal = refusal;
       opts.credentials.refused(refusal);
     } else {

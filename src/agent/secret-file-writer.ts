@@ -32,6 +32,8 @@ export class SecretFileWriter extends EventEmitter {
   /** accountKey -> version this process wrote; saves reading the files back before each write. */
   private readonly written = new Map<string, string>();
   private loop: Promise<void> | undefined;
+  /** The parts of a snapshot received so far (a large one comes in several messages). */
+  private partial: WorkloadSecret[] | undefined;
 
   constructor(private readonly opts: SecretFileWriterOptions) {
     super();
@@ -42,7 +44,10 @@ export class SecretFileWriter extends EventEmitter {
       what: 'secret feed',
       credentials: this.opts.credentials,
       open: (client) => client.watchSecrets(),
-      onMessage: (u) => {
+      onOpen: () => (this.partial = undefined),
+      onMessage: (part) => {
+        const u = this.assemble(part);
+        if (!u) return;
         this.applying = this.applying.then(() => this.apply(u)).catch((err) => this.opts.logger.error('cannot apply secrets', { error: errorMessage(err) }));
       },
       backoff: this.opts.backoff,
@@ -54,6 +59,21 @@ export class SecretFileWriter extends EventEmitter {
   async stopped(): Promise<void> {
     await this.loop;
     await this.applying;
+  }
+
+  /**
+   * The update to apply, once whole: a snapshot's parts are gathered until the last, so that what
+   * a later part brings is never removed (and written again) for missing from an earlier one.
+   */
+  private assemble(u: SecretsUpdate): SecretsUpdate | undefined {
+    if (!u.snapshot) return u;
+    const secrets = this.partial ? [...this.partial, ...u.secrets] : u.secrets;
+    if (u.more) {
+      this.partial = secrets;
+      return undefined;
+    }
+    this.partial = undefined;
+    return { snapshot: true, secrets, removed: u.removed };
   }
 
   /** Applies one feed update to the certs directory; a snapshot also removes what is not in it. */

@@ -56,6 +56,8 @@ export interface SecretsUpdate {
   snapshot: boolean;
   secrets: WorkloadSecret[];
   removed: WorkloadRef[];
+  /** A part of a snapshot that continues in the next message. */
+  more?: boolean;
 }
 export interface PlacementsUpdate {
   snapshot: boolean;
@@ -173,12 +175,14 @@ export const codec = {
         w.always(2, new Writer().bytes(1, s.namespace).bytes(2, s.serviceAccount).bytes(3, s.certChain).bytes(4, s.key).bytes(5, s.rootCert).bytes(6, s.version).finish());
       }
       for (const r of m.removed) w.always(3, workloadRef.encode(r));
+      if (m.more) w.bool(4, true);
       return w.finish();
     },
     decode(b: Buffer): SecretsUpdate {
       const m: SecretsUpdate = { snapshot: false, secrets: [], removed: [] };
       readFields(b, (f, w, v) => {
         if (f === 1 && w === VARINT) m.snapshot = v !== 0;
+        else if (f === 4 && w === VARINT) m.more = v !== 0;
         else if (f === 2 && w === LEN) {
           const s: WorkloadSecret = { namespace: '', serviceAccount: '', certChain: '', key: '', rootCert: '', version: '' };
           readFields(v as Buffer, (sf, sw, sv) => {

@@ -9,6 +9,11 @@ import type { PlacementSource } from './placement';
 const DEBOUNCE_MS = 25;
 /** Store reads in flight at once. */
 const READ_CONCURRENCY = 32;
+/**
+ * Largest update sent as one message: gRPC clients refuse messages over 4 MiB by default, and a
+ * node with a thousand identities has 6 MB of secrets. Larger updates go in parts.
+ */
+export const MAX_UPDATE_BYTES = 1024 * 1024;
 
 interface Subscription {
   host: string;
@@ -34,7 +39,12 @@ export class SecretFeed {
   private unsubscribes: Array<() => void> = [];
   private flushing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: Store, private readonly placements: PlacementSource, private readonly logger: Logger) {}
+  constructor(
+    private readonly store: Store,
+    private readonly placements: PlacementSource,
+    private readonly logger: Logger,
+    private readonly maxUpdateBytes = MAX_UPDATE_BYTES,
+  ) {}
 
   start(): void {
     this.unsubscribes.push(
@@ -130,6 +140,29 @@ export class SecretFeed {
     const removed: AccountRef[] = [];
     if (!snapshot) for (const k of sub.sent.keys()) if (!now.has(k)) removed.push(parseAccountKey(k));
     sub.sent = now;
-    if (snapshot || secrets.length || removed.length) sub.send({ snapshot, secrets, removed });
+    if (snapshot || secrets.length || removed.length) for (const part of this.parts({ snapshot, secrets, removed })) sub.send(part);
+  }
+
+  /**
+   * An update in messages of at most maxUpdateBytes of secrets each (one secret larger than that
+   * goes alone). A snapshot's parts are all marked snapshot, every one but the last `more`, so the
+   * node applies them together; a change's parts are changes each.
+   */
+  private parts(u: SecretsUpdate): SecretsUpdate[] {
+    const parts: WorkloadSecret[][] = [[]];
+    let bytes = 0;
+    for (const s of u.secrets) {
+      const size = s.certChain.length + s.key.length + s.rootCert.length + s.namespace.length + s.serviceAccount.length + s.version.length + 16;
+      if (bytes + size > this.maxUpdateBytes && parts[parts.length - 1].length) {
+        parts.push([]);
+        bytes = 0;
+      }
+      parts[parts.length - 1].push(s);
+      bytes += size;
+    }
+    return parts.map((secrets, i) => {
+      const last = i === parts.length - 1;
+      return { snapshot: u.snapshot, secrets, removed: last ? u.removed : [], ...(u.snapshot && !last ? { more: true } : {}) };
+    });
   }
 }
