@@ -25,10 +25,14 @@ export function newRegistry(): Registry {
   return registry;
 }
 
+const PATHS = ['/metrics', '/healthz', '/ready', '/livez', '/version'];
+
 /**
  * A monitoring port (the server's 15014 as Citadel's, the agent's 15020 as the Istio agent's status
- * port): `/metrics` (Prometheus), `/healthz` (200 only when every readiness check passes, else 503
- * with the reasons), `/version`, and JSON debug routes.
+ * port): `/metrics` (Prometheus), `/healthz` and `/ready` (200 only when every readiness check
+ * passes, else 503 with the reasons), `/livez` (200 while the process answers: what a scheduler
+ * should restart on, since a replica that waits for ZooKeeper must not be killed for it),
+ * `/version`, and JSON debug routes.
  */
 export async function startMonitoring(opts: { port: number; host?: string; registry: Registry; version: string; logger: Logger }): Promise<MonitoringServer> {
   const checks: ReadinessCheck[] = [];
@@ -50,12 +54,15 @@ export async function startMonitoring(opts: { port: number; host?: string; regis
         const failing = checks.map((c) => ({ name: c.name, why: c.check() })).filter((c) => c.why !== undefined);
         res.writeHead(failing.length ? 503 : 200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ ready: failing.length === 0, failing }) + '\n');
+      } else if (url === '/livez') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ alive: true, uptimeSeconds: Math.round(process.uptime()) }) + '\n');
       } else if (url === '/version') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ name: 'marathon-citadel', version: opts.version, node: process.version }) + '\n');
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end(`not found: try ${['/metrics', '/healthz', '/version', ...routes.keys()].join(', ')}\n`);
+        res.end(`not found: try ${[...PATHS, ...routes.keys()].join(', ')}\n`);
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'text/plain' });
@@ -67,7 +74,7 @@ export async function startMonitoring(opts: { port: number; host?: string; regis
     server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  opts.logger.info('monitoring listening', { port, paths: ['/metrics', '/healthz', '/version'] });
+  opts.logger.info('monitoring listening', { port, paths: [...PATHS, ...routes.keys()] });
   return {
     port,
     registry: opts.registry,

@@ -50,12 +50,16 @@ function metricsIn(expr: string): string[] {
 }
 
 describe('deploy/', () => {
-  it('marathon/citadel-server.json: Marathon accepts it; replicas with hostname UNIQUE, /healthz checks, files for the KEK and ZooKeeper credentials; every flag exists', async () => {
+  it('marathon/citadel-server.json: Marathon accepts it; replicas with hostname UNIQUE, restarted on /livez, ready on /healthz, files for the KEK and ZooKeeper credentials; every flag exists', async () => {
     const def = JSON.parse(read('marathon/citadel-server.json'));
     assert.ok(def.instances >= 2, 'replicas');
     assert.deepEqual(def.constraints, [['hostname', 'UNIQUE']]);
-    assert.equal(def.healthChecks[0].path, '/healthz');
+    // Restarted only when the process stops answering: a replica waiting for ZooKeeper is not ready, and must not be killed for it.
+    assert.equal(def.healthChecks[0].path, '/livez');
     assert.equal(def.portDefinitions[def.healthChecks[0].portIndex].name, 'monitoring');
+    // A rolling upgrade waits for each new replica to be ready before it stops the next old one.
+    assert.equal(def.readinessChecks[0].path, '/healthz');
+    assert.ok(def.portDefinitions.some((p: { name: string }) => p.name === def.readinessChecks[0].portName));
     const args = (def.cmd as string).replace(/^exec citadel server /, '').replace(/\$PORT_\w+/g, '0').split(/\s+/);
     assert.match(def.cmd, /--store zk:\/\//);
     assert.match(def.cmd, /--kek-file \/etc\/citadel\/kek/);
@@ -66,9 +70,10 @@ describe('deploy/', () => {
     try {
       const res = await fetch(`${url}/v2/apps`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(def) });
       assert.equal(res.status, 201, await res.text());
-      const back = (await (await fetch(`${url}/v2/apps/citadel/server`)).json()) as { app: { constraints: unknown; healthChecks: Array<{ path: string }> } };
+      const back = (await (await fetch(`${url}/v2/apps/citadel/server`)).json()) as { app: { constraints: unknown; healthChecks: Array<{ path: string }>; readinessChecks: Array<{ path: string }> } };
       assert.deepEqual(back.app.constraints, [['hostname', 'UNIQUE']]);
-      assert.equal(back.app.healthChecks[0].path, '/healthz');
+      assert.equal(back.app.healthChecks[0].path, '/livez');
+      assert.equal(back.app.readinessChecks[0].path, '/healthz');
     } finally {
       await sim.close();
     }

@@ -70,6 +70,11 @@ test('ZooKeeper stopped for 30 s under load: signing goes on, writes pause, secr
     await sleep(Math.max(0, stoppedAt + OUTAGE_MS - Date.now()));
     for (const r of cluster.replicas) {
       assert.equal(r.child.exitCode, null, `${r.name} is still running after ${OUTAGE_MS} ms without ZooKeeper`);
+      // What Marathon sees: alive (not restarted, deploy/marathon's health check), not ready (its readiness check).
+      assert.equal((await fetch(`http://127.0.0.1:${r.monitoringPort}/livez`)).status, 200, `${r.name} /livez during the outage`);
+      const ready = await fetch(`http://127.0.0.1:${r.monitoringPort}/healthz`);
+      assert.equal(ready.status, 503, `${r.name} /healthz during the outage`);
+      assert.match(await ready.text(), /store/);
       const during = r.logs().slice(logMarks.get(r.name));
       assert.deepEqual(during.filter(isCreatedSecret), [], `${r.name} wrote no secret while ZooKeeper was down`);
       assert.equal(leadsPerLog(r), false, `${r.name} does not claim to lead while disconnected`);

@@ -88,7 +88,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     .option('--secret-ttl <duration>', "lifetime asked for SDS workload certificates, renewed at half of it (Istio's SECRET_TTL)", '24h')
     .addOption(new Option('--key-algorithm <alg>', 'key type of SDS workload keys').choices([...KEY_ALGORITHMS]).default('ec-p256'))
     .option('--xds-address <host:port>', "SDS mode: proxy each identity's xDS from <sds-dir>/<ns>/<sa>/xds to citadel server --xds-port (default: the --ca-address host, port 15012); 'none' to serve no xds sockets")
-    .option('--monitoring-port <port>', "/metrics, /healthz, /debug/sds (the Istio agent's status port)", '15020')
+    .option('--monitoring-port <port>', "/metrics, /healthz (ready), /livez (alive), /debug/sds (the Istio agent's status port)", '15020')
     .option('--state-dir <dir>', 'where the node key and certificate are kept (default <certs-dir or sds-dir>/.citadel-agent; keep it on a persistent disk)')
     .option('--node-cert-ttl <duration>', 'lifetime to ask for the node certificate (renewed at half of it)', '24h')
     .option('--ca-server-name <name>', "the name checked in the CA's server certificate", 'istio-ca');

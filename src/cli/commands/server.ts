@@ -56,7 +56,7 @@ export const registerServer: RegisterCommand = (program: Command) => {
     .option('--workload-cert-min-grace-period <duration>', '...or less than this, whichever is longer', '10m')
     .option('--secret-delete-delay <duration>', 'delete the secret of a gone service account after this long', '1m')
     .option('--resync-interval <duration>', 'full re-check of every secret against the store', '1m')
-    .option('--monitoring-port <port>', '/metrics, /healthz, /version', '15014')
+    .option('--monitoring-port <port>', '/metrics, /healthz (ready), /livez (alive), /version, /debug/status (citadel status), /debug/syncz (citadel proxy-status)', '15014')
     .option('--grpc-port <port>', 'the CA gRPC API (IstioCertificateService, IstioCAService, node attestation and feed)', '8060')
     .option('--grpc-host-identities <names>', 'extra comma-separated DNS names or IPs in the gRPC server certificate')
     .option('--csr-rate-limit <n>', 'requests per second each caller may make (token bucket per caller identity; per peer address for AttestNode); 0 turns the limit off', String(DEFAULT_RATE_LIMIT.ratePerSecond))
