@@ -166,6 +166,15 @@ export class FileStore implements Store {
     }
   }
 
+  async getCaCertificate(): Promise<string | undefined> {
+    try {
+      return await fs.readFile(path.join(this.dir, 'ca', 'istio-ca-secret', 'ca-cert.pem'), 'utf8');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   async createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret> {
     const parent = path.join(this.dir, 'ca');
     const tmp = path.join(parent, `.istio-ca-secret.tmp-${uniqueSuffix()}`);

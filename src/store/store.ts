@@ -116,6 +116,8 @@ export interface Store {
   deleteSecret(namespace: string, name: string, expectedVersion?: number): Promise<boolean>;
 
   getCaSecret(): Promise<CaSecret | undefined>;
+  /** The CA's root certificate alone (public: no key is opened, no KEK needed); undefined before `ca init`. */
+  getCaCertificate(): Promise<string | undefined>;
   /** Stores `candidate` unless a CA secret exists; returns the one that is stored (exactly one ever wins). */
   createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret>;
   /**

@@ -107,3 +107,24 @@ test('store list and store get show the secrets; get -o writes the PEM files a s
   assert.equal(missing.code, 2);
   assert.match(missing.err, /there is no secret qa\/istio.nope in file:/);
 });
+
+test('ca root prints the root certificate from the store without the KEK, its fingerprint on stderr; --out writes it 0644', () => {
+  const dir = tempDir();
+  const store = `file:${dir}/data`;
+  const kek = path.join(dir, 'kek');
+  assert.equal(citadel('store', 'kek-generate', kek).code, 0);
+  const init = JSON.parse(citadel('ca', 'init', '--store', store, '--kek-file', kek, '-o', 'json').out);
+  const printed = citadel('ca', 'root', '--store', store);
+  assert.equal(printed.code, 0, printed.err);
+  assert.match(printed.out, /^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\n$/);
+  assert.ok(!printed.out.includes('PRIVATE KEY'));
+  assert.equal(printed.err.trim(), `root ${init.subject}, sha256 ${init.sha256}, expires ${init.notAfter}`);
+  const out = path.join(dir, 'root-cert.pem');
+  const written = citadel('ca', 'root', '--store', store, '--out', out);
+  assert.equal(written.code, 0, written.err);
+  assert.equal(readFileSync(out, 'utf8'), printed.out);
+  assert.equal(statSync(out).mode & 0o777, 0o644);
+  const none = citadel('ca', 'root', '--store', `file:${dir}/empty`);
+  assert.equal(none.code, 2);
+  assert.match(none.err, /has no CA root yet; create it with `citadel ca init/);
+});

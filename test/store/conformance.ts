@@ -145,6 +145,24 @@ export function describeStoreConformance(name: string, sut: StoreUnderTest): voi
       );
     });
 
+    it('the root certificate alone is read without the KEK, the key never opened', async () => {
+      const kek = kekFromBytes(randomBytes(32));
+      await withStore(
+        async (store, again) => {
+          assert.equal(await store.getCaCertificate(), undefined, 'before ca init');
+          await store.createCaSecretIfAbsent({ caCertPem: 'the-root-cert', caKeyPem: 'the-root-key' });
+          const raw = await again({ kek: undefined });
+          try {
+            assert.equal(await raw.getCaCertificate(), 'the-root-cert');
+            await assert.rejects(raw.getCaSecret(), /--kek-file/, 'the key still needs the KEK');
+          } finally {
+            await raw.close();
+          }
+        },
+        { kek },
+      );
+    });
+
     it('a single store leads its election and is available', () =>
       withStore(async (store) => {
         const election = await store.leaderElection('conformance');

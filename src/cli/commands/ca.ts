@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { CertificateAuthority, rootFields } from '../../ca/authority';
 import { parseCertificatePem } from '../../pki/certificate';
-import { addCaOptions, addOutputOption, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags, wantsJson } from '../options';
+import { writeFileAtomic } from '../../common/atomic-file';
+import { UserError } from '../../common/errors';
+import { addCaOptions, addOutputOption, addStoreOption, addStoreUrlOptions, caConfigFromFlags, CaFlagValues, openStoreFromFlags, openStoreUrlFromFlags, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
 export const registerCa: RegisterCommand = (program: Command) => {
@@ -45,5 +47,23 @@ export const registerCa: RegisterCommand = (program: Command) => {
       if (status === 'existing' && organization && organization !== config.trustDomain) {
         process.stderr.write(`citadel: warning: the existing root is for trust domain "${organization}", not "${config.trustDomain}"\n`);
       }
+    });
+
+  addStoreUrlOptions(ca.command('root'))
+    .description("print the CA's root certificate (PEM) from the store, for the agents' --ca-root; its fingerprint goes to stderr, to compare with `citadel status`. Reads no key: no --kek-file")
+    .option('--out <file>', 'write it to this file (mode 0644) instead of stdout')
+    .action(async (o: { store: string; zkAuthFile?: string; out?: string }) => {
+      const store = await openStoreUrlFromFlags(o);
+      let pem: string | undefined;
+      try {
+        pem = await store.getCaCertificate();
+      } finally {
+        await store.close();
+      }
+      if (!pem) throw new UserError(`${o.store} has no CA root yet; create it with \`citadel ca init --store ${o.store}\` (or start citadel server on it)`);
+      const info = rootFields(pem);
+      if (o.out) await writeFileAtomic(o.out, pem, 0o644);
+      else process.stdout.write(pem.endsWith('\n') ? pem : `${pem}\n`);
+      process.stderr.write(`root ${info.subject}, sha256 ${info.sha256}, expires ${info.notAfter}${o.out ? `; wrote ${o.out}` : ''}\n`);
     });
 };

@@ -263,6 +263,11 @@ export class ZkStore implements Store {
     return got && this.decodeCa(got.data);
   }
 
+  async getCaCertificate(): Promise<string | undefined> {
+    const got = await this.session.getData(this.caPath);
+    return got && this.caFields(got.data).caCertPem;
+  }
+
   async createCaSecretIfAbsent(candidate: CaSecret): Promise<CaSecret> {
     try {
       await this.session.create(this.caPath, this.encodeCa(candidate));
@@ -457,11 +462,17 @@ export class ZkStore implements Store {
   }
 
   private decodeCa(data: Buffer): CaSecret {
+    const r = this.caFields(data);
+    return { caCertPem: r.caCertPem, caKeyPem: this.openKey(r.caKeyPem, 'the CA secret') };
+  }
+
+  /** The CA znode's fields, the key still as stored (sealed or not). */
+  private caFields(data: Buffer): { caCertPem: string; caKeyPem: string } {
     const r = parseJson(this.caPath, data) as { v?: unknown; caCertPem?: unknown; caKeyPem?: unknown };
     if (r.v !== 1 || typeof r.caCertPem !== 'string' || typeof r.caKeyPem !== 'string') {
       throw new Error(`znode ${this.caPath} does not hold a citadel CA secret (format v1)`);
     }
-    return { caCertPem: r.caCertPem, caKeyPem: this.openKey(r.caKeyPem, 'the CA secret') };
+    return { caCertPem: r.caCertPem, caKeyPem: r.caKeyPem };
   }
 
   /** Sealed keys need the KEK; plain ones (written before a KEK was set) pass through until a rekey seals them. */
