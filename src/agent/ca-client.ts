@@ -103,9 +103,12 @@ export async function explainUntrustedCa(err: unknown, opts: Pick<CaClientOption
     s.setTimeout(5000, () => (s.destroy(), resolve(undefined)));
     s.on('error', () => resolve(undefined));
   });
-  const cause = /Hostname\/IP does not match|does not match certificate/i.test(details)
-    ? `the CA at ${opts.address} presents a certificate without the name ${opts.serverName ?? 'istio-ca'} (--ca-server-name)`
-    : `the CA at ${opts.address} presents a certificate that does not chain to --ca-root`;
+  const validity = /has expired|is not yet valid/i.exec(details);
+  if (validity) return `the CA at ${opts.address} presents a certificate that ${validity[0].toLowerCase()}: check the clocks of this host and of the CA`;
+  const nameOnly = presented !== undefined && ours.includes(presented);
+  if (nameOnly || /Hostname\/IP does not match|does not match certificate/i.test(details)) {
+    return `the CA at ${opts.address} presents a certificate without the name ${opts.serverName ?? 'istio-ca'} (--ca-server-name)${presented ? `; it chains to --ca-root (sha256 ${presented})` : ''}: give --ca-server-name a name in that certificate, or add the name to it with citadel server --grpc-host-identities`;
+  }
   const roots = presented ? ` (it chains to a root with sha256 ${presented}; --ca-root holds ${ours.join(', ')})` : ` (--ca-root holds ${ours.join(', ')})`;
-  return `${cause}${roots}; give the agent the CA's own root (citadel-data/ca/istio-ca-secret/ca-cert.pem, or --root-cert of a plugged-in CA)`;
+  return `the CA at ${opts.address} presents a certificate that does not chain to --ca-root${roots}; give the agent the CA's own root (\`citadel ca root --store ...\`, or --root-cert of a plugged-in CA)`;
 }

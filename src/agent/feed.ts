@@ -72,8 +72,15 @@ export async function followFeed<T>(opts: FeedOptions<T>): Promise<void> {
       lastRefusal = refusal;
       opts.credentials.refused(refusal);
     } else {
-      lastRefusal = undefined;
-      opts.logger.warn(`${opts.what} disconnected (CA unreachable or restarting); keeping what this node has and retrying`, { error: outcome.error?.details ?? outcome.error?.message ?? 'stream ended', retryInMs: delay });
+      // A CA whose certificate --ca-root does not trust (its root changed, a wrong --ca-server-name) is no outage: say why, once.
+      const untrusted = outcome.error && (await opts.credentials.explainFailure(outcome.error));
+      if (untrusted) {
+        (untrusted === lastRefusal ? opts.logger.debug : opts.logger.error)(`${opts.what}: ${untrusted}; keeping what this node has and retrying`, { retryInMs: delay });
+        lastRefusal = untrusted;
+      } else {
+        lastRefusal = undefined;
+        opts.logger.warn(`${opts.what} disconnected (CA unreachable or restarting); keeping what this node has and retrying`, { error: outcome.error?.details ?? outcome.error?.message ?? 'stream ended', retryInMs: delay });
+      }
     }
     await sleep(delay, opts.signal);
   }

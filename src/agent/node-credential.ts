@@ -105,6 +105,11 @@ export class NodeCredentials extends EventEmitter {
   private readmitting: Promise<void> | undefined;
   private shared: { credential: NodeCredential; client: CaClient } | undefined;
 
+  /** Why a call to the CA failed, cause first, when its certificate is not one --ca-root trusts (else undefined). */
+  explainFailure(err: unknown): Promise<string | undefined> {
+    return explainUntrustedCa(err, this.opts.ca);
+  }
+
   constructor(private readonly opts: NodeCredentialsOptions) {
     super();
     this.file = new NodeCredentialFile(opts.stateDir);
