@@ -121,6 +121,7 @@ export class NodeCredentials extends EventEmitter {
       onFailure: (_err, expired) => {
         if (expired) this.opts.logger.error('the node certificate expired before it could be renewed; create a new join token and restart the agent', {});
       },
+      askedLifetimeMs: this.opts.ttlMs,
       backoff: this.opts.backoff,
       logger: this.opts.logger,
     });

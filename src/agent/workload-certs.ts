@@ -132,6 +132,7 @@ export class WorkloadCertificates extends EventEmitter {
           what: `certificate of ${cert.spiffeId}`,
           renew: () => this.issue(entry.account),
           onRotated: (next) => this.install(entry, next),
+          askedLifetimeMs: this.opts.ttlMs,
           backoff: this.opts.backoff,
           logger: this.opts.logger,
         });
