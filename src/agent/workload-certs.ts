@@ -90,7 +90,8 @@ export class WorkloadCertificates extends EventEmitter {
     }
     const now = this.current(account);
     if (now) return Promise.resolve(now);
-    entry.pending ??= this.firstCertificate(entry).finally(() => (entry!.pending = undefined));
+    // An expired certificate (the CA away) still has its rotation loop: ask it again, never start a second one.
+    entry.pending ??= (entry.rotator ? this.renewExpired(entry) : this.firstCertificate(entry)).finally(() => (entry!.pending = undefined));
     return entry.pending;
   }
 
@@ -143,6 +144,18 @@ export class WorkloadCertificates extends EventEmitter {
         this.opts.logger.warn('cannot obtain a workload certificate; retrying', { identity: accountKey(entry.account), error: errorMessage(err), retryInMs: delay });
         await sleep(delay, entry.released.signal);
       }
+    }
+  }
+
+  /** While someone waits for an identity whose certificate expired: its rotator tries again now, then with backoff, until one is valid. */
+  private async renewExpired(entry: Entry): Promise<WorkloadCert> {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000, ...this.opts.backoff });
+    for (;;) {
+      if (entry.released.signal.aborted) throw new Error(`${accountKey(entry.account)} left this node`);
+      await entry.rotator!.rotateNow();
+      const cert = this.current(entry.account);
+      if (cert) return cert;
+      await sleep(backoff.next(), entry.released.signal);
     }
   }
 
