@@ -12,7 +12,7 @@ import type { Logger } from '../common/log';
 import { checkBundle } from '../pki/bundle';
 import { createCsr } from '../pki/csr';
 import { AccountRef, accountKey, spiffeId, workloadIdentity } from '../pki/identity';
-import { generateKeyPair, KeyAlgorithm, privateKeyToPem } from '../pki/keys';
+import { generateSigningKeyPair, KeyAlgorithm } from '../pki/keys';
 import { splitCertificates } from '../pki/pem';
 import type { NodeCredentials } from './node-credential';
 import { Rotator } from './rotator';
@@ -179,7 +179,7 @@ export class WorkloadCertificates extends EventEmitter {
     try {
       const identity = workloadIdentity(this.opts.trustDomain, account.namespace, account.serviceAccount);
       const id = spiffeId(identity);
-      const key = generateKeyPair(this.opts.keyAlgorithm).privateKey;
+      const key = generateSigningKeyPair(this.opts.keyAlgorithm);
       const csr = createCsr({ key, uris: [id] });
       const chain = await this.opts.credentials.sharedClient().createCertificate(csr, Math.round(this.opts.ttlMs / 1000));
       const pems = chain.flatMap((c) => splitCertificates(c));
@@ -188,8 +188,8 @@ export class WorkloadCertificates extends EventEmitter {
         throw new Error('the CA answered with a chain whose root is not the --ca-root');
       }
       const certChainPem = pems.slice(0, -1).join('');
-      const keyPem = privateKeyToPem(key);
-      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: this.opts.caRootPem, expected: identity });
+      const keyPem = key.privateKeyPem;
+      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: this.opts.caRootPem, expected: identity, keySpki: key.spki });
       if (!check.ok || !check.leaf) throw new Error(`the CA's certificate is refused: ${check.problems.join('; ')}`);
       this.opts.metrics?.csrSeconds.observe((performance.now() - started) / 1000);
       return { account, spiffeId: id, certChainPem, keyPem, rootCertPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter, serialHex: check.leaf.serialHex };
