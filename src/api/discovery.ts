@@ -5,6 +5,7 @@
  * is about 60 KB of node extensions we do not need to materialise. A test checks the codec
  * against Envoy's official protos as protobufjs reads them.
  */
+import type { FieldPlan } from './field-sieve';
 import { asNumber, asString, FieldValue, ProtoDecodeError, readFields, WIRE, Writer } from './wire';
 
 /** google.protobuf.Struct / Value as plain JSON. */
@@ -108,6 +109,16 @@ export function encodeStruct(fields: Record<string, JsonValue>): Buffer {
 
 /** The Node fields read; 9 (extensions: 516 in a real Envoy, most of its ~60 KB), 10 (client features) and 4 (locality) are stepped over. */
 const NODE_FIELDS: ReadonlySet<number> = new Set([1, 2, 3, 6, 7, 8]);
+
+/** What DiscoveryRequest.decode reads, for the transport to keep of a large request as it arrives (field-sieve.ts). */
+export const DISCOVERY_REQUEST_FIELDS: FieldPlan = new Map<number, true | FieldPlan>([
+  [1, true],
+  [2, new Map([...NODE_FIELDS].map((f) => [f, true as const]))],
+  [3, true],
+  [4, true],
+  [5, true],
+  [6, true],
+]);
 
 function decodeNode(b: Buffer): XdsNode {
   const node: XdsNode = { id: '', cluster: '', metadata: {}, userAgentName: '', userAgentVersion: '' };

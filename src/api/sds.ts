@@ -7,9 +7,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { MethodDefinition } from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
-import { DiscoveryRequest, DiscoveryResponse, discoveryCodec } from './discovery';
+import { DISCOVERY_REQUEST_FIELDS, DiscoveryRequest, DiscoveryResponse, discoveryCodec } from './discovery';
+import type { GrpcMethodDefinition } from './grpc/server';
 import { envoyProtoRoot, SDS_PROTO_FILES, TYPE_URL_PREFIX } from './envoy-protos';
 import { GOOGLEAPIS_PROTO_DIR, PROTO_DIR } from './protos';
 
@@ -37,11 +37,12 @@ export function sdsV2ProtoRoot(): protobuf.Root {
 /** A response as a client reads it: each resource's Any type URL and message bytes. */
 export type ReceivedDiscoveryResponse = ReturnType<typeof discoveryCodec.DiscoveryResponse.decode>;
 
-function discoveryMethod(service: protobuf.Service, name: string, stream: boolean): MethodDefinition<DiscoveryRequest, DiscoveryResponse> {
+function discoveryMethod(service: protobuf.Service, name: string, stream: boolean): GrpcMethodDefinition<DiscoveryRequest, DiscoveryResponse> {
   const m = service.methods[name];
   if (!m) throw new Error(`${service.fullName} has no method ${name}`);
   return {
     path: `/${service.fullName.slice(1)}/${m.name}`,
+    requestFieldPlan: DISCOVERY_REQUEST_FIELDS,
     requestStream: stream,
     responseStream: stream,
     requestSerialize: (r: DiscoveryRequest) => discoveryCodec.DiscoveryRequest.encode(r),
@@ -54,8 +55,8 @@ function discoveryMethod(service: protobuf.Service, name: string, stream: boolea
 
 export interface SdsService {
   version: SdsApiVersion;
-  StreamSecrets: MethodDefinition<DiscoveryRequest, DiscoveryResponse>;
-  FetchSecrets: MethodDefinition<DiscoveryRequest, DiscoveryResponse>;
+  StreamSecrets: GrpcMethodDefinition<DiscoveryRequest, DiscoveryResponse>;
+  FetchSecrets: GrpcMethodDefinition<DiscoveryRequest, DiscoveryResponse>;
 }
 
 /** The two SDS services with their method paths, as the protos name them. */

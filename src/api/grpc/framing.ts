@@ -1,4 +1,5 @@
 /** gRPC's length-prefixed messages (PROTOCOL-HTTP2.md): a flag byte, a 4-byte big-endian length, the message. */
+import { FieldPlan, MessageSieve } from '../field-sieve';
 import { GrpcError, status } from './status';
 
 export function frame(payload: Buffer): Buffer {
@@ -9,37 +10,70 @@ export function frame(payload: Buffer): Buffer {
   return out;
 }
 
+/** A message whose bytes are still arriving. */
+interface PendingMessage {
+  /** Takes bytes from `chunk[start..]`, at most what the message lacks; returns how many. */
+  push(chunk: Buffer, start: number): number;
+  readonly done: boolean;
+  readonly received: number;
+  result(): Buffer;
+}
+
+/** The whole message, copied into one buffer of its length as the chunks come. */
+class WholeMessage implements PendingMessage {
+  private readonly buf: Buffer;
+  received = 0;
+
+  constructor(length: number) {
+    this.buf = Buffer.allocUnsafe(length);
+  }
+
+  get done(): boolean {
+    return this.received === this.buf.length;
+  }
+
+  push(chunk: Buffer, start: number): number {
+    const n = chunk.copy(this.buf, this.received, start, Math.min(chunk.length, start + this.buf.length - this.received));
+    this.received += n;
+    return n;
+  }
+
+  result(): Buffer {
+    return this.buf;
+  }
+}
+
+/** Messages at least this long that span chunks go through the field plan, when there is one. */
+const SIEVE_MIN_BYTES = 8 * 1024;
+
 /**
  * Cuts a byte stream into messages as it arrives. A length prefix above `maxMessageBytes` is
  * refused before anything of that size is held (RESOURCE_EXHAUSTED, as grpc-go words it); a
  * compressed message is refused too, since this server never offers an encoding. A message that
- * spans chunks (a real Envoy's first SDS request is about 60 KB, in 16 KB frames) is copied into
- * one buffer of its length as the chunks come, not re-concatenated with each chunk.
+ * spans chunks is copied once into a buffer of its length, not re-concatenated with each chunk;
+ * with a `plan`, a large one keeps only the planned fields as it comes (field-sieve.ts: a real
+ * Envoy's ~60 KB first request shrinks to what the handler reads, and is never held whole).
  */
 export class MessageReader {
   /** A prefix not yet whole (fewer than 5 bytes). */
   private head: Buffer = EMPTY;
-  /** The message being filled, allocated at its length, and how much of it has arrived. */
-  private partial: Buffer | undefined;
-  private filled = 0;
+  private pending: PendingMessage | undefined;
 
-  constructor(private readonly maxMessageBytes: number) {}
+  constructor(private readonly maxMessageBytes: number, private readonly plan?: FieldPlan) {}
 
   /** Bytes received that do not yet make a whole message. */
   get buffered(): number {
-    return this.head.length + (this.partial ? 5 + this.filled : 0);
+    return this.head.length + (this.pending ? 5 + this.pending.received : 0);
   }
 
   push(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
     let pos = 0;
-    if (this.partial) {
-      const n = chunk.copy(this.partial, this.filled, 0, Math.min(chunk.length, this.partial.length - this.filled));
-      this.filled += n;
-      pos = n;
-      if (this.filled < this.partial.length) return out;
-      out.push(this.partial);
-      this.partial = undefined;
+    if (this.pending) {
+      pos = this.pending.push(chunk, 0);
+      if (!this.pending.done) return out;
+      out.push(this.pending.result());
+      this.pending = undefined;
     }
     let buf = chunk;
     if (this.head.length > 0) {
@@ -57,8 +91,8 @@ export class MessageReader {
       }
       const start = pos + 5;
       if (buf.length - start < length) {
-        this.partial = Buffer.allocUnsafe(length);
-        this.filled = buf.copy(this.partial, 0, start);
+        this.pending = this.plan && length >= SIEVE_MIN_BYTES ? new MessageSieve(this.plan, length) : new WholeMessage(length);
+        this.pending.push(buf, start);
         return out;
       }
       out.push(buf.subarray(start, start + length));

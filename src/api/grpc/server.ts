@@ -15,6 +15,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { MethodDefinition } from '@grpc/grpc-js';
+import type { FieldPlan } from '../field-sieve';
 import { frame, MessageReader } from './framing';
 import { encodeGrpcMessage, GrpcError, parseGrpcTimeout, status } from './status';
 
@@ -57,7 +58,11 @@ export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Res | P
 export type ServerStreamingHandler<Req, Res> = (request: Req, ctx: CallContext, out: ServerStream<Res>) => void;
 export type BidiHandler<Req, Res> = (call: BidiCall<Req, Res>) => void;
 
+/** A method as grpc-js describes it and, optionally, the request fields its handler reads (large requests are then never held whole). */
+export type GrpcMethodDefinition<Req, Res> = MethodDefinition<Req, Res> & { requestFieldPlan?: FieldPlan };
+
 interface Route {
+  requestFieldPlan?: FieldPlan;
   deserialize(b: Buffer): unknown;
   serialize(m: unknown): Buffer;
   unary?: UnaryHandler<unknown, unknown>;
@@ -143,6 +148,7 @@ export class GrpcServer {
 
   private route<Req, Res>(def: MethodDefinition<Req, Res>, handlers: Partial<Route>): void {
     this.routes.set(def.path, {
+      requestFieldPlan: (def as GrpcMethodDefinition<Req, Res>).requestFieldPlan,
       deserialize: def.requestDeserialize as (b: Buffer) => unknown,
       serialize: def.responseSerialize as (m: unknown) => Buffer,
       ...handlers,
@@ -259,7 +265,7 @@ export class GrpcServer {
     waiting.unref();
     stream.once('close', () => clearTimeout(waiting));
 
-    const reader = new MessageReader(this.maxMessageBytes);
+    const reader = new MessageReader(this.maxMessageBytes, route.requestFieldPlan);
     if (route.bidi) return this.runBidi(stream, route, ctx, reader, () => clearTimeout(waiting));
 
     const messages: Buffer[] = [];
