@@ -66,6 +66,16 @@ describeWithEnvoy('SDS mode with two real Envoys and `citadel agent`', () => {
     assert.match(backend.seen[before].xfcc ?? '', new RegExp(`^By=${SERVER_ID};Hash=[0-9a-f]{64};URI=${CLIENT_ID}$`));
   });
 
+  it('the agent keeps each stream’s node from Envoy’s first request (about 60 KB, read through the field sieve)', async () => {
+    const sds = await agent.debugSds();
+    const proxies = Object.fromEntries(sds.identities.map((i) => [i.spiffeId, i.proxies]));
+    assert.deepEqual(proxies, { [SERVER_ID]: ['sidecar~127.0.0.1~server'], [CLIENT_ID]: ['sidecar~127.0.0.1~client'] });
+    const streams = Object.fromEntries(sds.identities.map((i) => [i.spiffeId, i.streams]));
+    assert.deepEqual(streams, { [SERVER_ID]: 2, [CLIENT_ID]: 2 }, 'one stream per secret name: default and ROOTCA');
+    const sent = await client.stat('cluster.sds-grpc.upstream_cx_tx_bytes_total');
+    assert.ok(sent > 100_000, `Envoy sent ${sent} bytes on sds-grpc: two first requests of a real Envoy's size`);
+  });
+
   it('Envoy’s /certs shows the agent’s certificates: its serial and SPIFFE ID, in the listener and the cluster', async () => {
     for (const [envoy, id] of [[server, SERVER_ID], [client, CLIENT_ID]] as const) {
       // A rotation may fall between the two reads: wait until they agree.

@@ -9,7 +9,7 @@ export interface AgentCertificate {
 
 /** What /debug/sds answers. */
 export interface AgentSdsDebug {
-  identities: Array<{ spiffeId: string; socket: string; streams: number }>;
+  identities: Array<{ spiffeId: string; socket: string; streams: number; proxies: string[] }>;
   certificates: AgentCertificate[];
   lastNack?: { identity: string; message: string };
 }
