@@ -33,6 +33,9 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const agent = new NodeAgent({ caAddress: `127.0.0.1:${port}`, caRootPem: readFileSync(rootFile, 'utf8'), joinToken: token, host, sds: { sdsDir }, stateDir, registry, logger });
   const monitoring = await startMonitoring({ port: 0, host: '127.0.0.1', registry, version: 'bench', logger });
   for (const c of agent.readiness()) monitoring.addReadinessCheck(c);
+  // SDS_AGENT_GC_EVERY_MS (with --expose-gc): a full GC on a timer, to tell live memory from garbage not yet collected.
+  const gcEvery = Number(process.env.SDS_AGENT_GC_EVERY_MS ?? 0);
+  if (gcEvery > 0 && typeof global.gc === 'function') setInterval(() => global.gc!(), gcEvery).unref();
   await agent.start();
   const accounts = () => agent.sds!.identities().map((i) => i.account);
   say({ started: Date.now(), identities: accounts().length });
