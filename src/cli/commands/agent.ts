@@ -56,6 +56,13 @@ function owner(text: string | undefined): { uid: number; gid?: number } | undefi
   return { uid: Number(m[1]), gid: m[2] === undefined ? undefined : Number(m[2]) };
 }
 
+/** The CA takes whole seconds (0 = its default, 24h): below a second would ask for the default and renew it at once. */
+function secretTtl(text: string): number {
+  const ms = parseDuration(text, '--secret-ttl');
+  if (ms < 1000) throw new UserError(`--secret-ttl: "${text}" is under a second; the CA signs for whole seconds (e.g. 10s, 1h, 24h)`);
+  return ms;
+}
+
 function portNumber(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${flag}: "${text}" is not a port number`);
@@ -103,7 +110,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
       trustDomain,
       certsDir: o.certsDir,
       sds: o.sdsDir
-        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: parseDuration(o.secretTtl, '--secret-ttl'), keyAlgorithm: o.keyAlgorithm }
+        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: secretTtl(o.secretTtl), keyAlgorithm: o.keyAlgorithm }
         : undefined,
       registry,
       stateDir: o.stateDir,
