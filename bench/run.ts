@@ -24,6 +24,9 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'reconcile-zk', what: 'initial reconcile into the ZooKeeper store' },
   { name: 'sds', what: 'one node agent in SDS mode: 1,000 identities, 10,000 Envoy-like streams, cold start, warm first secret, a rotation of all, peak RSS' },
   { name: 'xds-generate', what: 'Envoy resources for 2,000 proxies of 1,000 services, cold and after one endpoint change (figures only)' },
+  { name: 'xds', what: 'the xDS server with 2,000 ADS clients over mTLS: one task added -> affected clients ACK the new EDS, a mesh-wide policy change -> every client ACKs, server peak RSS and CPU' },
+  { name: 'mesh-snapshot', what: 'a new mesh snapshot after one task changes, 1,000 services with 10,000 endpoints' },
+  { name: 'admission', what: 'latency the admission proxy adds to POST /v2/pods and to /v2/events delivery' },
 ];
 
 function pick(args: string[]): Benchmark[] {

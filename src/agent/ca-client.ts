@@ -1,4 +1,7 @@
+import { X509Certificate } from 'node:crypto';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import { splitCertificates } from '../pki/pem';
 import {
   AttestNodeResponse, CsrResponse, IstioCAService, IstioCertificateResponse, IstioCertificateService, NodeService, PlacementsUpdate, SecretsUpdate,
 } from '../api/ca-api';
@@ -74,4 +77,35 @@ export class CaClient {
       );
     });
   }
+}
+
+/** grpc-js's words for a server certificate that did not verify against the roots it was given. */
+const UNTRUSTED = /self[- ]signed certificate|unable to (get local issuer|verify)|certificate (signature failure|has expired|is not yet valid)|CERT_|unknown ca|Hostname\/IP does not match|does not match certificate/i;
+
+/**
+ * Why a call to the CA failed, cause first, when the cause is that the CA's certificate does not
+ * chain to --ca-root (grpc-js reports it as UNAVAILABLE "No connection established ... self-signed
+ * certificate in certificate chain"): it dials the CA, reads the chain it presents, and names both
+ * roots' fingerprints. Undefined for any other failure.
+ */
+export async function explainUntrustedCa(err: unknown, opts: Pick<CaClientOptions, 'address' | 'rootCertPem' | 'serverName'>): Promise<string | undefined> {
+  const details = String((err as { details?: string }).details ?? (err as Error)?.message ?? '');
+  if ((err as { code?: number }).code !== grpc.status.UNAVAILABLE || !UNTRUSTED.test(details)) return undefined;
+  const ours = splitCertificates(opts.rootCertPem).map((p) => new X509Certificate(p).fingerprint256);
+  const [host, port] = [opts.address.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(opts.address)?.[1] ?? 8060)];
+  const presented = await new Promise<string | undefined>((resolve) => {
+    const s = tls.connect({ host, port, servername: opts.serverName ?? 'istio-ca', rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+      let c = s.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+      while (c && c.issuerCertificate && c.issuerCertificate !== c) c = c.issuerCertificate;
+      s.destroy();
+      resolve(c?.fingerprint256);
+    });
+    s.setTimeout(5000, () => (s.destroy(), resolve(undefined)));
+    s.on('error', () => resolve(undefined));
+  });
+  const cause = /Hostname\/IP does not match|does not match certificate/i.test(details)
+    ? `the CA at ${opts.address} presents a certificate without the name ${opts.serverName ?? 'istio-ca'} (--ca-server-name)`
+    : `the CA at ${opts.address} presents a certificate that does not chain to --ca-root`;
+  const roots = presented ? ` (it chains to a root with sha256 ${presented}; --ca-root holds ${ours.join(', ')})` : ` (--ca-root holds ${ours.join(', ')})`;
+  return `${cause}${roots}; give the agent the CA's own root (citadel-data/ca/istio-ca-secret/ca-cert.pem, or --root-cert of a plugged-in CA)`;
 }

@@ -2,6 +2,7 @@ import { status as grpcStatus, type ClientReadableStream } from '@grpc/grpc-js';
 import { Backoff, BackoffOptions, sleep } from '../common/backoff';
 import type { Logger } from '../common/log';
 import type { CaClient } from './ca-client';
+import { caRefusal } from './ca-refusal';
 import type { NodeCredentials } from './node-credential';
 
 export interface FeedOptions<T> {
@@ -23,6 +24,7 @@ export interface FeedOptions<T> {
  */
 export async function followFeed<T>(opts: FeedOptions<T>): Promise<void> {
   const backoff = new Backoff(opts.backoff);
+  let lastRefusal: string | undefined;
   while (!opts.signal.aborted) {
     const client = opts.credentials.client();
     let renewed = false;
@@ -51,7 +53,17 @@ export async function followFeed<T>(opts: FeedOptions<T>): Promise<void> {
     if (opts.signal.aborted) return;
     if (renewed && outcome.error?.code === grpcStatus.CANCELLED) continue;
     const delay = backoff.next();
-    opts.logger.warn(`${opts.what} disconnected; keeping what this node has and retrying`, { error: outcome.error?.details ?? outcome.error?.message ?? 'stream ended', retryInMs: delay });
+    const refusal = caRefusal(outcome.error);
+    if (refusal) {
+      // Said once per reason, then quietly retried: the files stay until their certificates expire.
+      const log = refusal === lastRefusal ? opts.logger.debug : opts.logger.error;
+      log(`the CA refuses this node's ${opts.what}; it gets nothing more, and keeps the files it has until their certificates expire`, { refusal, retryInMs: delay });
+      lastRefusal = refusal;
+      opts.credentials.refused(refusal);
+    } else {
+      lastRefusal = undefined;
+      opts.logger.warn(`${opts.what} disconnected (CA unreachable or restarting); keeping what this node has and retrying`, { error: outcome.error?.details ?? outcome.error?.message ?? 'stream ended', retryInMs: delay });
+    }
     await sleep(delay, opts.signal);
   }
 }

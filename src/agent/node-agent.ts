@@ -13,6 +13,7 @@ import { NodePlacements, PlacementChange } from './node-placements';
 import { SdsServer } from './sds-server';
 import { SecretFileWriter } from './secret-file-writer';
 import { WorkloadCertificates } from './workload-certs';
+import { XdsProxy } from './xds-proxy';
 
 /** SDS mode's settings (`--sds-dir` and its companions). */
 export interface SdsModeOptions {
@@ -24,6 +25,8 @@ export interface SdsModeOptions {
   /** --secret-ttl (default 24h). */
   secretTtlMs?: number;
   keyAlgorithm?: KeyAlgorithm;
+  /** Proxy xDS from `<sds-dir>/<ns>/<sa>/xds` to `citadel server --xds-port` at this address (host:port); none when absent. */
+  xdsAddress?: string;
 }
 
 export interface NodeAgentOptions {
@@ -72,6 +75,7 @@ export class NodeAgent extends EventEmitter {
   private fileWriter: SecretFileWriter | undefined;
   private placements: NodePlacements | undefined;
   sds: SdsServer | undefined;
+  xds: XdsProxy | undefined;
   workloadCerts: WorkloadCertificates | undefined;
 
   constructor(private readonly opts: NodeAgentOptions) {
@@ -149,10 +153,13 @@ export class NodeAgent extends EventEmitter {
       logger: this.log,
       metrics: {
         streams: metric(() => new Gauge({ name: 'citadel_agent_sds_streams', help: 'Open SDS streams.', labelNames: ['api'], registers }), 'citadel_agent_sds_streams'),
-        pushes: metric(() => new Counter({ name: 'citadel_agent_sds_pushes_total', help: 'SDS responses sent.', labelNames: ['api'], registers }), 'citadel_agent_sds_pushes_total'),
+        pushes: metric(() => new Counter({ name: 'citadel_agent_sds_pushes_total', help: 'SDS responses sent (on streams, and answers to FetchSecrets).', labelNames: ['api'], registers }), 'citadel_agent_sds_pushes_total'),
         nacks: metric(() => new Counter({ name: 'citadel_agent_sds_nacks_total', help: 'Secrets a proxy refused (NACK); the last error is on /debug/sds.', labelNames: ['api'], registers }), 'citadel_agent_sds_nacks_total'),
       },
     });
+    if (o.xdsAddress) {
+      this.xds = new XdsProxy({ xdsAddress: o.xdsAddress, caRootPem: this.opts.caRootPem, credentials: this.credentials, trustDomain: this.node.trustDomain, socketMode: o.socketMode ?? 0o666, dirOwner: o.dirOwner, logger: this.log });
+    }
     this.placements = new NodePlacements({ credentials: this.credentials, logger: this.log, backoff: this.opts.backoff, signal: this.abort.signal });
     let applying = Promise.resolve();
     this.placements.on('change', (c: PlacementChange) => {
@@ -163,8 +170,14 @@ export class NodeAgent extends EventEmitter {
   }
 
   private async applyPlacements(c: PlacementChange): Promise<void> {
-    for (const a of c.removed) await this.sds!.removeIdentity(a);
-    for (const a of c.placed) await this.sds!.addIdentity(a);
+    for (const a of c.removed) {
+      await this.xds?.removeIdentity(a);
+      await this.sds!.removeIdentity(a);
+    }
+    for (const a of c.placed) {
+      await this.sds!.addIdentity(a);
+      await this.xds?.addIdentity(a, path.join(this.opts.sds!.sdsDir, a.namespace, a.serviceAccount));
+    }
     this.emit('placements', this.placements!.current().map(accountKey));
   }
 
@@ -187,6 +200,7 @@ export class NodeAgent extends EventEmitter {
 
   async stop(): Promise<void> {
     this.abort.abort();
+    await this.xds?.close();
     await this.sds?.close();
     await this.workloadCerts?.close();
     await this.placements?.stopped();

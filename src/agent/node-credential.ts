@@ -16,7 +16,8 @@ import { createCsr } from '../pki/csr';
 import { NodeIdentity, spiffeId } from '../pki/identity';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys';
 import { parsePemBlocks, splitCertificates, toPem } from '../pki/pem';
-import { CaClient, CaClientOptions } from './ca-client';
+import { CaClient, CaClientOptions, explainUntrustedCa } from './ca-client';
+import { caRefusal } from './ca-refusal';
 import { Rotator } from './rotator';
 
 export interface NodeCredential {
@@ -98,6 +99,10 @@ const RETRYABLE = new Set([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED,
 export class NodeCredentials extends EventEmitter {
   private readonly file: NodeCredentialFile;
   private rotator: Rotator<NodeCredential> | undefined;
+  /** The join token was used (spent, or refused) in this process: a refused node does not try it twice. */
+  private tokenTried = false;
+  private toldToReadmit = false;
+  private readmitting: Promise<void> | undefined;
   private shared: { credential: NodeCredential; client: CaClient } | undefined;
 
   constructor(private readonly opts: NodeCredentialsOptions) {
@@ -118,10 +123,13 @@ export class NodeCredentials extends EventEmitter {
         this.opts.logger.info('node certificate renewed', { notAfter: next.notAfter.toISOString() });
         this.emit('renewed', next);
       },
-      onFailure: (_err, expired) => {
-        if (expired) this.opts.logger.error('the node certificate expired before it could be renewed; create a new join token and restart the agent', {});
+      onFailure: (err, expired) => {
+        const refusal = caRefusal(err);
+        if (refusal) this.refused(refusal);
+        else if (expired) this.opts.logger.error('the node certificate expired before it could be renewed; create a new join token and restart the agent', {});
       },
       askedLifetimeMs: this.opts.ttlMs,
+      refusal: caRefusal,
       backoff: this.opts.backoff,
       logger: this.opts.logger,
     });
@@ -130,8 +138,40 @@ export class NodeCredentials extends EventEmitter {
 
   async stop(): Promise<void> {
     await this.rotator?.stop();
+    await this.readmitting;
     this.shared?.client.close();
     this.shared = undefined;
+  }
+
+  /**
+   * The CA refuses the node certificate (the node was evicted, or the CA no longer knows it). A
+   * join token the agent was given and has not tried since then may be a new one, given to
+   * re-admit the node: attest with it once; otherwise say what a person has to do.
+   */
+  refused(reason: string): void {
+    if (this.readmitting) return;
+    const host = this.opts.node.host;
+    const advice = `create a join token (citadel token create --host ${host}) and restart the agent with it`;
+    if (!this.opts.joinToken || this.tokenTried) {
+      if (!this.toldToReadmit) this.opts.logger.error(`this node is refused by the CA; to admit it again ${advice}`, { refusal: reason });
+      this.toldToReadmit = true;
+      return;
+    }
+    this.tokenTried = true;
+    this.readmitting = (async () => {
+      try {
+        const credential = await this.attestOnce();
+        this.rotator?.replace(credential);
+        this.toldToReadmit = false;
+        this.opts.logger.info('node admitted again with the join token', { notAfter: credential.notAfter.toISOString() });
+        this.emit('renewed', credential);
+      } catch (err) {
+        this.toldToReadmit = true;
+        this.opts.logger.error(`this node is refused by the CA and its join token does not admit it again; ${advice}`, { refusal: reason, token: caRefusal(err) ?? errorMessage(err) });
+      } finally {
+        this.readmitting = undefined;
+      }
+    })();
   }
 
   /**
@@ -178,25 +218,36 @@ export class NodeCredentials extends EventEmitter {
     }
     const backoff = new Backoff(this.opts.backoff);
     for (;;) {
-      const { csr, keyPem } = this.csr();
-      const client = new CaClient(this.opts.ca);
       try {
-        const chain = await client.attestNode(this.opts.joinToken, this.opts.node.host, csr, this.ttlSeconds);
-        const credential = credentialFromChain(keyPem, chain, this.opts.ca.rootCertPem, this.opts.node);
-        await this.file.save(credential);
-        this.opts.logger.info('node attested', { identity: spiffeId(this.opts.node), notAfter: credential.notAfter.toISOString() });
-        return credential;
+        return await this.attestOnce();
       } catch (err) {
         const code = (err as { code?: number }).code;
         if (code !== undefined && !RETRYABLE.has(code)) throw new UserError(`node attestation refused: ${(err as { details?: string }).details ?? errorMessage(err)}`);
+        // A wrong --ca-root never heals by retrying: say so, cause first, and stop.
+        const untrusted = await explainUntrustedCa(err, this.opts.ca);
+        if (untrusted) throw new UserError(untrusted);
         const delay = backoff.next();
         this.opts.logger.warn('cannot reach the CA to attest; retrying', { error: errorMessage(err), retryInMs: delay });
         if (this.opts.signal.aborted) throw new Error('stopped');
         await sleep(delay, this.opts.signal);
         if (this.opts.signal.aborted) throw new Error('stopped');
-      } finally {
-        client.close();
       }
+    }
+  }
+
+  /** One attestation with the join token: a new key, the CA's node certificate for it, saved. */
+  private async attestOnce(): Promise<NodeCredential> {
+    const { csr, keyPem } = this.csr();
+    const client = new CaClient(this.opts.ca);
+    try {
+      const chain = await client.attestNode(this.opts.joinToken!, this.opts.node.host, csr, this.ttlSeconds);
+      const credential = credentialFromChain(keyPem, chain, this.opts.ca.rootCertPem, this.opts.node);
+      this.tokenTried = true; // spent
+      await this.file.save(credential);
+      this.opts.logger.info('node attested', { identity: spiffeId(this.opts.node), notAfter: credential.notAfter.toISOString() });
+      return credential;
+    } finally {
+      client.close();
     }
   }
 

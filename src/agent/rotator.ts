@@ -28,6 +28,8 @@ export interface RotatorOptions<T extends Expiring> {
    * and that minute is no lifetime: with a 6 s TTL, half of 66 s is past before it is issued.
    */
   askedLifetimeMs?: number;
+  /** Why an error is a refusal by the CA rather than an outage (logged as an error, not a warning), or undefined. */
+  refusal?(err: unknown): string | undefined;
   backoff?: BackoffOptions;
   logger: Logger;
   now?: () => number;
@@ -51,6 +53,14 @@ export class Rotator<T extends Expiring> {
 
   get current(): T {
     return this.value;
+  }
+
+  /** Takes a value obtained some other way (a node attested again) and rotates it from now on. */
+  replace(next: T): void {
+    if (this.stopped) return;
+    this.value = next;
+    this.backoff.reset();
+    if (!this.running) this.scheduleAt(this.renewalAt(next));
   }
 
   /** Renews as soon as possible (a new root, a refused certificate); a renewal under way counts. */
@@ -95,7 +105,9 @@ export class Rotator<T extends Expiring> {
         if (this.stopped) return;
         const expired = this.value.notAfter.getTime() <= this.now();
         const delay = this.backoff.next();
-        this.opts.logger[expired ? 'error' : 'warn'](`cannot renew the ${this.opts.what}; retrying`, { error: errorMessage(err), expired, notAfter: this.value.notAfter.toISOString(), retryInMs: delay });
+        const refusal = this.opts.refusal?.(err);
+        if (refusal) this.opts.logger.error(`the CA refuses to renew the ${this.opts.what}; retrying`, { refusal, expired, notAfter: this.value.notAfter.toISOString(), retryInMs: delay });
+        else this.opts.logger[expired ? 'error' : 'warn'](`cannot renew the ${this.opts.what}; retrying`, { error: errorMessage(err), expired, notAfter: this.value.notAfter.toISOString(), retryInMs: delay });
         this.opts.onFailure?.(err, expired);
         this.scheduleAt(this.now() + delay);
       } finally {

@@ -193,6 +193,7 @@ export class SdsServer {
       throw err;
     }
     if (!resources) throw new GrpcError(status.UNAVAILABLE, `no valid certificate for ${socket.spiffeId} yet; retry`);
+    this.opts.metrics?.pushes.inc({ api });
     return { versionInfo: [...resources.values()].map((r) => r.version).join(','), resources: [...resources.values()], typeUrl: SECRET_TYPE_URL[api], nonce: '' };
   }
 

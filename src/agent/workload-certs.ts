@@ -15,6 +15,7 @@ import { AccountRef, accountKey, spiffeId, workloadIdentity } from '../pki/ident
 import { generateSigningKeyPair, KeyAlgorithm } from '../pki/keys';
 import { splitCertificates } from '../pki/pem';
 import type { NodeCredentials } from './node-credential';
+import { caRefusal } from './ca-refusal';
 import { Rotator } from './rotator';
 
 export interface WorkloadCert {
@@ -134,6 +135,7 @@ export class WorkloadCertificates extends EventEmitter {
           renew: () => this.issue(entry.account),
           onRotated: (next) => this.install(entry, next),
           askedLifetimeMs: this.opts.ttlMs,
+          refusal: caRefusal,
           backoff: this.opts.backoff,
           logger: this.opts.logger,
         });
@@ -141,7 +143,9 @@ export class WorkloadCertificates extends EventEmitter {
       } catch (err) {
         if (entry.released.signal.aborted) throw err;
         const delay = backoff.next();
-        this.opts.logger.warn('cannot obtain a workload certificate; retrying', { identity: accountKey(entry.account), error: errorMessage(err), retryInMs: delay });
+        const refusal = caRefusal(err);
+        if (refusal) this.opts.logger.error('the CA refuses this node a workload certificate; retrying', { identity: accountKey(entry.account), refusal, retryInMs: delay });
+        else this.opts.logger.warn('cannot obtain a workload certificate; retrying', { identity: accountKey(entry.account), error: errorMessage(err), retryInMs: delay });
         await sleep(delay, entry.released.signal);
       }
     }

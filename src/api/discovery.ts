@@ -6,10 +6,10 @@
  * against Envoy's official protos as protobufjs reads them.
  */
 import type { FieldPlan } from './field-sieve';
+import type { JsonValue } from '../common/json';
 import { asNumber, asString, FieldValue, ProtoDecodeError, readFields, WIRE, Writer } from './wire';
 
-/** google.protobuf.Struct / Value as plain JSON. */
-export type JsonValue = null | number | string | boolean | JsonValue[] | { [k: string]: JsonValue };
+export type { JsonValue };
 
 /** The parts of envoy.config.core.v3.Node a control plane uses. */
 export interface XdsNode {

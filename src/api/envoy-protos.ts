@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { ENVOY_PROTO_DIRS } from './protos';
+import { unpooled } from './wire';
 
 /** The .proto files loaded: the bootstrap (listeners, clusters, routes, endpoints, core), discovery, SDS, and the extensions the generators put into Any fields. */
 export const ENVOY_PROTO_FILES: readonly string[] = [
@@ -45,9 +46,19 @@ const INCLUDE_DIRS = [...ENVOY_PROTO_DIRS, path.dirname(require.resolve('protobu
 export const SDS_PROTO_FILES: readonly string[] = ['envoy/service/secret/v3/sds.proto', 'envoy/extensions/transport_sockets/tls/v3/secret.proto'];
 
 const roots = new Map<string, protobuf.Root>();
+let defaultRoot: protobuf.Root | undefined;
+
+const fullNames = new WeakMap<protobuf.Type, string>();
+/** protobufjs computes `fullName` by walking the parents at every read; the walker reads it for every message. */
+function fullNameOf(type: protobuf.Type): string {
+  let name = fullNames.get(type);
+  if (name === undefined) fullNames.set(type, (name = type.fullName));
+  return name;
+}
 
 /** Envoy's API as protobufjs types, loaded once per process and file set. */
 export function envoyProtoRoot(files: readonly string[] = ENVOY_PROTO_FILES): protobuf.Root {
+  if (files === ENVOY_PROTO_FILES && defaultRoot) return defaultRoot; // every resource encoded asks: skip the key
   const key = files.join('\n');
   let r = roots.get(key);
   if (r) return r;
@@ -56,6 +67,7 @@ export function envoyProtoRoot(files: readonly string[] = ENVOY_PROTO_FILES): pr
   r.loadSync([...files], { keepCase: true });
   r.resolveAll();
   roots.set(key, r);
+  if (files === ENVOY_PROTO_FILES) defaultRoot = r;
   return r;
 }
 
@@ -69,10 +81,17 @@ export class EnvoyJsonError extends Error {
   }
 }
 
+/**
+ * Encodings of Any values by their JSON object, for callers whose JSON is never changed once
+ * encoded (the generators' shared resources): an Any met again (a filter chain's TLS context or
+ * HTTP connection manager, the same object in thousands of listeners) is not walked again.
+ */
+export type AnyEncodings = WeakMap<object, Uint8Array>;
+
 /** The message `typeName` (e.g. envoy.config.cluster.v3.Cluster) from its proto3 JSON, strictly. */
-export function encodeEnvoyJson(typeName: string, json: unknown): Buffer {
+export function encodeEnvoyJson(typeName: string, json: unknown, anyEncodings?: AnyEncodings): Buffer {
   const problems: string[] = [];
-  const bytes = new JsonToProto(envoyProtoRoot(), problems, false).encode(envoyProtoRoot().lookupType(typeName), json, '$');
+  const bytes = new JsonToProto(envoyProtoRoot(), problems, false, undefined, anyEncodings).encode(envoyProtoRoot().lookupType(typeName), json, '$');
   if (problems.length) throw new EnvoyJsonError(problems);
   return bytes;
 }
@@ -121,6 +140,7 @@ class JsonToProto {
     private readonly problems: string[],
     private readonly deprecated: boolean,
     private readonly allowDeprecated: ReadonlySet<string> = new Set(),
+    private readonly anyEncodings?: AnyEncodings,
   ) {}
 
   encode(type: protobuf.Type, json: unknown, at: string): Buffer {
@@ -135,7 +155,7 @@ class JsonToProto {
   }
 
   private message(type: protobuf.Type, v: unknown, at: string): unknown {
-    const name = type.fullName;
+    const name = fullNameOf(type);
     if (WRAPPERS[name]) return { value: this.scalar(WRAPPERS[name], v, at) };
     switch (name) {
       case '.google.protobuf.Duration': {
@@ -281,22 +301,26 @@ class JsonToProto {
     if (!isPlainObject(v)) return this.fail(at, `expected an object (Any), got ${describe(v)}`);
     const url = v['@type'];
     if (typeof url !== 'string') return this.fail(`${at}.@type`, 'an Any needs "@type"');
+    const known = this.anyEncodings?.get(v);
+    if (known !== undefined) return { type_url: url, value: known };
     const type = this.lookup(url, `${at}.@type`);
     if (!type) return undefined;
     let inner: unknown;
-    if (SPECIAL_JSON.has(type.fullName)) {
+    if (SPECIAL_JSON.has(fullNameOf(type))) {
       const extra = Object.keys(v).filter((k) => k !== '@type' && k !== 'value');
       if (extra.length) this.fail(at, `an Any of ${type.fullName.slice(1)} holds only "value", not ${extra.join(', ')}`);
       inner = this.message(type, v.value, `${at}.value`);
     } else {
       const fields = this.fields(type, v, at, new Set(['@type']));
-      if (TYPED_STRUCTS.has(type.fullName) && typeof v.type_url === 'string') {
+      if (TYPED_STRUCTS.has(fullNameOf(type)) && typeof v.type_url === 'string') {
         const innerType = this.lookup(v.type_url, `${at}.type_url`);
         if (innerType) this.message(innerType, v.value ?? {}, `${at}.value`);
       }
       inner = fields;
     }
     if (this.problems.length) return undefined;
-    return { type_url: url, value: type.encode(type.fromObject(inner as Record<string, unknown>)).finish() };
+    const value = type.encode(type.fromObject(inner as Record<string, unknown>)).finish();
+    this.anyEncodings?.set(v, unpooled(value));
+    return { type_url: url, value };
   }
 }

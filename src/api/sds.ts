@@ -8,7 +8,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
-import { DISCOVERY_REQUEST_FIELDS, DiscoveryRequest, DiscoveryResponse, discoveryCodec } from './discovery';
+import type { DiscoveryRequest, DiscoveryResponse } from './discovery';
+import { discoveryMethod } from './discovery-services';
 import type { GrpcMethodDefinition } from './grpc/server';
 import { envoyProtoRoot, SDS_PROTO_FILES, TYPE_URL_PREFIX } from './envoy-protos';
 import { GOOGLEAPIS_PROTO_DIR, PROTO_DIR } from './protos';
@@ -32,25 +33,6 @@ export function sdsV2ProtoRoot(): protobuf.Root {
   r.resolveAll();
   v2Root = r;
   return r;
-}
-
-/** A response as a client reads it: each resource's Any type URL and message bytes. */
-export type ReceivedDiscoveryResponse = ReturnType<typeof discoveryCodec.DiscoveryResponse.decode>;
-
-function discoveryMethod(service: protobuf.Service, name: string, stream: boolean): GrpcMethodDefinition<DiscoveryRequest, DiscoveryResponse> {
-  const m = service.methods[name];
-  if (!m) throw new Error(`${service.fullName} has no method ${name}`);
-  return {
-    path: `/${service.fullName.slice(1)}/${m.name}`,
-    requestFieldPlan: DISCOVERY_REQUEST_FIELDS,
-    requestStream: stream,
-    responseStream: stream,
-    requestSerialize: (r: DiscoveryRequest) => discoveryCodec.DiscoveryRequest.encode(r),
-    requestDeserialize: (b: Buffer) => discoveryCodec.DiscoveryRequest.decode(b),
-    responseSerialize: (r: DiscoveryResponse) => discoveryCodec.DiscoveryResponse.encode(r),
-    // Clients (tests, benchmarks) read the Any's themselves: see ReceivedDiscoveryResponse.
-    responseDeserialize: (b: Buffer) => discoveryCodec.DiscoveryResponse.decode(b) as unknown as DiscoveryResponse,
-  };
 }
 
 export interface SdsService {

@@ -162,3 +162,15 @@ export interface Codec<T> {
   encode(m: T): Buffer;
   decode(b: Buffer): T;
 }
+
+/**
+ * `b` in memory of its own, for bytes kept long (encoding caches). Small Buffers and protobufjs
+ * results are slices of a shared 8 KB pool, which stays alive while any slice does: thousands of
+ * cached encodings would each pin a pool.
+ */
+export function unpooled(b: Uint8Array): Buffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, 0, b.byteLength);
+  const own = Buffer.allocUnsafeSlow(b.byteLength);
+  own.set(b);
+  return own;
+}

@@ -29,6 +29,8 @@ export interface IssuedCertificate {
   notBefore: Date;
   notAfter: Date;
   serialHex: string;
+  /** The identity in its URI SAN (absent for the CA's own server certificate). */
+  spiffeId?: string;
 }
 
 /** A Citadel secret's three files. */
@@ -180,6 +182,7 @@ export class CertificateAuthority {
       notBefore,
       notAfter: notAfter > this.issuer.notAfter ? this.issuer.notAfter : notAfter,
       serialHex: serial.toString('hex'),
+      spiffeId: id,
     };
   }
 

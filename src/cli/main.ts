@@ -26,7 +26,19 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that goes away (`citadel store list | head -1`) ends the command quietly with exit 0,
+ * as the classic Unix tools do, not with an EPIPE stack trace.
+ */
+function quietOnClosedStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  quietOnClosedStdout();
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });

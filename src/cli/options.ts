@@ -8,13 +8,46 @@ import { KEY_ALGORITHMS, KeyAlgorithm } from '../pki/keys';
 import { DEFAULT_STORE_URL, openStore } from '../store';
 import { loadKek } from '../store/kek';
 import type { Kek, Store } from '../store/store';
+import { readZkAuthFile, ZkAuth } from '../store/zk/auth';
 
 /** The one config loader: Citadel's flag names, parsed and checked in one place. */
 
-export function addStoreOption(cmd: Command): Command {
+export const ZK_AUTH_FILE_HELP = 'ZooKeeper digest credentials (one line user:password): presented to ZooKeeper, and every znode citadel creates is restricted to them';
+
+/** `--store` and `--zk-auth-file`, for commands that open a store but handle no private key. */
+export function addStoreUrlOptions(cmd: Command): Command {
   return cmd
     .option('--store <url>', 'where secrets and the CA root live: file:<dir> or zk://host:port[,host:port]/<chroot>', DEFAULT_STORE_URL)
-    .option('--kek-file <file>', 'key-encryption key (32 random bytes) for private keys at rest');
+    .option('--zk-auth-file <file>', ZK_AUTH_FILE_HELP);
+}
+
+export function addStoreOption(cmd: Command): Command {
+  return addStoreUrlOptions(cmd).option('--kek-file <file>', 'key-encryption key (32 random bytes) for private keys at rest');
+}
+
+/** The ZooKeeper credentials of --zk-auth-file, when given. */
+export function zkAuthFromFlags(o: { zkAuthFile?: string }): ZkAuth | undefined {
+  return o.zkAuthFile ? readZkAuthFile(o.zkAuthFile) : undefined;
+}
+
+/** Opens the store named by --store with --zk-auth-file, for commands that read no private key. */
+export function openStoreUrlFromFlags(o: { store: string; zkAuthFile?: string }, logger?: Logger): Promise<Store> {
+  return openStore(o.store, { zkAuth: zkAuthFromFlags(o), logger });
+}
+
+/**
+ * `-o, --output text|json` (`--output` alone where `-o` already names a directory), the one way every
+ * read command is asked for JSON; `--json` stays as a hidden alias of `-o json`.
+ */
+export function addOutputOption(cmd: Command, opts: { short?: boolean } = {}): Command {
+  return cmd
+    .addOption(new Option(`${opts.short === false ? '' : '-o, '}--output <format>`, 'text for people, json for programs').choices(['text', 'json']).default('text'))
+    .addOption(new Option('--json', 'same as --output json').hideHelp().implies({ output: 'json' }));
+}
+
+/** Whether --output (or the --json alias) asked for JSON. */
+export function wantsJson(o: { output?: string; json?: boolean }): boolean {
+  return o.output === 'json' || o.json === true;
 }
 
 /** `--trust-domain`, for every command that names identities. */
@@ -83,8 +116,11 @@ export function loggerFromFlags(o: { logFormat?: string; logLevel?: string }): L
   return createLogger({ format: (o.logFormat ?? 'json') as LogFormat, level: (o.logLevel ?? 'info') as LogLevel });
 }
 
-/** Opens the store named by --store, with the --kek-file key when given. */
-export async function openStoreFromFlags(o: { store: string; kekFile?: string }, logger?: Logger): Promise<Store> {
+/**
+ * Opens the store named by --store, with the --kek-file key and --zk-auth-file credentials when
+ * given; `exclusive` for the processes that write secrets (a file store's writer lock).
+ */
+export async function openStoreFromFlags(o: { store: string; kekFile?: string; zkAuthFile?: string }, logger?: Logger, access: { exclusive?: boolean } = {}): Promise<Store> {
   let kek: Kek | undefined;
   if (o.kekFile) {
     try {
@@ -95,5 +131,5 @@ export async function openStoreFromFlags(o: { store: string; kekFile?: string },
   } else {
     logger?.warn('private keys are stored unencrypted; pass --kek-file to encrypt them at rest', { store: o.store });
   }
-  return openStore(o.store, { kek, logger });
+  return openStore(o.store, { kek, logger, zkAuth: zkAuthFromFlags(o), exclusive: access.exclusive });
 }

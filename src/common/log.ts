@@ -44,3 +44,20 @@ export function createLogger(opts: LoggerOptions = {}, base: Record<string, unkn
 
 /** A logger that drops everything (library default, tests). */
 export const silentLogger: Logger = createLogger({ write: () => {} });
+
+/** A logger that also hands every warning and error to `tap` (e.g. the recent errors `citadel status` shows). */
+export function tappedLogger(logger: Logger, tap: (level: 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void, base: Record<string, unknown> = {}): Logger {
+  return {
+    debug: (m, f) => logger.debug(m, f),
+    info: (m, f) => logger.info(m, f),
+    warn: (m, f) => {
+      tap('warn', m, { ...base, ...f });
+      logger.warn(m, f);
+    },
+    error: (m, f) => {
+      tap('error', m, { ...base, ...f });
+      logger.error(m, f);
+    },
+    child: (fields) => tappedLogger(logger.child(fields), tap, { ...base, ...fields }),
+  };
+}

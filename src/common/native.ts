@@ -10,6 +10,8 @@ export interface NativeAddon {
   syncfs(fd: number): Promise<void>;
   /** `chattr +T`: "" when set, else why not (ENOTTY etc. on filesystems without the flag). */
   markTopDir(dir: string): string;
+  /** flock(fd, LOCK_EX | LOCK_NB): "" when held now, "busy" when another descriptor holds it, else why not. */
+  tryLock(fd: number): string;
   verifyP256Sha256(point: Buffer, message: Buffer, signature: Buffer): boolean;
   /** Loads a P-256 private key (SEC1 DER) once; the handle signs many times. */
   p256Signer(sec1Der: Buffer): object;

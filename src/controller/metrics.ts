@@ -12,6 +12,7 @@ export class SecretControllerMetrics {
   readonly managed: Gauge;
   readonly reconcileSeconds: Histogram;
   readonly reissueHeld: Counter;
+  readonly soonestExpiry: Gauge;
 
   constructor(registry?: Registry) {
     const registers = registry ? [registry] : [];
@@ -23,6 +24,7 @@ export class SecretControllerMetrics {
     this.refreshed = new Counter({ name: 'citadel_secret_controller_refreshed_cert_count', help: 'Secrets refreshed, by reason (expiring, root-changed, unparseable).', labelNames: ['reason'], registers });
     this.writeErrors = new Counter({ name: 'citadel_secret_controller_store_write_err_count', help: 'Store writes that failed (retried on the next reconcile).', registers });
     this.managed = new Gauge({ name: 'citadel_secret_controller_secrets', help: 'Secrets the controller keeps.', registers });
+    this.soonestExpiry = new Gauge({ name: 'citadel_secret_controller_soonest_expiry_timestamp_seconds', help: 'When the first of the kept secrets expires (Unix time); alert when it comes close.', registers });
     this.reissueHeld = new Counter({ name: 'citadel_secret_controller_reissue_held_count', help: 'Refreshes held back because the secret was written less than the minimum re-issue interval ago (a setting that would otherwise re-issue in a loop).', registers });
     this.reconcileSeconds = new Histogram({ name: 'citadel_secret_controller_reconcile_seconds', help: 'Time of one reconcile pass.', buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 3, 10, 30], registers });
   }

@@ -1,4 +1,5 @@
 import { CertificateAuthority, SigningError } from '../ca/authority';
+import { certificateTime, IssuanceAudit, NO_AUDIT } from '../ca/audit-log';
 import { refreshTime, RefreshReason, RotationPolicy } from '../ca/rotation';
 import { Backoff } from '../common/backoff';
 import { forEachLimited } from '../common/concurrency';
@@ -36,6 +37,8 @@ export interface SecretControllerOptions {
   concurrency?: number;
   logger?: Logger;
   registry?: Registry;
+  /** Hears every certificate the controller issues (`--audit-log`). */
+  audit?: IssuanceAudit;
   now?: () => Date;
 }
 
@@ -192,6 +195,7 @@ export class SecretController {
       ];
       await forEachLimited(work, this.concurrency, (task) => task());
       this.metrics.managed.set(this.known.size);
+      this.metrics.soonestExpiry.set(this.soonestExpiry() / 1000);
       if (result.failed > 0) this.scheduleWake(this.now().getTime() + this.retry.next());
       else {
         this.retry.reset();
@@ -265,6 +269,7 @@ export class SecretController {
     try {
       const identity = workloadIdentity(this.opts.ca.trustDomain, namespace, serviceAccount);
       const bundle = this.opts.ca.issueKeyCertBundle(identity, this.opts.certTtlMs, now);
+      (this.opts.audit ?? NO_AUDIT).record({ event: 'issued', api: 'secret-controller', caller: 'secret-controller', spiffeId: spiffeId(identity), serial: bundle.serialHex, notAfter: certificateTime(bundle.notAfter) });
       secret = {
         namespace,
         name,
@@ -334,6 +339,13 @@ export class SecretController {
       this.needResync = true;
       this.log.error('cannot delete secret; will retry', { namespace: known.namespace, secret: name, error: errorMessage(err) });
     }
+  }
+
+  /** When the first kept secret expires (ms since the epoch; 0 with none). */
+  soonestExpiry(): number {
+    let soonest = Infinity;
+    for (const k of this.known.values()) if (k.notAfter && k.notAfter.getTime() < soonest) soonest = k.notAfter.getTime();
+    return Number.isFinite(soonest) ? soonest : 0;
   }
 
   /** The secrets the controller currently keeps (for status output and tests). */

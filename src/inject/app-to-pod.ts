@@ -1,6 +1,6 @@
 import { MarathonParseError } from '../marathon/model';
 import { LABEL } from '../mesh/bootstrap/contract';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
 import { isEmpty, JsonReader } from './json-reader';
 import { isMarathonName } from './pod';
 

@@ -5,7 +5,7 @@ import {
   type CaptureMode, type CertMode,
 } from '../mesh/bootstrap/contract';
 import { parseHostPort, type HostPort } from '../mesh/bootstrap/host-port';
-import { isJsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonValue } from '../common/json';
 import { checkNamespace, checkTrustDomain } from '../pki/identity';
 import { defaultSidecarTemplate, type SidecarTemplate } from './template';
 
@@ -122,7 +122,7 @@ const SETTING_KEYS: Record<string, (v: JsonValue, at: string) => Partial<Sidecar
  * proxyMemory, adminPort, excludePorts. Unknown keys are errors (a typo must not pass silently).
  */
 export function parseInjectConfigFile(text: string, source: string): InjectConfigFile {
-  const json = /\.ya?ml$/i.test(source) ? parseYaml(text, source) : parseJson(text, source);
+  const json = parseConfigText(text, source);
   const fail = (at: string, what: string): never => {
     throw new Error(`${source}: ${at}: ${what}`);
   };
@@ -164,6 +164,11 @@ function settings(v: JsonValue, at: string): Partial<SidecarSettings> {
     Object.assign(out, read(x, `${at}/${key}`));
   }
   return out;
+}
+
+/** A config file's text as JSON, or as YAML when its name ends in .yaml/.yml (the inject config, the admission proxy's namespace map). */
+export function parseConfigText(text: string, source: string): JsonValue {
+  return /\.ya?ml$/i.test(source) ? parseYaml(text, source) : parseJson(text, source);
 }
 
 function parseJson(text: string, source: string): JsonValue {

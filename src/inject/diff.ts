@@ -1,4 +1,4 @@
-import { isJsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonValue } from '../common/json';
 
 /**
  * A readable diff of two JSON values: one line per changed leaf, with its path in Marathon's

@@ -12,7 +12,8 @@ import {
 import { envoyBootstrap } from '../mesh/bootstrap/envoy';
 import { formatHostPort } from '../mesh/bootstrap/host-port';
 import { absoluteMarathonId } from '../mesh/bootstrap/identity';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
+import { parseUpstreams, UpstreamsLabelError } from '../mesh/upstreams';
 import { spiffeId, workloadIdentity, type WorkloadIdentity } from '../pki/identity';
 import { convertAppToPod, type AppConversion } from './app-to-pod';
 import { captureArgs, captureModeOf, captureRulesOf, LabelError } from './capture';
@@ -269,16 +270,17 @@ export function proxyMemoryOf(v: string | undefined): number | undefined {
   return n;
 }
 
-/** citadel.io/upstreams: `<service>:<local port>,...` with local ports free in the pod. */
+/** citadel.io/upstreams, by the mesh's one parser (src/mesh/upstreams.ts), with local ports free in the pod. */
 export function checkUpstreams(v: string | undefined, taken: number[]): void {
-  if (v === undefined || v.trim() === '') return;
-  const seen = new Set<number>();
-  for (const entry of v.split(',')) {
-    const m = /^([^\s:,]+):(\d+)$/.exec(entry.trim());
-    const port = m ? Number(m[2]) : NaN;
-    if (!m || !(port >= 1 && port <= 65535)) throw new LabelError(LABEL.upstreams, `"${entry.trim()}" is not <service>:<local port> (e.g. /prod/db:5432)`);
-    if (taken.includes(port) || seen.has(port)) throw new LabelError(LABEL.upstreams, `local port ${port} of "${m[1]}" is already used in the pod (an endpoint, the proxy's, or another upstream)`);
-    seen.add(port);
+  if (v === undefined) return;
+  let upstreams;
+  try {
+    upstreams = parseUpstreams(v);
+  } catch (err) {
+    throw new LabelError(LABEL.upstreams, err instanceof UpstreamsLabelError ? err.reason : (err as Error).message);
+  }
+  for (const u of upstreams) {
+    if (taken.includes(u.localPort)) throw new LabelError(LABEL.upstreams, `local port ${u.localPort} of "${u.service}" is already used in the pod (an endpoint, the proxy's, or another upstream)`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { MarathonParseError } from '../marathon/model';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
 
 /**
  * Typed reads of one JSON object of a Marathon definition, failing with the JSON path in

@@ -1,6 +1,6 @@
 import { MarathonParseError } from '../marathon/model';
 import { LABEL } from '../mesh/bootstrap/contract';
-import { isJsonObject, type JsonObject, type JsonValue } from '../mesh/bootstrap/json';
+import { isJsonObject, type JsonObject, type JsonValue } from '../common/json';
 import { JsonReader } from './json-reader';
 
 /** Marathon's rule for container, volume and endpoint names. */

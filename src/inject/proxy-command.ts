@@ -1,4 +1,4 @@
-import type { JsonObject } from '../mesh/bootstrap/json';
+import type { JsonObject } from '../common/json';
 
 /** One shell word, whatever it holds. */
 export function shellQuote(s: string): string {

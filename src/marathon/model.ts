@@ -12,12 +12,32 @@ export interface MarathonNetwork {
   name?: string;
 }
 
+/**
+ * A port of an app (`portDefinitions`, `container.portMappings`, the legacy `ports`,
+ * `container.docker.portMappings`, `ipAddress.discovery.ports`) or a pod container endpoint.
+ */
 export interface MarathonPort {
   name?: string;
   containerPort?: number;
+  /** portMappings/endpoints: the host port (0 = Marathon picks one); portDefinitions and `ports`: the definition's `port` (the service port; the host port with requirePorts) */
   hostPort?: number;
   servicePort?: number;
+  /** `tcp`, `udp`, `udp,tcp` (pod endpoints list theirs, joined here by commas) */
   protocol: string;
+  labels?: Record<string, string>;
+}
+
+export interface MarathonIpAddress {
+  ipAddress: string;
+  /** `IPv4` or `IPv6` */
+  protocol: string;
+}
+
+/** One health check's latest result for a task. */
+export interface MarathonHealthCheckResult {
+  alive: boolean;
+  /** `instanceId` (1.4+) or `taskId` (before) */
+  instanceId?: string;
 }
 
 export interface MarathonTask {
@@ -26,8 +46,11 @@ export interface MarathonTask {
   host: string;
   state: string;
   slaveId?: string;
+  /** host ports, one per port definition or per port mapping that has a host port */
   ports: number[];
-  ipAddresses: Array<{ ipAddress: string; protocol: string }>;
+  ipAddresses: MarathonIpAddress[];
+  /** one per health check of the app; empty: not checked yet (or the app has none) */
+  healthCheckResults: MarathonHealthCheckResult[];
   version?: string;
 }
 
@@ -37,15 +60,33 @@ export interface MarathonApp {
   instances: number;
   networks: MarathonNetwork[];
   ports: MarathonPort[];
+  /** the definition has `healthChecks`: its tasks are healthy only when every result is alive */
+  hasHealthChecks: boolean;
   version?: string;
   tasks: MarathonTask[];
 }
 
+/** A network a pod instance is attached to, with the addresses Mesos reported on it. */
+export interface MarathonInstanceNetwork {
+  name?: string;
+  addresses: string[];
+}
+
+/** A pod container's status in a pod instance; its endpoints carry the host port Marathon allocated (absent without a host port). */
+export interface MarathonContainerStatus {
+  name: string;
+  status?: string;
+  endpoints: Array<{ name: string; allocatedHostPort?: number }>;
+}
+
 export interface MarathonPodInstance {
   id: string;
+  /** PENDING, STAGING, STABLE, DEGRADED (running, a container unhealthy or unreachable), TERMINAL */
   status: string;
   agentHostname: string;
   agentId?: string;
+  networks: MarathonInstanceNetwork[];
+  containers: MarathonContainerStatus[];
 }
 
 export interface MarathonPod {
@@ -160,6 +201,8 @@ function portOf(v: Json, path: string, kind: 'definition' | 'mapping' | 'endpoin
   const protocol = o.protocol;
   if (Array.isArray(protocol)) port.protocol = protocol.map((p, i) => str(p, `${path}/protocol(${i})`)).join(',');
   else if (protocol !== undefined && protocol !== null) port.protocol = str(protocol, `${path}/protocol`);
+  const portLabels = labels(o.labels, `${path}/labels`);
+  if (Object.keys(portLabels).length > 0) port.labels = portLabels;
   for (const k of Object.keys(port) as Array<keyof MarathonPort>) if (port[k] === undefined) delete port[k];
   return port;
 }
@@ -223,6 +266,7 @@ export function parseApp(v: Json, path = ''): MarathonApp {
     instances,
     networks,
     ports,
+    hasHealthChecks: arr(o.healthChecks, `${path}/healthChecks`).length > 0,
     tasks: arr(o.tasks, `${path}/tasks`).map((t, i) => parseTask(t, `${path}/tasks(${i})`, id)),
   };
   const version = optStr(o.version, `${path}/version`);
@@ -243,12 +287,61 @@ export function parseTask(v: Json, path = '', appId?: string): MarathonTask {
       const ao = obj(a, `${path}/ipAddresses(${i})`);
       return { ipAddress: str(ao.ipAddress, `${path}/ipAddresses(${i})/ipAddress`), protocol: optStr(ao.protocol, `${path}/ipAddresses(${i})/protocol`) ?? 'IPv4' };
     }),
+    healthCheckResults: arr(o.healthCheckResults, `${path}/healthCheckResults`).map((r, i) => healthCheckResult(r, `${path}/healthCheckResults(${i})`)),
   };
   const slaveId = optStr(o.slaveId, `${path}/slaveId`);
   if (slaveId !== undefined) task.slaveId = slaveId;
   const version = optStr(o.version, `${path}/version`);
   if (version !== undefined) task.version = version;
   return task;
+}
+
+function healthCheckResult(v: Json, path: string): MarathonHealthCheckResult {
+  const o = obj(v, path);
+  if (typeof o.alive !== 'boolean') throw new MarathonParseError(`${path}/alive`, 'expected a boolean');
+  const result: MarathonHealthCheckResult = { alive: o.alive };
+  // 1.4 renamed taskId to instanceId
+  const instanceId = optStr(o.instanceId, `${path}/instanceId`) ?? optStr(o.taskId, `${path}/taskId`);
+  if (instanceId !== undefined) result.instanceId = instanceId;
+  return result;
+}
+
+function podInstance(v: Json, path: string): MarathonPodInstance {
+  const o = obj(v, path);
+  const inst: MarathonPodInstance = {
+    id: str(o.id, `${path}/id`),
+    status: optStr(o.status, `${path}/status`) ?? 'PENDING',
+    agentHostname: str(o.agentHostname, `${path}/agentHostname`),
+    networks: arr(o.networks, `${path}/networks`).map((n, i) => {
+      const np = `${path}/networks(${i})`;
+      const no = obj(n, np);
+      const net: MarathonInstanceNetwork = { addresses: arr(no.addresses, `${np}/addresses`).map((a, j) => str(a, `${np}/addresses(${j})`)) };
+      const name = optStr(no.name, `${np}/name`);
+      if (name !== undefined && name.length > 0) net.name = name;
+      return net;
+    }),
+    containers: arr(o.containers, `${path}/containers`).map((c, i) => {
+      const cp = `${path}/containers(${i})`;
+      const co = obj(c, cp);
+      const container: MarathonContainerStatus = {
+        name: str(co.name, `${cp}/name`),
+        endpoints: arr(co.endpoints, `${cp}/endpoints`).map((e, j) => {
+          const ep = `${cp}/endpoints(${j})`;
+          const eo = obj(e, ep);
+          const endpoint: MarathonContainerStatus['endpoints'][number] = { name: str(eo.name, `${ep}/name`) };
+          const allocated = optNum(eo.allocatedHostPort, `${ep}/allocatedHostPort`);
+          if (allocated !== undefined) endpoint.allocatedHostPort = allocated;
+          return endpoint;
+        }),
+      };
+      const status = optStr(co.status, `${cp}/status`);
+      if (status !== undefined) container.status = status;
+      return container;
+    }),
+  };
+  const agentId = optStr(o.agentId, `${path}/agentId`);
+  if (agentId !== undefined) inst.agentId = agentId;
+  return inst;
 }
 
 /** Parses a Pod definition or a PodStatus (`{id, spec, status, instances}`). */
@@ -279,20 +372,7 @@ export function parsePod(v: Json, path = ''): MarathonPod {
       return net;
     }),
     containers,
-    podInstances: isStatus
-      ? arr(o.instances, `${path}/instances`).map((inst, i) => {
-          const ip = `${path}/instances(${i})`;
-          const io = obj(inst, ip);
-          const pi: MarathonPodInstance = {
-            id: str(io.id, `${ip}/id`),
-            status: optStr(io.status, `${ip}/status`) ?? 'PENDING',
-            agentHostname: str(io.agentHostname, `${ip}/agentHostname`),
-          };
-          const agentId = optStr(io.agentId, `${ip}/agentId`);
-          if (agentId !== undefined) pi.agentId = agentId;
-          return pi;
-        })
-      : [],
+    podInstances: isStatus ? arr(o.instances, `${path}/instances`).map((inst, i) => podInstance(inst, `${path}/instances(${i})`)) : [],
   };
   if (pod.networks.length === 0) pod.networks = [{ mode: 'host' }];
   const version = optStr(spec.version, `${sp}/version`);

@@ -1,8 +1,10 @@
 /**
  * A Marathon API simulator faithful to shared/marathon/API-NOTES.md: the REST endpoints with
  * Marathon's status codes and error bodies, the /v2/events bus (CRLF framing, heartbeats,
- * filters), basic auth, and a standby mode that redirects the event stream to the leader and
- * proxies everything else. In memory, deterministic for a given seed.
+ * filters), health check results and events, basic auth, and a standby mode that redirects the
+ * event stream to the leader and proxies everything else. In memory, deterministic for a given
+ * seed. Beyond Marathon's API it serves one of its own, for tests, under `/_sim/`:
+ * `PUT /_sim/tasks/<task or instance id>/health` with `{"alive": false}` sets a task's health.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,6 +33,10 @@ export interface MarathonSimulatorOptions {
   maxEventBacklog?: number;
   logger?: Logger;
   version?: string;
+  /** where containers on `container` networks get their IPs (default 9.0.0.0/8, like DC/OS's overlay) */
+  containerNetworkCidr?: string;
+  /** ms from a task's start until its first health check passes (default 1000); null: only PUT /_sim/tasks/<id>/health decides */
+  healthCheckDelayMs?: number | null;
 }
 
 interface Subscriber {
@@ -54,7 +60,13 @@ export class MarathonSimulator {
 
   constructor(private readonly opts: MarathonSimulatorOptions = {}) {
     this.log = opts.logger ?? silentLogger;
-    this.state = new MarathonState({ agents: opts.agents, seed: opts.seed, emit: (type, payload) => this.publish(type, payload) });
+    this.state = new MarathonState({
+      agents: opts.agents,
+      seed: opts.seed,
+      emit: (type, payload) => this.publish(type, payload),
+      containerNetworkCidr: opts.containerNetworkCidr,
+      healthCheckDelayMs: opts.healthCheckDelayMs,
+    });
     this.authHeader = opts.credentials ? `Basic ${Buffer.from(opts.credentials).toString('base64')}` : undefined;
   }
 
@@ -156,6 +168,7 @@ export class MarathonSimulator {
       'Cache-Control': 'no-cache, no-store, must-revalidate',
       'X-Marathon-Leader': this.leaderUrl,
     });
+    res.flushHeaders(); // the stream is open before its first event, also when a filter holds event_stream_attached back
     const sub: Subscriber = { res, backlog: 0, ...(types.length ? { types: new Set(types) } : {}) };
     res.on('drain', () => (sub.backlog = 0));
     res.on('close', () => this.subscribers.delete(sub));
@@ -225,6 +238,7 @@ export class MarathonSimulator {
       if (path === '/v2/apps' || path === '/v2/apps/' || path.startsWith('/v2/apps/')) return await this.appsRoute(req, res, url, method, origin);
       if (path === '/v2/pods' || path === '/v2/pods/' || path.startsWith('/v2/pods/')) return await this.podsRoute(req, res, url, method, origin);
       if (path === '/v2/groups' || path === '/v2/groups/' || path.startsWith('/v2/groups/')) return await this.groupsRoute(req, res, url, method);
+      if (path.startsWith('/_sim/')) return await this.simRoute(req, res, path, method);
       this.send(res, 404, { message: `HTTP 404 Not Found` });
     } catch (err) {
       if (err instanceof ApiError) this.send(res, err.status, err.body, err.headers);
@@ -417,6 +431,21 @@ export class MarathonSimulator {
       }
     }
     this.send(res, 405, { message: 'HTTP 405 Method Not Allowed' });
+  }
+
+  // --- the simulator's own API (not Marathon's) ----------------------------------------------
+
+  /** `PUT /_sim/tasks/<id>/health` `{"alive": bool}`: sets a task's (or pod instance's) health; answers with the task (pod instance) as Marathon shows it. */
+  private async simRoute(req: http.IncomingMessage, res: http.ServerResponse, path: string, method: string): Promise<void> {
+    const m = /^\/_sim\/tasks\/([^/]+)\/health$/.exec(path);
+    if (!m) return this.send(res, 404, { message: 'HTTP 404 Not Found' });
+    if (method !== 'PUT') return this.send(res, 405, { message: 'HTTP 405 Method Not Allowed' });
+    const body = await this.jsonBody(req);
+    if (!isObj(body) || typeof body.alive !== 'boolean') {
+      throw new ApiError(422, { message: 'Object is not valid', details: [{ path: '/alive', errors: ['error.expected.jsboolean'] }] });
+    }
+    const cause = typeof body.cause === 'string' ? body.cause : undefined;
+    return this.send(res, 200, this.state.setHealth(decodeURIComponent(m[1]), body.alive, cause));
   }
 
   // --- standby -------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
 /** The in-memory view of Marathon's workloads that the controller and the server read. */
+import { isDeepStrictEqual } from 'node:util';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { silentLogger, type Logger } from '../common/log';
 import { accountKey, parseAccountKey, type AccountRef } from '../pki/identity';
 import { DEFAULT_SERVICE_ACCOUNT, isInvalid, isLive, type InvalidWorkload, type Workload } from './workload';
 
 export type ViewEntry = Workload | InvalidWorkload;
+
+/** The apps and pods one applied change set, replaced or removed (empty when a re-list found nothing new). */
+export interface ViewChange {
+  readonly workloads: ReadonlyArray<{ readonly kind: 'app' | 'pod'; readonly id: string }>;
+}
 
 export interface MarathonViewOptions {
   logger?: Logger;
@@ -28,7 +34,6 @@ function bump2<K1, K2>(m: Map<K1, Map<K2, number>>, k1: K1, k2: K2, d: number): 
 
 export class MarathonView {
   private readonly entries = new Map<string, ViewEntry>();
-  private readonly signatures = new Map<string, string>();
   /** namespace -> service account -> number of workloads naming it */
   private readonly accounts = new Map<string, Map<string, number>>();
   /** host -> accountKey -> live instances */
@@ -41,7 +46,9 @@ export class MarathonView {
   private desiredCache: Map<string, Set<string>> | undefined;
   /** Namespaces whose accounts may have changed since desiredCache was made. */
   private readonly dirtyNamespaces = new Set<string>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(change: ViewChange) => void>();
+  /** what changed since the last notification */
+  private changed: Array<{ kind: 'app' | 'pod'; id: string }> = [];
   private readonly log: Logger;
   private readonly invalidReported?: Counter;
   /** Incremented on every applied change; lets readers skip work when nothing moved. */
@@ -130,8 +137,11 @@ export class MarathonView {
     return this.byHost.get(host)?.has(accountKey(account)) ?? false;
   }
 
-  /** Called after each applied change (event or re-list); returns the unsubscribe function. */
-  onChange(listener: () => void): () => void {
+  /**
+   * Called after each applied change (event or re-list) with what it touched; an entry that
+   * changed is a new object, an unchanged one keeps its identity. Returns the unsubscribe function.
+   */
+  onChange(listener: (change: ViewChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -189,14 +199,13 @@ export class MarathonView {
 
   private set(key: string, entry: ViewEntry | undefined): boolean {
     const old = this.entries.get(key);
-    const sig = entry === undefined ? undefined : JSON.stringify(entry);
-    if (sig === this.signatures.get(key)) return false;
+    // compared by value, with no signature kept per entry: a re-list that finds nothing new changes nothing
+    if (entry === undefined ? old === undefined : old !== undefined && isDeepStrictEqual(old, entry)) return false;
     if (old) this.account(old, -1);
     if (entry && !old) this.indexGroups(key, entry.id, true);
     if (!entry && old) this.indexGroups(key, old.id, false);
     if (entry) {
       this.entries.set(key, entry);
-      this.signatures.set(key, sig!);
       this.account(entry, +1);
       if (isInvalid(entry) && !(old && isInvalid(old) && old.reason === entry.reason)) {
         this.log.warn('marathon workload has no identity', { kind: entry.kind, id: entry.id, reason: entry.reason });
@@ -204,8 +213,8 @@ export class MarathonView {
       }
     } else {
       this.entries.delete(key);
-      this.signatures.delete(key);
     }
+    this.changed.push({ kind: (entry ?? old)!.kind, id: (entry ?? old)!.id });
     this.revision++;
     return true;
   }
@@ -226,9 +235,11 @@ export class MarathonView {
   }
 
   private notify(): void {
+    const change: ViewChange = { workloads: this.changed };
+    this.changed = [];
     for (const l of [...this.listeners]) {
       try {
-        l();
+        l(change);
       } catch (err) {
         this.log.error('marathon view listener failed', { error: String(err) });
       }

@@ -5,7 +5,7 @@
  * snapshot replaces whenever it changes.
  */
 import { isIP } from 'node:net';
-import type { JsonObject } from './bootstrap/json';
+import type { JsonObject } from '../common/json';
 import type { MeshService } from './model';
 import { outboundClusterName } from './names';
 import { TYPE_URL, xdsResource, type XdsResource } from './resources';

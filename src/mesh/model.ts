@@ -76,6 +76,8 @@ export interface ProxyNode {
   /** The authenticated identity (caller certificate, or the node agent's socket). */
   identity: WorkloadIdentity;
   certMode: 'sds' | 'files';
+  /** Files mode: the directory the proxy reads cert-chain.pem, key.pem and root-cert.pem from, when not /etc/certs. */
+  certsDir?: string;
   capture: 'explicit' | 'redirect';
   /** Where the inbound listeners bind (explicit capture). */
   instanceIp: string;

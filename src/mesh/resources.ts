@@ -3,7 +3,7 @@
  * durations, "@type" in Any), the way Envoy's YAML takes them. The xDS server encodes them with
  * Envoy's protos; the generators never see a socket.
  */
-import type { JsonObject } from './bootstrap/json';
+import type { JsonObject } from '../common/json';
 import type { PolicyDocument } from './policy';
 import type { MeshSnapshot } from './model';
 

@@ -6,6 +6,7 @@ import type { Logger } from '../common/log';
 import { parseAndValidateCsr } from '../pki/csr';
 import { NodeIdentity, nodeIdentity, spiffeId } from '../pki/identity';
 import type { JoinTokenRecord } from '../store/store';
+import { evictedMessage, NodeEvictions } from './evictions';
 import { hashJoinToken } from './join-token';
 import type { ServerMetrics } from './metrics';
 import type { CsrSigning } from './signing';
@@ -23,6 +24,7 @@ export class NodeAttestation {
     private readonly signing: CsrSigning,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
+    private readonly evictions?: NodeEvictions,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -55,6 +57,8 @@ export class NodeAttestation {
     if (!record) throw refuse('unknown_token', status.UNAUTHENTICATED, 'the join token is unknown or was already used; create a new one with `citadel token create --host <host>`');
     if (Date.parse(record.expiresAt) <= this.now()) throw refuse('expired_token', status.UNAUTHENTICATED, `the join token expired at ${record.expiresAt}; create a new one`);
     if (record.host !== host) throw refuse('wrong_host', status.PERMISSION_DENIED, `the join token was created for host ${record.host}, not ${host}; it is now spent`);
+    const eviction = this.evictions?.refusingToken(host, record.createdAt);
+    if (eviction) throw refuse('evicted', status.PERMISSION_DENIED, `the join token was created before the eviction: ${evictedMessage(eviction)}`);
     const issued = this.signing.signAs(csr, node, validityDuration * 1000);
     this.metrics.nodeAttestationCount.inc({ result: 'ok' });
     this.log.info('node attested', { host, peer, notAfter: issued.notAfter.toISOString() });

@@ -6,6 +6,9 @@ import type { CallContext } from '../api/grpc/server';
 
 interface CallerBase {
   spiffeId: string;
+  /** Of the client certificate: its serial (hex) and validity. */
+  serialHex: string;
+  notBefore: Date;
   notAfter: Date;
 }
 /** A workload presenting its own certificate (it may renew its own identity only). */
@@ -75,7 +78,7 @@ export class CallerAuthenticator {
       if (identity.trustDomain !== this.trustDomain) {
         return { error: `the client certificate is for trust domain ${identity.trustDomain}, not ${this.trustDomain}` };
       }
-      const base = { spiffeId: spiffeId(identity), notAfter: cert.notAfter };
+      const base = { spiffeId: spiffeId(identity), serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter };
       return identity.kind === 'node' ? { ...base, identity } : { ...base, identity };
     } catch (err) {
       return { error: `cannot read an identity from the client certificate: ${(err as Error).message}` };

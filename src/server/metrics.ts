@@ -1,4 +1,4 @@
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 
 /** Citadel's server metric names (ISTIO-FACTS.md), registered once per registry. */
 export interface ServerMetrics {
@@ -12,6 +12,8 @@ export interface ServerMetrics {
   rateLimitedCount: Counter;
   /** Ours: node attestations by outcome. */
   nodeAttestationCount: Counter<'result'>;
+  /** Ours: nodes with a feed (secrets or placements) open to this replica. */
+  connectedNodes: Gauge;
 }
 
 export function serverMetrics(registry: Registry): ServerMetrics {
@@ -26,5 +28,6 @@ export function serverMetrics(registry: Registry): ServerMetrics {
     successCertIssuanceCount: counter('citadel_server_success_cert_issuance_count', 'The number of certificates issuances that have succeeded.'),
     rateLimitedCount: counter('citadel_server_rate_limited_count', 'The number of requests refused by the per-caller rate limit.'),
     nodeAttestationCount: counter('citadel_server_node_attestation_count', 'Node attestations by join token, by result.', ['result']),
+    connectedNodes: (registry.getSingleMetric('citadel_server_connected_nodes') as Gauge | undefined) ?? new Gauge({ name: 'citadel_server_connected_nodes', help: 'Mesos agent nodes with a secret or placement feed open to this replica.', registers: [registry] }),
   };
 }

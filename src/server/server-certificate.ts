@@ -11,8 +11,8 @@ export interface ServerTls {
   ca: string;
 }
 
-/** Citadel's server certificate names; `--grpc-host-identities` adds to them. */
-export const DEFAULT_SERVER_NAMES = ['istio-ca', 'istio-citadel'];
+/** Citadel's server certificate names, and istiod's (the name xDS clients check); `--grpc-host-identities` adds to them. */
+export const DEFAULT_SERVER_NAMES = ['istio-ca', 'istio-citadel', 'istiod'];
 
 const RETRY_MS = 60_000;
 

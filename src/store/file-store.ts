@@ -6,11 +6,15 @@ import { nativeAddon } from '../common/native';
 import { FilesystemSync, fsyncDir, isLeftover, uniqueSuffix, writeFileAtomic, writeNewFileDurable } from '../common/atomic-file';
 import { ConflictError, UserError } from '../common/errors';
 import { decodeSecretRecord, encodeSecretRecord } from './secret-record';
+import { checkTokenHash, decodeJoinTokenRecord, decodeNodeEviction, decodeNodeRecord, encodeRecord, evictionName, hostSegment, isEvictionName } from './records';
+import { LOCK_FILE, WriterLock } from './writer-lock';
 import { checkExpected, currentVersion, SecretWriter } from './secret-writer';
 import { checkSecretRef } from '../pki/identity';
 import type { CanonicalPolicy } from '../mesh/policy';
 import { PolicyFiles } from './policy-files';
-import { alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, LeaderElection, PolicyEvent, Secret, SecretMetadata, Store, StoredPolicies, StoredSecret, StoreEvent, StoreOptions } from './store';
+import {
+  alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, latestEvictions, LeaderElection, NodeEviction, NodeRecord, PolicyEvent, Secret, SecretMetadata, Store, StoredPolicies, StoredSecret, StoreEvent, StoreOptions,
+} from './store';
 
 /**
  * The embedded default store: a directory on local disk,
@@ -19,13 +23,17 @@ import { alwaysLeader, CaSecret, isSealed, JoinTokenRecord, Kek, LeaderElection,
  *   <dir>/ca/istio-ca-secret/{ca-cert.pem,ca-key.pem}
  *   <dir>/tokens/<sha256>.json
  *   <dir>/policies/<version>.json             the policy set (policy-files.ts: compare-and-set across processes)
+ *   <dir>/nodes/<host>.json                       what the CA knows of each node
+ *   <dir>/evictions/<host>@<epoch ms>.json        `citadel node evict`, one file per eviction
+ *   <dir>/citadel.lock                            the writer lock (writer-lock.ts)
  *
  * A secret is one file, the same document the ZooKeeper store keeps in a znode
  * (secret-record.ts), so a secret costs one inode. It is written all or nothing: a temporary file
  * `.istio.<sa>.tmp-*`, made durable by a shared syncfs, is renamed over the secret's name, and a
  * second shared syncfs makes the rename durable before the writer hears of it. A reader or a
  * writer killed at any moment sees the old secret or the new one, never a mix; temporary files
- * are removed on the next open. One process writes a store directory at a time. The writes run
+ * are removed on the next open. One process writes a store directory at a time: it holds the
+ * writer lock (`exclusive`), and a second writer refuses to start. The writes run
  * in batches on writer threads (secret-writer.ts), so that a reconcile's signing overlaps its
  * disk work; reads are one small synchronous read on the caller's thread.
  *
@@ -40,23 +48,34 @@ export class FileStore implements Store {
   private readonly sync: FilesystemSync;
   /** Secret writes, batched on a worker thread. */
   private readonly writer: SecretWriter;
+  private readonly evictionWatch: EvictionWatch;
   private readonly policies: PolicyFiles;
 
-  private constructor(readonly dir: string, opts: StoreOptions) {
+  private constructor(readonly dir: string, opts: StoreOptions, private readonly lock: WriterLock | undefined) {
     this.url = `file:${dir}`;
     this.sync = new FilesystemSync(dir);
     this.writer = new SecretWriter(dir);
     this.policies = new PolicyFiles(path.join(dir, 'policies'));
     this.kek = opts.kek;
+    this.evictionWatch = new EvictionWatch(path.join(dir, 'evictions'), () => this.listNodeEvictions());
   }
 
   static async open(dir: string, opts: StoreOptions = {}): Promise<FileStore> {
     const abs = path.resolve(dir);
-    for (const sub of ['secrets', 'ca', 'tokens', 'policies']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
-    await markTopDir(path.join(abs, 'secrets'));
-    const store = new FileStore(abs, opts);
-    await store.collectGarbage();
-    return store;
+    for (const sub of ['secrets', 'ca', 'tokens', 'policies', 'nodes', 'evictions']) await fs.mkdir(path.join(abs, sub), { recursive: true, mode: 0o700 });
+    // The lock file is part of the layout (never removed: a lock file unlinked under a waiting
+    // process would let two hold "the" lock), so a writer that comes and goes changes no listing.
+    await (await fs.open(path.join(abs, LOCK_FILE), 'a', 0o600)).close();
+    const lock = opts.exclusive ? await WriterLock.acquire(abs) : undefined;
+    try {
+      await markTopDir(path.join(abs, 'secrets'));
+      const store = new FileStore(abs, opts, lock);
+      await store.collectGarbage();
+      return store;
+    } catch (err) {
+      lock?.release();
+      throw err;
+    }
   }
 
   private secretFile(ns: string, name: string): string {
@@ -179,16 +198,63 @@ export class FileStore implements Store {
   }
 
   async putJoinToken(record: JoinTokenRecord): Promise<void> {
-    checkSegment(record.hash, 'token hash');
-    const file = path.join(this.dir, 'tokens', `${record.hash}.json`);
+    checkTokenHash(record.hash);
+    await this.writeRecord(path.join(this.dir, 'tokens', `${record.hash}.json`), encodeRecord(record));
+  }
+
+  /** A small record file, replaced all at once (rename) and durable. */
+  private async writeRecord(file: string, text: string): Promise<void> {
     const tmp = `${file}.tmp-${uniqueSuffix()}`;
-    await writeNewFileDurable(tmp, JSON.stringify(record) + '\n', 0o600);
+    await writeNewFileDurable(tmp, text + '\n', 0o600);
     await fs.rename(tmp, file);
     await fsyncDir(path.dirname(file));
   }
 
+  /** Every `<sub>/*.json` record, parsed. */
+  private async readRecords<T>(sub: string, decode: (where: string, text: string) => T, accept: (name: string) => boolean = () => true): Promise<T[]> {
+    const dir = path.join(this.dir, sub);
+    const out: T[] = [];
+    for (const e of await readdirOrEmpty(dir)) {
+      if (e.startsWith('.') || !e.endsWith('.json') || !accept(e.slice(0, -'.json'.length))) continue;
+      let text: string;
+      try {
+        text = fsSync.readFileSync(path.join(dir, e), 'utf8');
+      } catch (err) {
+        if (isNotFound(err)) continue; // consumed meanwhile
+        throw err;
+      }
+      out.push(decode(`file ${path.join(dir, e)}`, text));
+    }
+    return out;
+  }
+
+  listJoinTokens(): Promise<JoinTokenRecord[]> {
+    return this.readRecords('tokens', decodeJoinTokenRecord, (name) => /^[0-9a-f]{64}$/.test(name));
+  }
+
+  async putNodeRecord(record: NodeRecord): Promise<void> {
+    await this.writeRecord(path.join(this.dir, 'nodes', `${hostSegment(record.host)}.json`), encodeRecord(record));
+  }
+
+  async listNodeRecords(): Promise<NodeRecord[]> {
+    return (await this.readRecords('nodes', decodeNodeRecord)).sort((a, b) => a.host.localeCompare(b.host));
+  }
+
+  async putNodeEviction(eviction: NodeEviction): Promise<void> {
+    await this.writeRecord(path.join(this.dir, 'evictions', `${evictionName(eviction)}.json`), encodeRecord(eviction));
+    this.evictionWatch.changed();
+  }
+
+  async listNodeEvictions(): Promise<NodeEviction[]> {
+    return latestEvictions(await this.readRecords('evictions', decodeNodeEviction, isEvictionName));
+  }
+
+  watchNodeEvictions(listener: (evictions: NodeEviction[]) => void): () => void {
+    return this.evictionWatch.add(listener);
+  }
+
   async consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
-    checkSegment(hash, 'token hash');
+    checkTokenHash(hash);
     const file = path.join(this.dir, 'tokens', `${hash}.json`);
     const claimed = path.join(this.dir, 'tokens', `.consumed-${hash}-${uniqueSuffix()}`);
     try {
@@ -197,9 +263,9 @@ export class FileStore implements Store {
       if (isNotFound(err)) return undefined;
       throw err;
     }
-    const record = JSON.parse(await fs.readFile(claimed, 'utf8')) as JoinTokenRecord;
+    const text = await fs.readFile(claimed, 'utf8');
     await fs.unlink(claimed);
-    return record;
+    return decodeJoinTokenRecord(`file ${file}`, text);
   }
 
   getPolicies(): Promise<StoredPolicies> {
@@ -234,10 +300,12 @@ export class FileStore implements Store {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.evictionWatch.stop();
     this.policies.close();
     await Promise.all([...this.locks.values()]);
     await this.writer.close();
     this.sync.close();
+    this.lock?.release();
   }
 
   private emit(e: StoreEvent): void {
@@ -273,7 +341,7 @@ export class FileStore implements Store {
         if (!e.includes('.tmp-') || isLeftover(nsDir, e)) await fs.rm(path.join(nsDir, e), { recursive: true, force: true });
       }
     }
-    for (const sub of ['ca', 'tokens', 'policies']) {
+    for (const sub of ['ca', 'tokens', 'policies', 'nodes', 'evictions']) {
       const subDir = path.join(this.dir, sub);
       for (const e of await readdirOrEmpty(subDir)) {
         if (e.includes('.tmp-') && isLeftover(subDir, e)) await fs.rm(path.join(subDir, e), { recursive: true, force: true });
@@ -318,8 +386,63 @@ async function markTopDir(dir: string): Promise<void> {
   await new Promise<void>((resolve) => execFile('chattr', ['+T', dir], () => resolve()));
 }
 
-function checkSegment(s: string, what: string): void {
-  if (!s || s.startsWith('.') || s.includes('/') || s.includes('\0')) throw new Error(`invalid ${what} "${s}"`);
+/**
+ * Evictions written by any process into `<dir>/evictions`: inotify (fs.watch) says when, and a
+ * slow poll covers filesystems where it does not; listeners hear the full list when it changed.
+ */
+class EvictionWatch {
+  private readonly listeners = new Set<(e: NodeEviction[]) => void>();
+  private watcher: fsSync.FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private last = '';
+  private current: NodeEviction[] | undefined;
+  private reading: Promise<void> = Promise.resolve();
+  private pending = false;
+
+  constructor(private readonly dir: string, private readonly read: () => Promise<NodeEviction[]>) {}
+
+  add(listener: (e: NodeEviction[]) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.watcher) this.start();
+    else this.reading.then(() => this.current && this.listeners.has(listener) && listener(this.current));
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stop();
+    };
+  }
+
+  changed(): void {
+    if (this.pending || !this.watcher) return;
+    this.pending = true;
+    this.reading = this.reading.then(async () => {
+      this.pending = false;
+      try {
+        const now = await this.read();
+        const text = JSON.stringify(now);
+        if (text === this.last) return;
+        this.last = text;
+        this.current = now;
+        for (const l of this.listeners) l(now);
+      } catch {
+        // a half-written or foreign file: the next change or poll reads again
+      }
+    });
+  }
+
+  stop(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearInterval(this.poll);
+  }
+
+  private start(): void {
+    this.watcher = fsSync.watch(this.dir, { persistent: false }, () => this.changed());
+    this.watcher.on('error', () => undefined);
+    this.poll = setInterval(() => this.changed(), 5000);
+    this.poll.unref();
+    this.last = '\0'; // the first read always reports
+    this.changed();
+  }
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

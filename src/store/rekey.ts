@@ -34,7 +34,7 @@ export async function rekeyStore(store: Store, newKeyId: string, progress: (line
   let done = 0;
   for (const secret of secrets) {
     await resealSecret(store, secret);
-    if (++done % 500 === 0) progress(`re-sealed ${done}/${secrets.length} secrets`);
+    progress(`re-sealed ${++done}/${secrets.length} secrets`);
   }
   return { secrets: secrets.length, caSecret: ca !== undefined, keyId: newKeyId };
 }

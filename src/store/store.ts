@@ -55,6 +55,30 @@ export interface JoinTokenRecord {
   createdAt: string;
 }
 
+/** A Mesos agent node as the CA replicas saw it (`citadel node list`). */
+export interface NodeRecord {
+  host: string;
+  /** Serial (hex) and validity of the node certificate last issued to it. */
+  serialNumber: string;
+  issuedAt: string;
+  notAfter: string;
+  /** When a CA replica last heard from it: attestation, renewal, a feed opened, a certificate asked for. */
+  lastContact: string;
+}
+
+/**
+ * `citadel node evict HOST`: every node certificate of `host` issued before `evictedAt` is
+ * refused by every replica, and so is every join token for it created before then. A node is
+ * admitted again only through a new join token.
+ */
+export interface NodeEviction {
+  host: string;
+  /** ISO time, on a whole second (certificate times have second precision). */
+  evictedAt: string;
+  /** Who or why, as the operator wrote it; shown by `citadel node list`. */
+  reason: string;
+}
+
 export type StoreEvent =
   | { type: 'put'; namespace: string; name: string }
   | { type: 'delete'; namespace: string; name: string }
@@ -104,6 +128,21 @@ export interface Store {
   /** Removes and returns the token record atomically: a token can be consumed once. */
   consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined>;
 
+  /** Every join token not yet used, expired ones included (`citadel token list`; a revoke is consumeJoinToken). */
+  listJoinTokens(): Promise<JoinTokenRecord[]>;
+
+  /** Creates or replaces what is known of a node. */
+  putNodeRecord(record: NodeRecord): Promise<void>;
+  listNodeRecords(): Promise<NodeRecord[]>;
+  /** Records an eviction; a later one of the same host supersedes it. */
+  putNodeEviction(eviction: NodeEviction): Promise<void>;
+  /** The latest eviction of each evicted host. */
+  listNodeEvictions(): Promise<NodeEviction[]>;
+  /**
+   * Calls `listener` with the latest eviction of each host now and whenever they change,
+   * including evictions written by other processes (`citadel node evict`); returns the unsubscribe function.
+   */
+  watchNodeEvictions(listener: (evictions: NodeEviction[]) => void): () => void;
   /** The whole policy set (empty, version 0, before the first put). */
   getPolicies(): Promise<StoredPolicies>;
   /**
@@ -168,4 +207,25 @@ export function isSealed(value: string): boolean {
 
 export interface StoreOptions {
   kek?: Kek;
+  /**
+   * This process writes the store's secrets and CA (`citadel server`, `store rekey`, the target
+   * of `store migrate`): a file store then takes its writer lock, so that a second writer refuses
+   * to start. ZooKeeper replicas elect a leader instead and ignore it.
+   */
+  exclusive?: boolean;
+}
+
+/** Whether a node certificate issued at `issuedAtMs` (its notBefore plus the CA's clock skew) is refused by `eviction`. */
+export function isEvicted(issuedAtMs: number, eviction: NodeEviction | undefined): boolean {
+  return eviction !== undefined && issuedAtMs < Date.parse(eviction.evictedAt);
+}
+
+/** The latest eviction of each host among `evictions`. */
+export function latestEvictions(evictions: Iterable<NodeEviction>): NodeEviction[] {
+  const latest = new Map<string, NodeEviction>();
+  for (const e of evictions) {
+    const seen = latest.get(e.host);
+    if (!seen || Date.parse(e.evictedAt) > Date.parse(seen.evictedAt)) latest.set(e.host, e);
+  }
+  return [...latest.values()].sort((a, b) => a.host.localeCompare(b.host));
 }

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import type { JsonObject } from '../../src/mesh/bootstrap/json';
+import type { JsonObject } from '../../src/common/json';
 import { EXTENSION, ROUTER_FILTER, socketAddress } from '../../src/mesh/envoy/filters';
 import { downstreamMtls, upstreamTls } from '../../src/mesh/envoy/tls';
 import { newJoinToken } from '../../src/server/join-token';
@@ -51,7 +51,7 @@ export function serverSidecar(sdsSocket: string, backendPort: number): JsonObjec
           name: 'inbound',
           stat_prefix: 'inbound',
           address: socketAddress('127.0.0.1', 0),
-          filter_chains: [{ transport_socket: downstreamMtls('sds', true), filters: [httpManager('inbound', 'inbound|backend', { forward_client_cert_details: 'SANITIZE_SET', set_current_client_cert_details: { uri: true } })] }],
+          filter_chains: [{ transport_socket: downstreamMtls({ mode: 'sds' }, true), filters: [httpManager('inbound', 'inbound|backend', { forward_client_cert_details: 'SANITIZE_SET', set_current_client_cert_details: { uri: true } })] }],
         },
       ],
     },
@@ -64,7 +64,7 @@ export function serverSidecar(sdsSocket: string, backendPort: number): JsonObjec
  * handshake with the certificates of the moment (pooled connections keep their handshake).
  */
 export function clientSidecar(sdsSocket: string, serverPort: number): JsonObject {
-  const tls = upstreamTls({ kind: 'istio-mutual', subjectAltNames: [SERVER_ID], sni: 'outbound_.80_._.server.shop.svc.cluster.local' }, 'sds', false);
+  const tls = upstreamTls({ kind: 'istio-mutual', subjectAltNames: [SERVER_ID], sni: 'outbound_.80_._.server.shop.svc.cluster.local' }, { mode: 'sds' }, false);
   return {
     node: { id: 'sidecar~127.0.0.1~client', cluster: '/shop/client' },
     static_resources: {
@@ -126,12 +126,65 @@ export async function agentCredentials(f: CaFixture, host: string, dir: string):
   return { token: t.token, rootFile };
 }
 
-/** `citadel agent` in SDS mode against the fixture's CA. */
-export function startSdsAgent(f: CaFixture, o: { host: string; sdsDir: string; stateDir: string; rootFile: string; token?: string; extra?: string[] }): Promise<CitadelAgentProcess> {
-  return startCitadelAgent([
-    '--ca-address', f.address, '--ca-root', o.rootFile, '--host', o.host, '--sds-dir', o.sdsDir, '--state-dir', o.stateDir,
+export interface AgentCertificate {
+  spiffeId: string;
+  serial: string;
+  notAfter: string;
+}
+
+/** What the agent's /debug/sds answers. */
+export interface AgentSdsDebug {
+  identities: Array<{ spiffeId: string; socket: string; streams: number; proxies: string[] }>;
+  certificates: AgentCertificate[];
+  lastNack?: { identity: string; message: string };
+}
+
+/** `citadel agent` running in SDS mode, with its monitoring port's answers. */
+export interface SdsAgent extends CitadelAgentProcess {
+  monitoringPort: number;
+  /** When the process was spawned, and when it logged `agent running` (performance.now()). */
+  spawnedAt: number;
+  runningAt: number;
+  debugSds(): Promise<AgentSdsDebug>;
+  /** The serial of an identity's current certificate, as Envoy's /certs writes it. */
+  serialOf(spiffeId: string): Promise<string | undefined>;
+  metrics(): Promise<string>;
+}
+
+/**
+ * `citadel agent` in SDS mode against the fixture's CA (no xDS sockets: these tests are about
+ * SDS), once it logs `agent running`: node credential obtained, placement snapshot applied,
+ * every socket listening.
+ */
+export async function startSdsAgent(f: CaFixture, o: { host: string; sdsDir: string; stateDir: string; rootFile: string; token?: string; extra?: string[] }): Promise<SdsAgent> {
+  const spawnedAt = performance.now();
+  const p = startCitadelAgent([
+    '--ca-address', f.address, '--ca-root', o.rootFile, '--host', o.host, '--sds-dir', o.sdsDir, '--state-dir', o.stateDir, '--xds-address', 'none',
     ...(o.token ? ['--join-token', o.token] : []), ...(o.extra ?? []),
   ]);
+  let running;
+  try {
+    running = await p.waitForLog((l) => l.msg === 'agent running', 20_000);
+  } catch (err) {
+    await p.stop('SIGKILL');
+    throw err;
+  }
+  const runningAt = performance.now();
+  const port = Number(running.monitoringPort);
+  const get = async (urlPath: string) => (await fetch(`http://127.0.0.1:${port}${urlPath}`, { signal: AbortSignal.timeout(5000) })).text();
+  const debugSds = async () => JSON.parse(await get('/debug/sds')) as AgentSdsDebug;
+  return {
+    ...p,
+    monitoringPort: port,
+    spawnedAt,
+    runningAt,
+    debugSds,
+    serialOf: async (id) => {
+      const serial = (await debugSds()).certificates.find((c) => c.spiffeId === id)?.serial;
+      return serial === undefined ? undefined : normalSerial(serial);
+    },
+    metrics: () => get('/metrics'),
+  };
 }
 
 /** A steady stream of requests through `url` until stopped: each one's status (0 for a transport error). */

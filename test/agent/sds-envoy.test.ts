@@ -11,13 +11,13 @@ import { rmSync } from 'node:fs';
 import * as path from 'node:path';
 import tls from 'node:tls';
 import { after, before, it } from 'node:test';
-import { CitadelAgentProcess } from '../helpers/citadel-agent';
 import { SdsTestClient } from '../helpers/sds-client';
 import { describeWithEnvoy, EnvoyProcess } from '../helpers/envoy';
 import { bundleFor, tempDir, testCa } from '../helpers/pki';
 import { waitFor } from '../helpers/wait';
 import { CaFixture, placeApp, startCaFixture, workload } from '../server/fixtures';
 import { agentCredentials, CLIENT_ID, clientSidecar, envoySerials, normalSerial, SERVER_ID, serverSidecar, socketOf, startBackend, startSdsAgent, steadyRequests } from './sds-envoy-fixtures';
+import type { SdsAgent } from './sds-envoy-fixtures';
 
 const issued = async (f: CaFixture) => (await f.registry.getSingleMetric('citadel_server_success_cert_issuance_count')!.get()).values[0]?.value ?? 0;
 
@@ -28,7 +28,7 @@ describeWithEnvoy('SDS mode with two real Envoys and `citadel agent`', () => {
   const dir = tempDir('citadel-sds-envoy-');
   const sdsDir = path.join(dir, 'sds');
   let f: CaFixture;
-  let agent: CitadelAgentProcess;
+  let agent: SdsAgent;
   let backend: Awaited<ReturnType<typeof startBackend>>;
   let server: EnvoyProcess;
   let client: EnvoyProcess;

@@ -9,7 +9,6 @@ import { existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { CitadelAgentProcess } from '../helpers/citadel-agent';
 import { describeWithEnvoy, EnvoyProcess } from '../helpers/envoy';
 import { tempDir } from '../helpers/pki';
 import { SdsResponse, SdsStream, SdsTestClient } from '../helpers/sds-client';
@@ -17,6 +16,7 @@ import { waitFor } from '../helpers/wait';
 import { MarathonView } from '../../src/marathon/view';
 import { CaFixture, placeApp, startCaFixture } from '../server/fixtures';
 import { agentCredentials, envoySerials, normalSerial, SERVER_ID, serverSidecar, socketOf, startBackend, startSdsAgent } from './sds-envoy-fixtures';
+import type { SdsAgent } from './sds-envoy-fixtures';
 
 const issued = async (f: CaFixture) => (await f.registry.getSingleMetric('citadel_server_success_cert_issuance_count')!.get()).values[0]?.value ?? 0;
 
@@ -55,7 +55,7 @@ describeWithEnvoy('SDS mode with the CA unreachable across a renewal and past th
   const view = new MarathonView();
   let f: CaFixture;
   let port: number;
-  let agent: CitadelAgentProcess;
+  let agent: SdsAgent;
   let backend: Awaited<ReturnType<typeof startBackend>>;
   let envoy: EnvoyProcess;
   let sds: SdsTestClient;
@@ -145,7 +145,7 @@ describeWithEnvoy('SDS mode under faults: the agent killed and restarted, Envoy 
   const sdsDir = path.join(dir, 'sds');
   const stateDir = path.join(dir, 'state');
   let f: CaFixture;
-  let agent: CitadelAgentProcess;
+  let agent: SdsAgent;
   let backend: Awaited<ReturnType<typeof startBackend>>;
   let envoy: EnvoyProcess;
   let rootFile: string;

@@ -1,6 +1,8 @@
 /** The gRPC transport (src/api/grpc/server.ts) with @grpc/grpc-js as the client, over Unix sockets and TLS. */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -8,6 +10,7 @@ import { method } from '../../src/api/ca-api';
 import { GrpcError, GrpcServer, status } from '../../src/api/grpc/server';
 import type { Codec } from '../../src/api/wire';
 import { tempDir } from '../helpers/pki';
+import { waitFor } from '../helpers/wait';
 
 const text: Codec<string> = { encode: (s) => Buffer.from(s, 'utf8'), decode: (b) => b.toString('utf8') };
 const Echo = {
@@ -126,5 +129,54 @@ describe('GrpcServer over Unix sockets (plaintext HTTP/2)', () => {
     await l.close();
     assert.equal(fs.existsSync(p), false);
     await s.close();
+  });
+});
+
+describe('GrpcServer idle connections', () => {
+  const dir = tempDir();
+  const server = new GrpcServer({ idleConnectionTimeoutMs: 300 });
+  const sock = path.join(dir, 'idle.sock');
+  before(async () => {
+    server.bidi(Echo.Chat, (call) => call.onMessage((m) => call.write(`re:${m}`)));
+    await server.listenUnix(sock);
+  });
+  after(() => server.close());
+
+  const frame = (s: string) => {
+    const body = Buffer.from(s);
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(body.length, 1);
+    return Buffer.concat([head, body]);
+  };
+  const connect = () => http2.connect('http://localhost', { createConnection: () => net.connect(sock) });
+
+  it('a connection with no call is told to go away after the idle time; one with a quiet open stream (pinged, no data) is not', async () => {
+    const empty = connect();
+    const emptyGoaway = new Promise<number>((resolve) => empty.once('goaway', () => resolve(Date.now())));
+    const quiet = connect();
+    let quietGoaway = false;
+    quiet.on('goaway', () => (quietGoaway = true));
+    const stream = quiet.request({ ':method': 'POST', ':path': Echo.Chat.path, 'content-type': 'application/grpc', te: 'trailers' });
+    const replies: string[] = [];
+    stream.on('data', (d: Buffer) => replies.push(d.subarray(5).toString()));
+    stream.write(frame('a'));
+    // Keepalive PINGs, as Envoy sends on its xDS connection: not activity of a call.
+    const pinger = setInterval(() => quiet.ping(() => undefined), 100);
+    const started = Date.now();
+    const at = await emptyGoaway;
+    assert.ok(at - started >= 250, `the idle connection went away after ${at - started} ms, not before its 300 ms`);
+    await new Promise((r) => setTimeout(r, 900));
+    clearInterval(pinger);
+    assert.equal(quietGoaway, false, 'a connection whose stream is open stays, however quiet');
+    stream.write(frame('b'));
+    await waitFor('the quiet stream to answer again', () => replies.includes('re:b'));
+    assert.deepEqual(replies, ['re:a', 're:b']);
+    // The stream ends: now the connection is idle, and goes away in its turn.
+    const goaway = new Promise<void>((resolve) => quiet.once('goaway', () => resolve()));
+    stream.end();
+    stream.close();
+    await goaway;
+    empty.destroy();
+    quiet.destroy();
   });
 });

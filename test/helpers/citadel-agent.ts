@@ -1,58 +1,33 @@
-/** `citadel agent` as a real child process (SDS and/or file mode), with its monitoring port's JSON. */
-import { CitadelProcess, LogLine, spawnCitadel } from './citadel-process';
+/** Starts `citadel agent` as a real child process and reads its JSON log lines. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { collectLogLines, LogLine } from './log-lines';
 
-export interface AgentCertificate {
-  spiffeId: string;
-  serial: string;
-  notAfter: string;
+const main = path.resolve(__dirname, '..', '..', 'src', 'cli', 'main.js');
+
+export interface CitadelAgentProcess {
+  child: ChildProcess;
+  logs(): LogLine[];
+  raw(): string;
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** SIGTERM (or the given signal) and wait for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** What /debug/sds answers. */
-export interface AgentSdsDebug {
-  identities: Array<{ spiffeId: string; socket: string; streams: number; proxies: string[] }>;
-  certificates: AgentCertificate[];
-  lastNack?: { identity: string; message: string };
-}
-
-export interface CitadelAgentProcess extends CitadelProcess {
-  monitoringPort: number;
-  /** When the process was spawned and when it logged `agent running` (performance.now()). */
-  spawnedAt: number;
-  runningAt: number;
-  debugSds(): Promise<AgentSdsDebug>;
-  /** The serial (lower-case hex, as Envoy's /certs shows it) of an identity's current certificate. */
-  serialOf(spiffeId: string): Promise<string | undefined>;
-  metrics(): Promise<string>;
-}
-
-/**
- * Runs `citadel agent --monitoring-port 0 --log-format json ...args` and resolves once it logs
- * `agent running` (node credential obtained, first placement snapshot applied).
- */
-export async function startCitadelAgent(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CitadelAgentProcess> {
-  const spawnedAt = performance.now();
-  const p = spawnCitadel(['agent', '--monitoring-port', '0', '--log-format', 'json', ...args], { env: opts.env });
-  let running: LogLine;
-  try {
-    running = await p.waitForLog((l) => l.msg === 'agent running', opts.timeoutMs ?? 20_000);
-  } catch (err) {
-    await p.stop('SIGKILL');
-    throw err;
-  }
-  const runningAt = performance.now();
-  const port = Number(running.monitoringPort);
-  const get = async (path: string) => {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
-    return res.text();
-  };
-  const debugSds = async () => JSON.parse(await get('/debug/sds')) as AgentSdsDebug;
+/** Runs `citadel agent --monitoring-port 0 --log-format json ...args` (it starts logging at once; wait on its lines). */
+export function startCitadelAgent(args: string[], env: NodeJS.ProcessEnv = {}): CitadelAgentProcess {
+  const child = spawn(process.execPath, [main, 'agent', '--monitoring-port', '0', '--log-format', 'json', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { lines, raw, waitForLog } = collectLogLines(child);
   return {
-    ...p,
-    monitoringPort: port,
-    spawnedAt,
-    runningAt,
-    debugSds,
-    serialOf: async (id) => (await debugSds()).certificates.find((c) => c.spiffeId === id)?.serial.toLowerCase(),
-    metrics: () => get('/metrics'),
+    child,
+    logs: lines,
+    raw,
+    waitForLog,
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
   };
 }

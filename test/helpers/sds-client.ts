@@ -5,7 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest } from '../../src/api/discovery';
 import { envoyProtoRoot, SDS_PROTO_FILES } from '../../src/api/envoy-protos';
-import { ReceivedDiscoveryResponse, SdsApiVersion, sdsServices, sdsV2ProtoRoot, SECRET_TYPE_URL } from '../../src/api/sds';
+import type { ReceivedDiscoveryResponse } from '../../src/api/discovery-services';
+import { SdsApiVersion, sdsServices, sdsV2ProtoRoot, SECRET_TYPE_URL } from '../../src/api/sds';
 
 export interface DecodedSecret {
   name: string;

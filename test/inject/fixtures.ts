@@ -1,7 +1,7 @@
 /** Marathon's own system-test definitions (shared/marathon), and the same moved onto a container network. */
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { JsonObject } from '../../src/mesh/bootstrap/json';
+import type { JsonObject } from '../../src/common/json';
 import { sharedMarathonDir } from '../helpers/marathon-sim';
 
 type Obj = Record<string, any>;

@@ -10,7 +10,7 @@ import { formatReport } from '../../src/inject/report';
 import { DEFAULT_TEMPLATE_FILE, parseSidecarTemplate } from '../../src/inject/template';
 import { MarathonParseError } from '../../src/marathon/model';
 import { MarathonSimulator } from '../../src/marathon/simulator';
-import type { JsonObject, JsonValue } from '../../src/mesh/bootstrap/json';
+import type { JsonObject, JsonValue } from '../../src/common/json';
 import { assertStrictEnvoyMessage } from '../helpers/envoy-proto';
 import { tempDir } from '../helpers/pki';
 import { requireEnvoy } from '../helpers/envoy';
@@ -300,7 +300,7 @@ describe('injection', () => {
       [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.0.0.0/33' } , networks: [{ mode: 'container' }] }), /^\/labels\/traffic\.sidecar\.istio\.io\/excludeOutboundIPRanges: "10\.0\.0\.0\/33" is not an IPv4 CIDR/],
       [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'citadel.io/capture': 'transparent' } }), /^\/labels\/citadel\.io\/capture: "transparent" is neither explicit nor redirect$/],
       [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'citadel.io/upstreams': '/prod/db:8080' } }), /^\/labels\/citadel\.io\/upstreams: local port 8080 of "\/prod\/db" is already used/],
-      [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'citadel.io/upstreams': 'db' } }), /^\/labels\/citadel\.io\/upstreams: "db" is not <service>:<local port>/],
+      [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'citadel.io/upstreams': 'db' } }), /^\/labels\/citadel\.io\/upstreams: entry 1 "db" has no ":<local port>"/],
       [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'sidecar.istio.io/status': '{oops' } }), /^\/labels\/sidecar\.istio\.io\/status: is not JSON; remove the label/],
       [podIn({ labels: { 'sidecar.istio.io/inject': 'true', 'istio.io/namespace': 'Bad_NS' } }), /^\/labels\/istio\.io\/namespace: namespace "Bad_NS" must be a DNS label/],
       [podIn({ containers: [{ name: 'istio-proxy', resources: { cpus: 1, mem: 32 } }] }), /^\/containers: a container is already named "istio-proxy", which the sidecar template adds; rename it$/],

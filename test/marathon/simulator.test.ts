@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { IpPool, parseCidr } from '../../src/marathon/sim/ip-pool';
 import { MarathonSimulator } from '../../src/marathon/simulator';
 import { sharedMarathonDir, startMarathonSimProcess } from '../helpers/marathon-sim';
 
@@ -330,6 +331,160 @@ describe('marathon-sim command', () => {
       const tasks = (await call(proc.url, 'GET', '/v2/apps/cli/a/tasks', undefined, auth)).json.tasks;
       assert.deepEqual(tasks.map((t: any) => t.host), ['n1', 'n2', 'n1']);
       assert.match(proc.stderr(), /seeded 100 apps/);
+    } finally {
+      assert.equal(await proc.stop(), 0);
+    }
+  });
+});
+
+describe('marathon simulator: health checks', () => {
+  let sim: MarathonSimulator;
+  let base: string;
+  before(async () => {
+    sim = new MarathonSimulator({ healthCheckDelayMs: null, agents: ['h1'] });
+    base = await sim.listen(0);
+  });
+  after(() => sim.close());
+
+  const app = async (id: string) => (await call(base, 'GET', `/v2/apps${id}`)).json.app;
+
+  it('tasks carry no results until checked; PUT /_sim/tasks/<id>/health sets them, with counts and events', async () => {
+    const s = await openStream(base, '?event_type=health_status_changed_event&event_type=failed_health_check_event');
+    const hc = { protocol: 'HTTP', path: '/', portIndex: 0 };
+    assert.equal((await call(base, 'POST', '/v2/apps', { id: '/hc/web', cmd: 'x', instances: 2, healthChecks: [hc, { protocol: 'TCP', portIndex: 0 }] })).status, 201);
+    let info = await app('/hc/web');
+    assert.deepEqual(info.tasks.map((t: any) => t.healthCheckResults), [[], []]); // not checked yet
+    assert.deepEqual([info.tasksHealthy, info.tasksUnhealthy], [0, 0]);
+    const [first, second] = info.tasks.map((t: any) => t.id as string);
+
+    let r = await call(base, 'PUT', `/_sim/tasks/${first}/health`, { alive: true });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.id, first);
+    const instanceId = first.replace(/\._app\.1$/, '');
+    assert.deepEqual(r.json.healthCheckResults.map((h: any) => [h.alive, h.consecutiveFailures, h.instanceId]), [[true, 0, instanceId], [true, 0, instanceId]]); // one result per check
+    // by instance id too; a failing check
+    r = await call(base, 'PUT', `/_sim/tasks/${second.replace(/\._app\.1$/, '')}/health`, { alive: false, cause: 'connection refused' });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.healthCheckResults.map((h: any) => [h.alive, h.consecutiveFailures, h.lastFailureCause]), [[false, 1, 'connection refused'], [false, 1, 'connection refused']]);
+    info = await app('/hc/web');
+    assert.deepEqual([info.tasksHealthy, info.tasksUnhealthy], [1, 1]);
+    const listed = (await call(base, 'GET', '/v2/apps?embed=apps.tasks')).json.apps.find((a: any) => a.id === '/hc/web');
+    assert.deepEqual([listed.tasksHealthy, listed.tasksUnhealthy, listed.tasks.filter((t: any) => t.healthCheckResults.length).length], [1, 1, 2]);
+    // the same state again: no health_status_changed_event, but a failing check is reported each time
+    await call(base, 'PUT', `/_sim/tasks/${second}/health`, { alive: false });
+    await until(() => s.bytes().split('event: failed_health_check_event').length === 3, 'two failed checks');
+    s.close();
+    const events = [...s.bytes().matchAll(/event: (\S+)\r\ndata: ([^\r\n]*)\r\n/g)].map((m) => ({ type: m[1], data: JSON.parse(m[2]) }));
+    assert.deepEqual(
+      events.filter((e) => e.type === 'health_status_changed_event').map((e) => [e.data.appId, e.data.instanceId, e.data.alive, typeof e.data.version]),
+      [['/hc/web', instanceId, true, 'string'], ['/hc/web', second.replace(/\._app\.1$/, ''), false, 'string']],
+    );
+    const failed = events.filter((e) => e.type === 'failed_health_check_event');
+    assert.deepEqual(failed.map((e) => [e.data.appId, e.data.taskId, e.data.healthCheck.protocol]), [['/hc/web', second, 'HTTP'], ['/hc/web', second, 'HTTP']]);
+  });
+
+  it('answers 404 for an unknown task, 409 when the app has no health checks, 422 for a bad body, 405 for GET', async () => {
+    await call(base, 'POST', '/v2/apps', { id: '/hc/plain', cmd: 'x' });
+    const task = (await app('/hc/plain')).tasks[0].id;
+    assert.deepEqual([(await call(base, 'PUT', '/_sim/tasks/nope/health', { alive: true })).status], [404]);
+    const r = await call(base, 'PUT', `/_sim/tasks/${task}/health`, { alive: true });
+    assert.equal(r.status, 409);
+    assert.match(r.json.message, /has no healthChecks/);
+    assert.deepEqual((await app('/hc/plain')).tasks[0].healthCheckResults, []);
+    const bad = await call(base, 'PUT', `/_sim/tasks/${task}/health`, { alive: 'yes' });
+    assert.deepEqual([bad.status, bad.json.details[0].path], [422, '/alive']);
+    assert.equal((await call(base, 'GET', `/_sim/tasks/${task}/health`)).status, 405);
+  });
+
+  it('pod instances with a container health check are DEGRADED until it passes, then STABLE', async () => {
+    const def = readJson('system-pods', 'ports-pod.json');
+    assert.equal((await call(base, 'POST', '/v2/pods', { ...def, id: '/hc/pod' })).status, 201);
+    let status = (await call(base, 'GET', '/v2/pods/hc/pod::status')).json;
+    const inst = status.instances[0];
+    assert.equal(inst.status, 'DEGRADED');
+    assert.deepEqual(inst.containers[0].conditions.map((c: any) => [c.name, c.value, c.reason]), [['healthy', 'false', 'health-unreported-by-mesos']]);
+    const r = await call(base, 'PUT', `/_sim/tasks/${inst.containers[0].containerId}/health`, { alive: true });
+    assert.equal(r.status, 200, r.text);
+    status = (await call(base, 'GET', '/v2/pods/hc/pod::status')).json;
+    assert.deepEqual([status.status, status.instances[0].status], ['STABLE', 'STABLE']);
+    assert.deepEqual(status.instances[0].containers[0].endpoints.map((e: any) => [e.name, typeof e.allocatedHostPort, e.healthy]), [['httpendpoint', 'number', true]]);
+  });
+
+  it('passes the first check by itself after the configured delay', async () => {
+    const quick = new MarathonSimulator({ healthCheckDelayMs: 20 });
+    try {
+      quick.state.createApp({ id: '/hc/auto', cmd: 'x', healthChecks: [{ protocol: 'HTTP' }] });
+      const task = () => quick.state.taskJson(quick.state.apps.get('/hc/auto')!.tasks[0]);
+      assert.deepEqual(task().healthCheckResults, []);
+      await until(() => (task().healthCheckResults as unknown[]).length === 1, 'the first check');
+      assert.equal((task().healthCheckResults as Array<{ alive: boolean }>)[0].alive, true);
+    } finally {
+      await quick.close();
+    }
+  });
+});
+
+describe('marathon simulator: container network addresses', () => {
+  const scenario = async (sim: MarathonSimulator) => {
+    sim.state.createApp({ id: '/net/overlay', cmd: 'x', instances: 2, networks: [{ mode: 'container', name: 'dcos' }], container: { type: 'MESOS', portMappings: [{ containerPort: 8080, name: 'http' }, { containerPort: 9090, hostPort: 0, name: 'grpc' }] } });
+    sim.state.createApp({ id: '/net/bridge', cmd: 'x', networks: [{ mode: 'container/bridge' }], container: { type: 'DOCKER', docker: { image: 'nginx' }, portMappings: [{ containerPort: 80 }] } });
+    sim.state.createApp({ id: '/net/host', cmd: 'x' });
+    sim.state.createPod(readJson('system-pods', 'container-net-pod.json'));
+    sim.state.createPod(readJson('system-pods', 'container-bridge-pod.json'));
+    const base = await sim.listen(0);
+    const apps = new Map<string, any>(((await call(base, 'GET', '/v2/apps?embed=apps.tasks')).json.apps as any[]).map((a) => [a.id, a]));
+    const pods = new Map<string, any>(((await call(base, 'GET', '/v2/pods/::status')).json as any[]).map((p) => [p.id, p]));
+    return { apps, pods };
+  };
+
+  it('gives tasks and pod instances on container networks addresses from the CIDR, deterministically', async () => {
+    const sims = [new MarathonSimulator({ containerNetworkCidr: '127.0.1.0/24', agents: ['h1', 'h2'] }), new MarathonSimulator({ containerNetworkCidr: '127.0.1.0/24', agents: ['h1', 'h2'] })];
+    try {
+      const [one, two] = [await scenario(sims[0]), await scenario(sims[1])];
+      const overlay = one.apps.get('/net/overlay');
+      assert.deepEqual(overlay.tasks.map((t: any) => t.ipAddresses), [[{ ipAddress: '127.0.1.1', protocol: 'IPv4' }], [{ ipAddress: '127.0.1.2', protocol: 'IPv4' }]]);
+      // only the mapping that asks for a host port has one
+      assert.deepEqual(overlay.container.portMappings.map((m: any) => m.hostPort), [undefined, 0]);
+      assert.deepEqual(overlay.tasks.map((t: any) => t.ports.length), [1, 1]);
+      // bridge and host networking: the agent's address, a host port per mapping / definition
+      for (const id of ['/net/bridge', '/net/host']) {
+        const t = one.apps.get(id).tasks[0];
+        assert.match(t.ipAddresses[0].ipAddress, /^10\.0\.0\.\d$/, id);
+        assert.equal(t.ports.length, 1, id);
+      }
+      const netPod = one.pods.get('/container-net-pod').instances[0];
+      assert.deepEqual(netPod.networks, [{ addresses: ['127.0.1.3'] }]);
+      assert.deepEqual(netPod.containers[0].endpoints, [{ name: 'web' }]); // no hostPort asked: none allocated
+      const bridgePod = one.pods.get('/container-bridge-pod').instances[0];
+      assert.match(bridgePod.networks[0].addresses[0], /^10\.0\.0\.\d$/);
+      assert.ok(bridgePod.containers[0].endpoints[0].allocatedHostPort >= 31000);
+      // the same requests on the same seed: the same ids and addresses
+      const placement = (r: typeof one) => [...r.apps.values()].map((a) => a.tasks.map((t: any) => [t.id, t.host, t.ipAddresses, t.ports]));
+      assert.deepEqual(placement(two), placement(one));
+      assert.deepEqual(two.pods.get('/container-net-pod').instances[0].networks, netPod.networks);
+    } finally {
+      for (const s of sims) await s.close();
+    }
+  });
+
+  it('hands a freed address out again only after the range wraps', () => {
+    const pool = new IpPool('127.0.1.0/30');
+    assert.deepEqual([pool.allocate(), pool.allocate()], ['127.0.1.1', '127.0.1.2']);
+    pool.release('127.0.1.1');
+    assert.equal(pool.allocate(), '127.0.1.1');
+    assert.throws(() => pool.allocate(), /127\.0\.1\.0\/30 has no free address/);
+    assert.throws(() => new IpPool('127.0.1/24'), /not an IPv4 CIDR/);
+    assert.deepEqual(parseCidr('9.0.0.0/8'), { first: (9 << 24) + 1, last: (9 << 24) + 2 ** 24 - 2 });
+  });
+
+  it('marathon-sim --container-network-cidr and --health-check-delay manual, as a process', async () => {
+    const proc = await startMarathonSimProcess(['--container-network-cidr', '127.0.1.0/24', '--health-check-delay', 'manual']);
+    try {
+      await call(proc.url, 'POST', '/v2/apps', { id: '/p/web', cmd: 'x', networks: [{ mode: 'container' }], container: { type: 'MESOS', portMappings: [{ containerPort: 80 }] }, healthChecks: [{ protocol: 'MESOS_HTTP' }] });
+      const [task] = (await call(proc.url, 'GET', '/v2/apps/p/web/tasks')).json.tasks;
+      assert.deepEqual([task.ipAddresses[0].ipAddress, task.healthCheckResults], ['127.0.1.1', []]);
+      const r = await call(proc.url, 'PUT', `/_sim/tasks/${task.id}/health`, { alive: false });
+      assert.equal(r.json.healthCheckResults[0].alive, false);
     } finally {
       assert.equal(await proc.stop(), 0);
     }

@@ -67,5 +67,6 @@ export function proxyOf(s: MeshService, o: Partial<Omit<ProxyNode, 'marathonId' 
     certMode: o.certMode ?? 'sds',
     capture: o.capture ?? 'explicit',
     instanceIp,
+    ...(o.certsDir !== undefined && { certsDir: o.certsDir }),
   };
 }

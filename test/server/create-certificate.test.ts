@@ -146,10 +146,37 @@ describe('IstioCertificateService/CreateCertificate over mTLS', () => {
       assert.equal(res.certChain.length, 0); // self-signed root: no intermediates
       const leaf = parseCertificatePem(res.signedCert.toString());
       assert.equal(spiffeId(identityOfCertificate(leaf)), spiffeId(me));
-      const denied = await code(client.handleCsr(csrFor(spiffeId(workload('default', 'other'))).csr));
-      assert.equal(denied, status.PERMISSION_DENIED);
     } finally {
       client.close();
+    }
+  });
+
+  it('HandleCSR answers a refused CSR as Istio 1.0 did: is_approved false, status set, nothing issued; who calls stays a gRPC status', async () => {
+    const me = workload('default', 'legacy');
+    const client = clientFor(f, credentialFor(f.ca, me));
+    const anon = clientFor(f);
+    try {
+      const before = await issuedCount();
+      const denied = await client.handleCsr(csrFor(spiffeId(workload('default', 'other'))).csr);
+      assert.equal(denied.isApproved, false);
+      assert.equal(denied.status?.code, status.PERMISSION_DENIED);
+      assert.match(denied.status?.message ?? '', /spiffe:\/\/cluster.local\/ns\/default\/sa\/other/);
+      assert.equal(denied.signedCert.length, 0);
+      const invalid = await client.handleCsr(csrFor(spiffeId(me), { dnsNames: ['evil.example.com'] }).csr);
+      assert.equal(invalid.isApproved, false);
+      assert.equal(invalid.status?.code, status.INVALID_ARGUMENT);
+      assert.match(invalid.status?.message ?? '', /dns-ip-email-san/);
+      const ttl = await client.handleCsr(csrFor(spiffeId(me)).csr, 91 * 24 * 60);
+      assert.equal(ttl.isApproved, false);
+      assert.equal(ttl.status?.code, status.INVALID_ARGUMENT);
+      assert.equal(await issuedCount(), before);
+      // No client certificate: the transport refuses the caller (UNAUTHENTICATED), as Istio 1.0 did.
+      assert.equal(await code(anon.handleCsr(csrFor(spiffeId(me)).csr)), status.UNAUTHENTICATED);
+      // CreateCertificate keeps gRPC status codes for the same refusal.
+      assert.equal(await code(client.createCertificate(csrFor(spiffeId(workload('default', 'other'))).csr)), status.PERMISSION_DENIED);
+    } finally {
+      client.close();
+      anon.close();
     }
   });
 
@@ -197,7 +224,7 @@ describe('IstioCertificateService/CreateCertificate over mTLS', () => {
     for (const name of ['citadel_server_csr_count', 'citadel_server_authentication_failure_count', 'citadel_server_csr_parsing_err_count', 'citadel_server_success_cert_issuance_count', 'citadel_server_csr_sign_err_count']) {
       assert.match(text, new RegExp(`^${name}`, 'm'));
     }
-    assert.match(text, /citadel_server_csr_sign_err_count\{error="TTL_ERROR"\} 1/);
+    assert.match(text, /citadel_server_csr_sign_err_count\{error="TTL_ERROR"\} 2/); // CreateCertificate and HandleCSR above
   });
 });
 

@@ -12,7 +12,7 @@ import { createCsr } from '../../src/pki/csr';
 import { Identity, nodeIdentity, secretName, spiffeId, workloadIdentity } from '../../src/pki/identity';
 import { generateKeyPair, privateKeyToPem } from '../../src/pki/keys';
 import { CaClient } from '../../src/agent/ca-client';
-import { CaGrpcServer, startCaGrpcServer } from '../../src/server/grpc-server';
+import { CaGrpcServer, CaGrpcServerOptions, startCaGrpcServer } from '../../src/server/grpc-server';
 import { RateLimitOptions } from '../../src/server/rate-limit';
 import { FileStore } from '../../src/store/file-store';
 import type { Store } from '../../src/store/store';
@@ -30,14 +30,25 @@ export interface CaFixture {
   close(): Promise<void>;
 }
 
-/** `view`: placements made before the server listens (a CA restarted with what Marathon had all along). */
-export async function startCaFixture(opts: { rateLimit?: RateLimitOptions; config?: Partial<CaConfig>; dir?: string; port?: number; view?: MarathonView } = {}): Promise<CaFixture> {
+export interface CaFixtureOptions extends Pick<CaGrpcServerOptions, 'maxConcurrentStreams' | 'timeouts' | 'audit'> {
+  rateLimit?: RateLimitOptions;
+  config?: Partial<CaConfig>;
+  dir?: string;
+  port?: number;
+  /** Placements made before the server listens (a CA restarted with what Marathon had all along). */
+  view?: MarathonView;
+}
+
+export async function startCaFixture(opts: CaFixtureOptions = {}): Promise<CaFixture> {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'citadel-grpc-'));
   const store = await FileStore.open(path.join(dir, 'store'));
   const ca = await CertificateAuthority.open(store, { ...DEFAULT_CA_CONFIG, ...opts.config });
   const view = opts.view ?? new MarathonView();
   const registry = new Registry();
-  const server = await startCaGrpcServer({ ca, store, placements: view, port: opts.port ?? 0, host: '127.0.0.1', logger: silentLogger, registry, rateLimit: opts.rateLimit });
+  const server = await startCaGrpcServer({
+    ca, store, placements: view, port: opts.port ?? 0, host: '127.0.0.1', logger: silentLogger, registry,
+    rateLimit: opts.rateLimit, maxConcurrentStreams: opts.maxConcurrentStreams, timeouts: opts.timeouts, audit: opts.audit,
+  });
   return {
     dir, ca, store, view, registry, server,
     address: `127.0.0.1:${server.port}`,

@@ -2,15 +2,19 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { UserError } from '../../src/common/errors';
 import { kekFromBytes, loadKek } from '../../src/store/kek';
+import type { CanonicalPolicy } from '../../src/mesh/policy';
 import { migrateStore } from '../../src/store/migrate';
+import { FileStore } from '../../src/store/file-store';
+import { newJoinToken } from '../../src/server/join-token';
 import { rekeyKek, rekeyStore } from '../../src/store/rekey';
 import { ZkStore } from '../../src/store/zk/zk-store';
+import type { Store } from '../../src/store/store';
 import { ZooKeeperServer, startZooKeeper } from '../helpers/zookeeper';
 import { freshUrl, open, sampleSecret } from './zk-fixtures';
 
@@ -37,7 +41,7 @@ async function snapshot(store: ZkStore): Promise<string> {
   return JSON.stringify({ ca: await store.getCaSecret(), secrets: await store.listSecrets() });
 }
 
-async function seed(store: ZkStore, n: number): Promise<void> {
+async function seed(store: Store, n: number): Promise<void> {
   await store.createCaSecretIfAbsent({ caCertPem: 'ca-cert', caKeyPem: '-----BEGIN PRIVATE KEY-----\nca\n-----END PRIVATE KEY-----\n' });
   for (let i = 0; i < n; i++) await store.putSecret(sampleSecret(`ns${i % 3}`, `sa${i}`), null);
 }
@@ -109,7 +113,7 @@ test('migrate zk -> zk copies everything; running it twice changes nothing', asy
   try {
     await seed(from, 150);
     const first = await migrateStore(from, to);
-    assert.deepEqual(first, { copied: 150, unchanged: 0, ca: 'copied' });
+    assert.deepEqual(first, { copied: 150, unchanged: 0, ca: 'copied', tokens: 0, nodes: 0, evictions: 0, policies: 'absent', policyDocuments: 0 });
     const strip = (xs: { version: number }[]) => xs.map(({ version: _v, ...rest }) => rest);
     assert.deepEqual(strip(await to.listSecrets()), strip(await from.listSecrets()));
     assert.deepEqual(await to.getCaSecret(), await from.getCaSecret());
@@ -117,15 +121,56 @@ test('migrate zk -> zk copies everything; running it twice changes nothing', asy
     const after1 = await snapshot(to);
     const lines: string[] = [];
     const second = await migrateStore(from, to, (l) => lines.push(l));
-    assert.deepEqual(second, { copied: 0, unchanged: 150, ca: 'unchanged' });
+    assert.deepEqual(second, { copied: 0, unchanged: 150, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0, policies: 'absent', policyDocuments: 0 });
     assert.equal(await snapshot(to), after1, 'no znode version moved');
     assert.ok(lines.some((l) => l.includes('150/150')), lines.join('\n'));
 
     // A changed source secret is copied again, the rest stay untouched.
     await from.putSecret(sampleSecret('ns1', 'sa1'));
-    assert.deepEqual(await migrateStore(from, to), { copied: 1, unchanged: 149, ca: 'unchanged' });
+    assert.deepEqual(await migrateStore(from, to), { copied: 1, unchanged: 149, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0, policies: 'absent', policyDocuments: 0 });
   } finally {
     await Promise.all([from.close(), to.close()]);
+  }
+});
+
+test('migrate file -> zk carries unused, unexpired join tokens, node records and evictions; twice changes nothing', async () => {
+  const fileDir = mkdtempSync(path.join(os.tmpdir(), 'citadel-migrate-tokens-'));
+  const from = await FileStore.open(fileDir);
+  const to = await open(freshUrl(zk));
+  try {
+    await seed(from, 2);
+    const live = newJoinToken('agent-1', 3600_000);
+    const expired = newJoinToken('agent-2', -1000);
+    await from.putJoinToken(live.record);
+    await from.putJoinToken(expired.record);
+    const node = { host: 'agent-1', serialNumber: 'ab12', issuedAt: '2024-01-01T00:00:00.000Z', notAfter: '2024-01-02T00:00:00.000Z', lastContact: '2024-01-01T10:00:00.000Z' };
+    await from.putNodeRecord(node);
+    const eviction = { host: 'agent-3', evictedAt: '2024-01-01T12:00:00.000Z', reason: 'disk stolen' };
+    await from.putNodeEviction(eviction);
+
+    const policy = [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } }] as CanonicalPolicy[];
+    await from.putPolicies(policy, 0);
+
+    const first = await migrateStore(from, to);
+    assert.deepEqual(first, { copied: 2, unchanged: 0, ca: 'copied', tokens: 1, nodes: 1, evictions: 1, policies: 'copied', policyDocuments: 1 });
+    assert.deepEqual((await to.getPolicies()).documents, policy);
+    assert.deepEqual(await to.listJoinTokens(), [live.record]);
+    assert.deepEqual(await to.listNodeRecords(), [node]);
+    assert.deepEqual(await to.listNodeEvictions(), [eviction]);
+    assert.deepEqual(await migrateStore(from, to), { copied: 0, unchanged: 2, ca: 'unchanged', tokens: 0, nodes: 0, evictions: 0, policies: 'unchanged', policyDocuments: 1 });
+    const policyVersion = (await to.getPolicies()).version;
+    // A different policy set on the target is refused before anything is written.
+    await from.putPolicies([{ ...policy[0], spec: { mtls: { mode: 'PERMISSIVE' } } }] as CanonicalPolicy[], 1);
+    await from.putSecret(sampleSecret('ns1', 'sa-new'));
+    await assert.rejects(migrateStore(from, to), /already holds a different mesh policy set \(1 documents\)/);
+    assert.equal((await to.getPolicies()).version, policyVersion);
+    assert.equal((await to.listSecrets()).length, 2, 'nothing copied');
+    // The copied token works once on the target, as it would have on the source.
+    assert.deepEqual(await to.consumeJoinToken(live.record.hash), live.record);
+    assert.equal(await to.consumeJoinToken(live.record.hash), undefined);
+  } finally {
+    await Promise.all([from.close(), to.close()]);
+    rmSync(fileDir, { recursive: true, force: true });
   }
 });
 
@@ -151,7 +196,7 @@ test('citadel store migrate (CLI) prints progress and a summary; second run copi
   await from.close();
   const args = [CLI, 'store', 'migrate', '--from', fromUrl, '--to', toUrl, '--kek-file', kf];
   const one = await run(process.execPath, args);
-  assert.match(one.stdout, /5 secrets copied, 0 unchanged, CA secret copied/);
+  assert.match(one.stdout, /5 secrets copied, 0 unchanged, CA secret copied, 0 join tokens/);
   const two = await run(process.execPath, args);
   assert.match(two.stdout, /0 secrets copied, 5 unchanged, CA secret unchanged/);
 });

@@ -55,7 +55,7 @@ const SIEVE_MIN_BYTES = 8 * 1024;
  * Envoy's ~60 KB first request shrinks to what the handler reads, and is never held whole).
  */
 export class MessageReader {
-  /** A prefix not yet whole (fewer than 5 bytes). */
+  /** Bytes not yet parsed: a prefix not yet whole, or what follows the `maxMessages` of the last push. */
   private head: Buffer = EMPTY;
   private pending: PendingMessage | undefined;
 
@@ -66,7 +66,8 @@ export class MessageReader {
     return this.head.length + (this.pending ? 5 + this.pending.received : 0);
   }
 
-  push(chunk: Buffer): Buffer[] {
+  /** The whole messages `chunk` completes, at most `maxMessages` (what follows them stays unread). */
+  push(chunk: Buffer, maxMessages = Infinity): Buffer[] {
     const out: Buffer[] = [];
     let pos = 0;
     if (this.pending) {
@@ -81,7 +82,7 @@ export class MessageReader {
       pos = 0;
       this.head = EMPTY;
     }
-    while (buf.length - pos >= 5) {
+    while (buf.length - pos >= 5 && out.length < maxMessages) {
       const length = buf.readUInt32BE(pos + 1);
       if (length > this.maxMessageBytes) {
         throw new GrpcError(status.RESOURCE_EXHAUSTED, `received message larger than max (${length} vs. ${this.maxMessageBytes} bytes)`);
@@ -98,7 +99,7 @@ export class MessageReader {
       out.push(buf.subarray(start, start + length));
       pos = start + length;
     }
-    // Keep only the unfinished prefix, copied so the chunk it came from can be freed.
+    // Keep only what is not parsed yet, copied so the chunk it came from can be freed.
     if (pos < buf.length) this.head = Buffer.from(buf.subarray(pos));
     return out;
   }

@@ -79,9 +79,9 @@ export interface GrpcServerOptions {
   maxConcurrentStreams?: number;
   /** A call whose request (the first message, for streams) has not arrived by then is cut off (default 30 s). */
   requestTimeoutMs?: number;
-  /** A TLS handshake not finished by then is cut off (default 10 s). */
+  /** A TLS handshake, or an HTTP/2 connection preface after it, not finished by then is cut off (default 10 s). */
   handshakeTimeoutMs?: number;
-  /** A connection with no call for this long is closed (default 5 min). */
+  /** A connection with no open call for this long is closed with GOAWAY (default 5 min); an open stream, however quiet, keeps it. */
   idleConnectionTimeoutMs?: number;
   onError?: (err: Error, path: string) => void;
 }
@@ -128,13 +128,41 @@ export class GrpcServer {
       : http2.createServer({ settings });
     this.server.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
-      session.setTimeout(opts.idleConnectionTimeoutMs ?? 300_000, () => session.close());
+      // A client that connects and never sends HTTP/2's preface and SETTINGS holds a socket: cut it off.
+      const preface = setTimeout(() => session.destroy(), opts.handshakeTimeoutMs ?? 10_000);
+      preface.unref();
+      session.once('remoteSettings', () => clearTimeout(preface));
+      session.once('close', () => clearTimeout(preface));
+      this.closeWhenIdle(session, opts.idleConnectionTimeoutMs ?? 300_000);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', () => undefined);
     });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('tlsClientError', () => undefined);
     this.server.on('sessionError', () => undefined);
+  }
+
+  /**
+   * Closes (GOAWAY) a connection that has had no open call for `idleMs`. Not HTTP/2's own
+   * session.setTimeout, which counts bytes: a watch that is quiet for minutes (an ADS or SDS stream
+   * in a calm mesh, whose keepalive PINGs it does not count) would be told to go away.
+   */
+  private closeWhenIdle(session: http2.ServerHttp2Session, idleMs: number): void {
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => session.close(), idleMs);
+      timer.unref();
+    };
+    arm();
+    session.on('stream', (stream: http2.ServerHttp2Stream) => {
+      open++;
+      clearTimeout(timer);
+      stream.once('close', () => {
+        if (--open === 0 && !session.closed && !session.destroyed) arm();
+      });
+    });
+    session.once('close', () => clearTimeout(timer));
   }
 
   unary<Req, Res>(def: MethodDefinition<Req, Res>, handler: UnaryHandler<Req, Res>): void {
@@ -236,13 +264,16 @@ export class GrpcServer {
     const contentType = headers[HTTP2_HEADER_CONTENT_TYPE];
     if (headers[HTTP2_HEADER_METHOD] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith(GRPC_CONTENT_TYPE)) {
       stream.respond({ [HTTP2_HEADER_STATUS]: 415 }, { endStream: true });
-      return;
+      return stopReading(stream);
     }
     if (this.closing) return trailersOnly(stream, status.UNAVAILABLE, 'the server is shutting down; retry');
     const route = this.routes.get(path);
     if (!route) return trailersOnly(stream, status.UNIMPLEMENTED, `unknown method ${path}`);
     const enc = headers['grpc-encoding'];
     if (enc !== undefined && enc !== 'identity') return trailersOnly(stream, status.UNIMPLEMENTED, `grpc-encoding ${enc} is not supported; send uncompressed messages`);
+    const timeoutHeader = headers['grpc-timeout'];
+    const timeoutMs = parseGrpcTimeout(timeoutHeader);
+    if (timeoutHeader !== undefined && timeoutMs === undefined) return trailersOnly(stream, status.INTERNAL, `malformed grpc-timeout ${String(timeoutHeader)}`);
 
     const session = stream.session as http2.ServerHttp2Session;
     const socket = session.socket;
@@ -267,9 +298,9 @@ export class GrpcServer {
       abort?.abort(CALL_ENDED);
     });
 
-    const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
-    if (timeoutMs !== undefined) {
-      const deadline = setTimeout(() => trailersOrEnd(stream, status.DEADLINE_EXCEEDED, `deadline of ${headers['grpc-timeout']} exceeded`), timeoutMs);
+    // Beyond setTimeout's range (about 24.8 days) a deadline never fires in practice: no timer.
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
+      const deadline = setTimeout(() => trailersOrEnd(stream, status.DEADLINE_EXCEEDED, `deadline of ${String(timeoutHeader)} exceeded`), timeoutMs);
       deadline.unref();
       stream.once('close', () => clearTimeout(deadline));
     }
@@ -281,26 +312,33 @@ export class GrpcServer {
     const reader = new MessageReader(this.maxMessageBytes, route.requestFieldPlan);
     if (route.bidi) return this.runBidi(stream, route, ctx, reader, () => clearTimeout(waiting));
 
-    const messages: Buffer[] = [];
+    // Unary and server-streaming calls take one message and act on it as soon as it is whole, as
+    // grpc-go does; whatever the client sends after it is read and dropped, never held.
+    let request: Buffer | undefined;
     stream.on('data', (chunk: Buffer) => {
+      if (request) return;
+      let messages: Buffer[];
       try {
-        for (const m of reader.push(chunk)) messages.push(m);
+        messages = reader.push(chunk, 1);
       } catch (err) {
-        trailersOrEnd(stream, (err as GrpcError).code, (err as GrpcError).message);
+        return trailersOrEnd(stream, (err as GrpcError).code, (err as GrpcError).message);
       }
-    });
-    stream.on('end', () => {
+      if (messages.length === 0) return;
+      request = messages[0];
       clearTimeout(waiting);
-      if (stream.destroyed || stream.closed || stream.headersSent) return;
-      if (messages.length !== 1 || reader.buffered !== 0) return trailersOnly(stream, status.INTERNAL, messages.length > 1 ? 'expected exactly one gRPC message, got more' : 'expected exactly one gRPC message (truncated or missing)');
-      let request: unknown;
+      let message: unknown;
       try {
-        request = route.deserialize(messages[0]);
+        message = route.deserialize(request);
       } catch (err) {
         return trailersOnly(stream, status.INTERNAL, `cannot parse the request: ${(err as Error).message}`);
       }
-      if (route.unary) this.enqueueUnary(stream, path, route, request, ctx);
-      else this.runStreaming(stream, route, request, ctx);
+      if (route.unary) this.enqueueUnary(stream, path, route, message, ctx);
+      else this.runStreaming(stream, route, message, ctx);
+    });
+    stream.on('end', () => {
+      if (request) return;
+      clearTimeout(waiting);
+      trailersOnly(stream, status.INTERNAL, reader.buffered !== 0 ? 'the request ended inside a gRPC message (truncated)' : 'expected one gRPC message, got none');
     });
   }
 
@@ -349,7 +387,11 @@ export class GrpcServer {
       return this.fail(stream, path, err);
     }
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.once('wantTrailers', () => {
+      stream.sendTrailers({ 'grpc-status': '0' });
+      // On the next turn: a reset submitted now would overtake the trailers on the wire.
+      setImmediate(() => stopReading(stream));
+    });
     stream.end(frame(payload));
   }
 
@@ -381,7 +423,10 @@ export class GrpcServer {
         if (!headersSent && !stream.headersSent) return trailersOnly(stream, error?.code ?? status.OK, error?.message ?? '');
         sendHeaders();
         const trailers = error ? { 'grpc-status': String(error.code), 'grpc-message': encodeGrpcMessage(error.message) } : { 'grpc-status': '0' };
-        stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+        stream.once('wantTrailers', () => {
+          stream.sendTrailers(trailers);
+          setImmediate(() => stopReading(stream));
+        });
         stream.end();
       },
       onClose: (l) => {
@@ -462,6 +507,20 @@ export class GrpcServer {
 function trailersOnly(stream: http2.ServerHttp2Stream, code: status, message: string): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), ...(message ? { 'grpc-message': encodeGrpcMessage(message) } : {}) }, { endStream: true });
+  stopReading(stream);
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * After the server's answer, a client still sending is told to stop with RST_STREAM(NO_ERROR),
+ * sent after the answer's frames (as grpc-go does); what it sent meanwhile is dropped unread.
+ */
+function stopReading(stream: http2.ServerHttp2Stream): void {
+  if (stream.readableEnded || stream.destroyed || stream.closed) return;
+  stream.removeAllListeners('data');
+  stream.resume();
+  stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 /** The sending half of each streaming call, so that a deadline can end it with a status in its trailers. */

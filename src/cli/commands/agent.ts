@@ -21,6 +21,7 @@ interface AgentFlags {
   secretTtl: string;
   keyAlgorithm: KeyAlgorithm;
   monitoringPort: string;
+  xdsAddress?: string;
   caAddress: string;
   caRoot: string;
   joinToken?: string;
@@ -63,6 +64,14 @@ function secretTtl(text: string): number {
   return ms;
 }
 
+/** --xds-address, or the CA's host on istiod's port. */
+function xdsAddressOf(o: { xdsAddress?: string; caAddress: string }): string | undefined {
+  if (o.xdsAddress === 'none') return undefined;
+  if (o.xdsAddress) return o.xdsAddress;
+  const host = o.caAddress.replace(/:\d+$/, '');
+  return `${host}:15012`;
+}
+
 function portNumber(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${flag}: "${text}" is not a port number`);
@@ -85,6 +94,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     .option('--sds-dir-owner <uid[:gid]>', 'owner of each identity directory and socket (e.g. the sidecar user 1337)')
     .option('--secret-ttl <duration>', "lifetime asked for SDS workload certificates, renewed at half of it (Istio's SECRET_TTL)", '24h')
     .addOption(new Option('--key-algorithm <alg>', 'key type of SDS workload keys').choices([...KEY_ALGORITHMS]).default('ec-p256'))
+    .option('--xds-address <host:port>', "SDS mode: proxy each identity's xDS from <sds-dir>/<ns>/<sa>/xds to citadel server --xds-port (default: the --ca-address host, port 15012); 'none' to serve no xds sockets")
     .option('--monitoring-port <port>', "/metrics, /healthz, /debug/sds (the Istio agent's status port)", '15020')
     .option('--state-dir <dir>', 'where the node key and certificate are kept (default <certs-dir or sds-dir>/.citadel-agent; keep it on a persistent disk)')
     .option('--node-cert-ttl <duration>', 'lifetime to ask for the node certificate (renewed at half of it)', '24h')
@@ -110,7 +120,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
       trustDomain,
       certsDir: o.certsDir,
       sds: o.sdsDir
-        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: secretTtl(o.secretTtl), keyAlgorithm: o.keyAlgorithm }
+        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: secretTtl(o.secretTtl), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
         : undefined,
       registry,
       stateDir: o.stateDir,
@@ -121,7 +131,14 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     const monitoring = await startMonitoring({ port: portNumber(o.monitoringPort, '--monitoring-port'), registry, version: PACKAGE_VERSION, logger });
     for (const c of agent.readiness()) monitoring.addReadinessCheck(c);
     monitoring.addJsonRoute('/debug/sds', () => ({ identities: agent.sds?.identities() ?? [], certificates: (agent.workloadCerts?.list() ?? []).map((c) => ({ spiffeId: c.spiffeId, serial: c.serialHex, notAfter: c.notAfter.toISOString() })), lastNack: agent.sds?.lastNack }));
-    await agent.start();
+    try {
+      await agent.start();
+    } catch (err) {
+      // A refused join token (say) ends the agent: nothing may keep the process alive after it.
+      await agent.stop().catch(() => undefined);
+      await monitoring.close();
+      throw err;
+    }
     logger.info('agent running', { host: o.host, certsDir: o.certsDir, sdsDir: o.sdsDir, monitoringPort: monitoring.port });
     await new Promise<void>((resolve) => {
       const stop = () => {

@@ -1,15 +1,14 @@
 import { Command } from 'commander';
 import { CertificateAuthority, rootFields } from '../../ca/authority';
 import { parseCertificatePem } from '../../pki/certificate';
-import { addCaOptions, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags } from '../options';
+import { addCaOptions, addOutputOption, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
 export const registerCa: RegisterCommand = (program: Command) => {
   const ca = program.command('ca').description('the certificate authority: its root and signing material');
-  addCaOptions(addStoreOption(ca.command('init')))
+  addOutputOption(addCaOptions(addStoreOption(ca.command('init'))))
     .description('create the self-signed root in the store (Citadel\'s istio-ca-secret), or show the existing one; with --signing-cert etc., check a plugged-in CA bundle')
-    .option('--json', 'print as JSON')
-    .action(async (o: CaFlagValues & { store: string; kekFile?: string; json?: boolean }) => {
+    .action(async (o: CaFlagValues & { store: string; kekFile?: string; output: string }) => {
       const config = caConfigFromFlags(o);
       let status: 'created' | 'existing' | 'plugged-in';
       let authority: CertificateAuthority;
@@ -34,7 +33,7 @@ export const registerCa: RegisterCommand = (program: Command) => {
         ...rootFields(authority.rootCertPem),
         intermediates: authority.intermediatePems.length,
       };
-      if (o.json) {
+      if (wantsJson(o)) {
         process.stdout.write(JSON.stringify(info, null, 2) + '\n');
       } else {
         const verb = { created: 'created a new self-signed root', existing: 'the root already exists (unchanged)', 'plugged-in': 'plugged-in CA bundle checked: OK' }[status];

@@ -11,7 +11,7 @@ import { describeKey, publicKeyFromSpki } from '../../pki/keys';
 import { splitCertificates } from '../../pki/pem';
 import { checkBundle } from '../../pki/bundle';
 import { identityOfCertificate } from '../../pki/verify';
-import { addCaOptions, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags } from '../options';
+import { addCaOptions, addOutputOption, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
 
@@ -64,19 +64,17 @@ export const registerCert: RegisterCommand = (program: Command) => {
       );
     });
 
-  cert
-    .command('inspect')
+  addOutputOption(cert.command('inspect'))
     .description('show a certificate: SPIFFE ID, validity, days left, issuer, key type (FILE may be a bundle directory)')
     .argument('<file>', 'a PEM certificate or chain file, or a directory holding cert-chain.pem')
-    .option('--json', 'print as JSON')
-    .action(async (file: string, o: { json?: boolean }) => {
+    .action(async (file: string, o: { output: string }) => {
       const pemFile = (await isDirectory(file)) ? path.join(file, CITADEL_FILES.certChain) : file;
       const text = await readText(pemFile);
       const pems = splitCertificates(text);
       if (pems.length === 0) throw new UserError(`${pemFile}: no PEM certificate found`);
       const leaf = parseCertificatePem(pems[0], pemFile);
       const info = describeCertificate(leaf, pems.length);
-      if (o.json) process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+      if (wantsJson(o)) process.stdout.write(JSON.stringify(info, null, 2) + '\n');
       else {
         process.stdout.write(
           [

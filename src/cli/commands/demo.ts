@@ -7,6 +7,13 @@ import { parseDuration } from '../../common/duration';
 import { MarathonSimulator } from '../../marathon/simulator';
 import { FileStore } from '../../store/file-store';
 import { checkBundle } from '../../pki/bundle';
+import { DemoHosts } from '../demo/demo-hosts';
+import { ENVOY_INSTALL_COMMAND, findEnvoy } from '../demo/envoy-binary';
+import { envoyMeshAct } from '../demo/envoy-mesh-act';
+import { grpcMeshAct } from '../demo/grpc-mesh-act';
+import { injectionAct } from '../demo/injection-act';
+import { canListenOn, type MeshStage } from '../demo/mesh-stage';
+import { waitUntil } from '../demo/wait';
 import { startServer } from './server';
 import type { RegisterCommand } from './index';
 
@@ -22,10 +29,11 @@ const SEED_APPS = [
 export const registerDemo: RegisterCommand = (program: Command) => {
   program
     .command('demo')
-    .description('a local demo on the embedded defaults: a Marathon simulator, citadel server, secrets appearing and going as apps come and go')
+    .description('a local demo on the embedded defaults: a Marathon simulator, citadel server, secrets appearing and going as apps come and go; then the mesh (node agents, sidecars, mTLS by policy) and sidecar injection')
     .option('--dir <dir>', 'where the demo keeps its store (default: a new temp directory, removed afterwards)')
     .option('--delete-delay <duration>', 'how long a gone account keeps its secret (the server default is 1m)', '2s')
-    .action(async (o: { dir?: string; deleteDelay: string }) => {
+    .option('--envoy <path>', 'the Envoy binary for the mesh acts (default: $ENVOY_BIN, .venv-envoy/bin/envoy, envoy on PATH; without one, proxyless gRPC)')
+    .action(async (o: { dir?: string; deleteDelay: string; envoy?: string }) => {
       const ownDir = !o.dir;
       const dir = o.dir ?? mkdtempSync(path.join(tmpdir(), 'citadel-demo-'));
       const say = (text: string) => process.stdout.write(text + '\n');
@@ -33,7 +41,8 @@ export const registerDemo: RegisterCommand = (program: Command) => {
       const t0 = Date.now();
 
       step('starting a Marathon simulator on 127.0.0.1 (agents agent-1..agent-3)');
-      const sim = new MarathonSimulator({ agents: ['agent-1', 'agent-2', 'agent-3'] });
+      // container IPs on loopback (127.0.1.x), so this machine's sidecars can bind them
+      const sim = new MarathonSimulator({ agents: AGENTS, containerNetworkCidr: '127.0.1.0/24' });
       const marathonUrl = await sim.listen(0);
       for (const app of SEED_APPS) sim.state.createApp({ ...app, cmd: 'sleep 3600' });
       say(`  ${marathonUrl} with ${SEED_APPS.length} apps in namespaces prod, staging, tools`);
@@ -57,6 +66,9 @@ export const registerDemo: RegisterCommand = (program: Command) => {
           resyncInterval: '1m',
           monitoringPort: '0',
           grpcPort: '0',
+          xdsPort: '0',
+          xds: true,
+          rootNamespace: 'istio-system',
           grpc: true,
         },
         createLogger({ format: 'text', level: 'error' }),
@@ -89,6 +101,11 @@ export const registerDemo: RegisterCommand = (program: Command) => {
         const gone = await waitFor(async () => ((await reader.getSecret('payments', 'istio.checkout')) ? undefined : true), parseDuration(o.deleteDelay) + 10_000);
         say(gone ? `  payments/istio.checkout was deleted ${Date.now() - removed} ms after the app was removed` : '  the secret is still there (unexpected)');
         if (!gone || problems.length) process.exitCode = 1;
+
+        await meshActs({ step, say, dir, marathonUrl, store: reader, trustDomain: 'cluster.local', envoyFlag: o.envoy, caRootPem: server.caRootPem, grpcPort: server.grpcPort, xdsPort: server.xdsPort });
+      } catch (err) {
+        say(`  FAILED: ${(err as Error).message}`);
+        process.exitCode = 1;
       } finally {
         step('stopping');
         await server.close();
@@ -100,12 +117,39 @@ export const registerDemo: RegisterCommand = (program: Command) => {
     });
 };
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T | undefined> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 10));
+const AGENTS = ['agent-1', 'agent-2', 'agent-3'];
+
+/** What the demo's first acts hold, undefined when it did not come within `timeoutMs`. */
+function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T | undefined> {
+  return waitUntil('', probe, timeoutMs, 10).catch(() => undefined);
+}
+
+/**
+ * The mesh acts, on node agents (SDS and files) on the simulator's three agents: the mesh with
+ * Envoy sidecars (or, without Envoy, with proxyless gRPC), then sidecar injection.
+ */
+async function meshActs(o: Omit<MeshStage, 'hosts'> & { envoyFlag?: string; caRootPem: string; grpcPort: number; xdsPort: number }): Promise<void> {
+  const { step, say } = o;
+  if (!(await canListenOn('127.0.1.1'))) {
+    step('mesh: skipped: this machine cannot listen on 127.0.1.1, where the simulator puts container IPs (Linux has all of 127.0.0.0/8 on loopback)');
+    return;
   }
-  return undefined;
+  step(`mesh: a node agent on each of ${AGENTS.join(', ')} (citadel agent --sds-dir --certs-dir): a socket per identity placed there, for SDS and for xDS`);
+  const t0 = Date.now();
+  const hosts = await DemoHosts.start({ root: path.join(o.dir, 'hosts'), hosts: AGENTS, store: o.store, caAddress: `127.0.0.1:${o.grpcPort}`, caRootPem: o.caRootPem, xdsAddress: `127.0.0.1:${o.xdsPort}` });
+  try {
+    say(`  ${AGENTS.length} node agents attested with join tokens in ${Date.now() - t0} ms; each host's directories are under ${path.join(o.dir, 'hosts')}/<host>`);
+    const stage: MeshStage = { ...o, hosts };
+    const envoy = findEnvoy(o.envoyFlag);
+    if ('why' in envoy) {
+      step(`mesh: ${envoy.why}; to get one: ${ENVOY_INSTALL_COMMAND}`);
+      say('  the same act with proxyless gRPC instead');
+      await grpcMeshAct(stage);
+    } else {
+      await envoyMeshAct(stage, envoy.bin);
+    }
+    await injectionAct(stage, envoy.bin);
+  } finally {
+    await hosts.stop();
+  }
 }

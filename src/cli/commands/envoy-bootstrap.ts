@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { writeFileAtomic } from '../../common/atomic-file';
 import { UserError } from '../../common/errors';
-import { CAPTURE_MODES, CERT_MODES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, type CaptureMode, type CertMode } from '../../mesh/bootstrap/contract';
+import { CAPTURE_MODES, CERT_MODES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, SDS_MOUNT_PATH, type CaptureMode, type CertMode } from '../../mesh/bootstrap/contract';
 import { envoyBootstrapYaml } from '../../mesh/bootstrap/envoy';
 import { parseHostPort } from '../../mesh/bootstrap/host-port';
 import { absoluteMarathonId, proxyIdentityOf } from '../../mesh/bootstrap/identity';
@@ -49,6 +49,12 @@ export function addProxyIdentityOptions(cmd: Command): Command {
     .option('-o, --output <file>', 'write to this file instead of stdout');
 }
 
+/** A directory flag as the proxy sees it: absolute, so the bootstrap means the same wherever the proxy starts. */
+export function absoluteDir(dir: string, flag: string): string {
+  if (!dir.startsWith('/')) throw new UserError(`${flag}: "${dir}" must be an absolute path`);
+  return dir;
+}
+
 /** Prints `text`, or writes it to --output. */
 export async function writeOutput(text: string, output: string | undefined): Promise<void> {
   if (output === undefined) process.stdout.write(text);
@@ -67,6 +73,7 @@ interface EnvoyBootstrapFlags extends ProxyIdentityFlags {
   xdsAddress: string;
   adminPort: string;
   certsDir: string;
+  socketDir: string;
   instanceIp?: string;
   instanceId?: string;
   output?: string;
@@ -82,9 +89,9 @@ export const registerEnvoyBootstrap: RegisterCommand = (program: Command) => {
     .option('--xds-address <host:port>', 'files mode: the xDS server', DEFAULT_XDS_ADDRESS)
     .option('--admin-port <port>', 'admin listener port on 127.0.0.1', String(DEFAULT_ADMIN_PORT))
     .option('--certs-dir <dir>', "files mode: where the sidecar sees its identity's cert-chain.pem, key.pem and root-cert.pem", CERTS_MOUNT_PATH)
+    .option('--socket-dir <dir>', "sds mode: where the sidecar sees its identity's SDS `socket` and `xds` socket (the agent's <sds-dir>/<ns>/<sa>)", SDS_MOUNT_PATH)
     .action(async (o: EnvoyBootstrapFlags) => {
       const { marathonId, identity } = proxyIdentityFromFlags(o);
-      if (!o.certsDir.startsWith('/')) throw new UserError(`--certs-dir: "${o.certsDir}" must be an absolute path`);
       let xdsAddress;
       try {
         xdsAddress = parseHostPort(o.xdsAddress, '--xds-address');
@@ -93,7 +100,7 @@ export const registerEnvoyBootstrap: RegisterCommand = (program: Command) => {
       }
       const yaml = envoyBootstrapYaml({
         identity, marathonId, certMode: o.mode, capture: o.capture, xdsAddress,
-        adminPort: parsePort(o.adminPort, '--admin-port'), certsDir: o.certsDir,
+        adminPort: parsePort(o.adminPort, '--admin-port'), certsDir: absoluteDir(o.certsDir, '--certs-dir'), socketDir: absoluteDir(o.socketDir, '--socket-dir'),
         instanceIp: checkNodeIdPart(o.instanceIp, '--instance-ip'), instanceId: checkNodeIdPart(o.instanceId, '--instance-id'),
       });
       await writeOutput(yaml, o.output);

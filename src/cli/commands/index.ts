@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { registerProxyStatus } from './proxy-status';
+import { registerStatus } from './status';
 import { registerCa } from './ca';
 import { registerCert } from './cert';
 import { registerStore } from './store';
@@ -10,9 +12,12 @@ import { registerDemo } from './demo';
 import { registerEnvoyBootstrap } from './envoy-bootstrap';
 import { registerGrpcBootstrap } from './grpc-bootstrap';
 import { registerInject } from './inject';
+import { registerNode } from './node';
+import { registerAudit } from './audit';
 import { registerPolicy } from './policy';
+import { registerAdmissionProxy } from './admission-proxy';
 
 /** Each command registers itself on the program; one file per command group. */
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy];
+export const COMMANDS: RegisterCommand[] = [registerDemo, registerCa, registerCert, registerServer, registerStore, registerMarathonSim, registerToken, registerNode, registerAudit, registerAgent, registerEnvoyBootstrap, registerGrpcBootstrap, registerInject, registerPolicy, registerProxyStatus, registerAdmissionProxy, registerStatus];

@@ -9,7 +9,7 @@ import { parseSidecarTemplate } from '../../inject/template';
 import { MarathonParseError } from '../../marathon/model';
 import { CAPTURE_MODES, CERT_MODES, DEFAULT_CERTS_DIR, DEFAULT_SDS_DIR, DEFAULT_XDS_ADDRESS, type CaptureMode, type CertMode } from '../../mesh/bootstrap/contract';
 import { parseHostPort } from '../../mesh/bootstrap/host-port';
-import type { JsonValue } from '../../mesh/bootstrap/json';
+import type { JsonValue } from '../../common/json';
 import { writeOutput } from './envoy-bootstrap';
 import type { RegisterCommand } from './index';
 
@@ -28,7 +28,7 @@ interface InjectFlags {
 }
 
 /** A file's text, `-` being stdin; a missing file is the user's mistake (exit 2). */
-function readInput(file: string, what: string): string {
+export function readInput(file: string, what: string): string {
   try {
     return readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (err) {
@@ -36,7 +36,8 @@ function readInput(file: string, what: string): string {
   }
 }
 
-function userError<T>(f: () => T): T {
+/** Runs `f`; any error it throws becomes a UserError with the same one-line message. */
+export function userError<T>(f: () => T): T {
   try {
     return f();
   } catch (err) {
@@ -45,7 +46,8 @@ function userError<T>(f: () => T): T {
   }
 }
 
-function overridesFromFlags(o: InjectFlags): Partial<SidecarSettings> {
+/** The sidecar settings the flags set (they win over the inject config); shared with admission-proxy. */
+export function overridesFromFlags(o: Pick<InjectFlags, 'mode' | 'capture' | 'sdsDir' | 'certsDir' | 'xdsAddress'>): Partial<SidecarSettings> {
   const out: Partial<SidecarSettings> = {};
   if (o.mode) out.certMode = o.mode;
   if (o.capture) out.capture = o.capture;

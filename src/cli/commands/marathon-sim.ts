@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { parseDuration } from '../../common/duration';
 import { UserError } from '../../common/errors';
 import { createLogger } from '../../common/log';
+import { DEFAULT_CONTAINER_NETWORK_CIDR, parseCidr } from '../../marathon/sim/ip-pool';
 import { ApiError, MarathonSimulator } from '../../marathon/simulator';
 import type { RegisterCommand } from './index';
 
@@ -15,6 +16,8 @@ interface SimFlags {
   standbyOf?: string;
   heartbeatInterval: string;
   rngSeed: string;
+  containerNetworkCidr: string;
+  healthCheckDelay: string;
 }
 
 export const registerMarathonSim: RegisterCommand = (program: Command) => {
@@ -29,6 +32,8 @@ export const registerMarathonSim: RegisterCommand = (program: Command) => {
     .option('--standby-of <url>', 'run as a standby of this leader: /v2/events answers 302, everything else is proxied')
     .option('--heartbeat-interval <duration>', 'event stream heartbeat interval', '10s')
     .option('--rng-seed <n>', 'seed for task ids and ports (same seed, same ids)', '1')
+    .option('--container-network-cidr <cidr>', 'where containers on container networks get their IPs', DEFAULT_CONTAINER_NETWORK_CIDR)
+    .option('--health-check-delay <duration|manual>', "time from a task's start until its first health check passes (apps and pods with health checks); manual: only PUT /_sim/tasks/<id>/health sets it", '1s')
     .action(async (o: SimFlags) => {
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port: "${o.port}" is not a port number`);
@@ -40,12 +45,20 @@ export const registerMarathonSim: RegisterCommand = (program: Command) => {
           throw new UserError(`--standby-of: "${o.standbyOf}" is not a URL; write it like http://127.0.0.1:8080`);
         }
       }
+      try {
+        parseCidr(o.containerNetworkCidr);
+      } catch (err) {
+        throw new UserError(`--container-network-cidr: ${(err as Error).message}`);
+      }
+      const healthCheckDelayMs = o.healthCheckDelay === 'manual' ? null : parseDuration(o.healthCheckDelay, '--health-check-delay');
       const sim = new MarathonSimulator({
         agents: (o.agents ?? '').split(',').map((a) => a.trim()).filter((a) => a.length > 0),
         credentials: o.credentials,
         standbyOf: o.standbyOf,
         heartbeatMs: parseDuration(o.heartbeatInterval, '--heartbeat-interval'),
         seed: Number(o.rngSeed) || 1,
+        containerNetworkCidr: o.containerNetworkCidr,
+        healthCheckDelayMs,
         logger: createLogger({ format: 'text' }),
       });
       if (o.seed) {

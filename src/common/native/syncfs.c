@@ -7,6 +7,9 @@
  *
  * markTopDir: `chattr +T`, the ext2/3/4 hint that a directory is the top of unrelated
  * hierarchies, so the Orlov allocator spreads its subdirectories over block groups.
+ *
+ * tryLock: flock(2) of an open file, exclusive and non-blocking: the file store's writer lock,
+ * released by the kernel when its process ends, however it ends.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,6 +17,7 @@
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 #include <node_api.h>
@@ -99,10 +103,27 @@ static napi_value MarkTopDir(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* tryLock(fd: number): string -- "" when this descriptor now holds the lock, "busy" when another does, else the reason. */
+static napi_value TryLock(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1], result;
+  int32_t fd;
+  const char *answer = "";
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_int32(env, args[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "tryLock(fd) takes a file descriptor");
+    return NULL;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) answer = errno == EWOULDBLOCK ? "busy" : strerror(errno);
+  napi_create_string_utf8(env, answer, NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
 void RegisterSyncfs(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "syncfs", NAPI_AUTO_LENGTH, Syncfs, NULL, &fn);
   napi_set_named_property(env, exports, "syncfs", fn);
   napi_create_function(env, "markTopDir", NAPI_AUTO_LENGTH, MarkTopDir, NULL, &fn);
   napi_set_named_property(env, exports, "markTopDir", fn);
+  napi_create_function(env, "tryLock", NAPI_AUTO_LENGTH, TryLock, NULL, &fn);
+  napi_set_named_property(env, exports, "tryLock", fn);
 }

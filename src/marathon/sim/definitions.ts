@@ -182,10 +182,12 @@ export function normalizeApp(input: Json, ctx: NormalizeContext): Obj {
   if (typeof app.instances === 'number' && !Number.isInteger(app.instances)) problems.push({ path: '/instances', errors: ['error.expected.int'] });
 
   // pre-1.5 networking -> networks + container.portMappings + portDefinitions
-  const container = isObj(app.container) ? ({ ...app.container } as Obj) : undefined;
+  const ipAddress = isObj(app.ipAddress) ? app.ipAddress : undefined;
+  const discoveryPorts = Array.isArray((ipAddress?.discovery as Obj | undefined)?.ports);
+  // Marathon moves legacy discovery ports into portMappings, giving a container-less app a Mesos container
+  const container = isObj(app.container) ? ({ ...app.container } as Obj) : discoveryPorts ? ({ type: 'MESOS' } as Obj) : undefined;
   const docker = container && isObj(container.docker) ? ({ ...container.docker } as Obj) : undefined;
   if (container && docker) container.docker = docker;
-  const ipAddress = isObj(app.ipAddress) ? app.ipAddress : undefined;
   let networks: Obj[] | undefined = Array.isArray(app.networks) ? (app.networks as Obj[]).map((n) => ({ ...n })) : undefined;
   if (!networks || networks.length === 0) {
     if (ipAddress) {
@@ -209,7 +211,7 @@ export function normalizeApp(input: Json, ctx: NormalizeContext): Obj {
     delete docker.network;
     delete docker.portMappings;
   }
-  if (ipAddress && Array.isArray((ipAddress.discovery as Obj | undefined)?.ports) && container && container.portMappings === undefined) {
+  if (ipAddress && discoveryPorts && container && container.portMappings === undefined) {
     container.portMappings = ((ipAddress.discovery as Obj).ports as Obj[]).map((p) => ({ containerPort: p.number, name: p.name, protocol: p.protocol ?? 'tcp' }));
   }
   delete app.ipAddress;
@@ -229,7 +231,12 @@ export function normalizeApp(input: Json, ctx: NormalizeContext): Obj {
     if (Array.isArray(container.portMappings)) {
       if (modes.has('host')) problems.push({ path: '/container/portMappings', errors: ['portMappings are not allowed with host networking'] });
       container.portMappings = (container.portMappings as Obj[]).map((p) => {
-        const m: Obj = { containerPort: 0, hostPort: 0, protocol: 'tcp', ...p };
+        const m: Obj = { containerPort: 0, protocol: 'tcp', ...p };
+        // on a container network a mapping without hostPort gets no host port; on the bridge it defaults to 0 (any)
+        if (m.hostPort === undefined || m.hostPort === null) {
+          if (modes.has('container')) delete m.hostPort;
+          else m.hostPort = 0;
+        }
         if (!m.servicePort) m.servicePort = ctx.nextServicePort();
         return m;
       });

@@ -1,9 +1,12 @@
 /**
  * The simulator's Marathon: groups, apps with their tasks, pods with their instances, and the
  * events each change produces. Deployments finish at once; one task (pod instance) per
- * instance, placed round-robin on the agents. Deterministic for a given RNG seed.
+ * instance, placed round-robin on the agents; containers on `container` networks get an IP
+ * from the container network. Health checks pass by themselves after a delay, or only when a
+ * test says (setHealth). Deterministic for a given RNG seed.
  */
 import { ApiError, checkUpdateBody, isObj, normalizeApp, normalizePod, notValid, pathIdErrors, resolveId, type Json, type NormalizeContext, type Obj } from './definitions';
+import { IpPool } from './ip-pool';
 
 export interface SimAgent {
   hostname: string;
@@ -22,7 +25,25 @@ export interface SimTask {
   version: string;
   ports: number[];
   servicePorts: number[];
+  /** the container's IP on a container network, else the agent's */
   ip: string;
+  /** `ip` came from the container network (and goes back to it when the task ends) */
+  containerIp: boolean;
+  /** present when the app has health checks */
+  health?: SimHealth;
+}
+
+/** Marathon's health of a task or pod instance whose definition has health checks. */
+export interface SimHealth {
+  /** undefined: not checked yet */
+  alive?: boolean;
+  /** health checks of the definition; a task carries one result per check */
+  checks: number;
+  consecutiveFailures: number;
+  firstSuccess?: string;
+  lastSuccess?: string;
+  lastFailure?: string;
+  lastFailureCause?: string;
 }
 
 interface AppRecord {
@@ -34,9 +55,14 @@ interface AppRecord {
 interface PodInstance {
   id: string;
   agent: SimAgent;
+  /** allocated host ports by container index * 16 + endpoint index; unset for an endpoint without a host port */
   ports: number[];
+  /** one per network of the pod: on a container network an IP of its own, else the agent's */
+  networks: Array<{ name?: string; ip: string; containerIp: boolean }>;
   createdAt: string;
   status: string;
+  /** present when a container has a health check */
+  health?: SimHealth;
 }
 
 interface PodRecord {
@@ -65,6 +91,13 @@ export interface MarathonStateOptions {
   seed?: number;
   now?: () => string;
   emit?: EventSink;
+  /** where containers on `container` networks get their IPs (default 9.0.0.0/8) */
+  containerNetworkCidr?: string;
+  /**
+   * ms from a task's (pod instance's) start until its first health check passes, for
+   * definitions with health checks (default 1000); null: never by itself, only setHealth
+   */
+  healthCheckDelayMs?: number | null;
 }
 
 /** mulberry32: small, fast, good enough for ids. */
@@ -98,11 +131,16 @@ export class MarathonState {
   private readonly defJson = new WeakMap<Obj, string>();
   private servicePort = 10000;
   private hostPort = 31000;
+  private readonly containerIps: IpPool;
+  private readonly healthCheckDelayMs: number | null;
+  private readonly healthTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(opts: MarathonStateOptions = {}) {
     this.random = seededRandom(opts.seed ?? 1);
     this.now = opts.now ?? (() => new Date().toISOString());
     this.emit = opts.emit ?? (() => {});
+    this.containerIps = new IpPool(opts.containerNetworkCidr);
+    this.healthCheckDelayMs = opts.healthCheckDelayMs === undefined ? 1000 : opts.healthCheckDelayMs;
     const hosts = opts.agents && opts.agents.length > 0 ? opts.agents : ['agent-1', 'agent-2', 'agent-3'];
     const frameworkish = this.uuid();
     this.agents = hosts.map((hostname, i) => ({ hostname, agentId: `${frameworkish}-S${i}`, ip: `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}` }));
@@ -142,8 +180,8 @@ export class MarathonState {
     if (embed.counts !== false) {
       out.tasksStaged = rec.tasks.filter((t) => t.state === 'TASK_STAGING').length;
       out.tasksRunning = running;
-      out.tasksHealthy = 0;
-      out.tasksUnhealthy = 0;
+      out.tasksHealthy = rec.tasks.filter((t) => t.health?.alive === true).length;
+      out.tasksUnhealthy = rec.tasks.filter((t) => t.health?.alive === false).length;
       out.deployments = [];
     }
     if (embed.tasks) out.tasks = rec.tasks.map((t) => this.taskJson(t));
@@ -163,11 +201,15 @@ export class MarathonState {
     }
     let staged = 0;
     let running = 0;
+    let healthy = 0;
+    let unhealthy = 0;
     for (const t of rec.tasks) {
       if (t.state === 'TASK_RUNNING') running++;
       else if (t.state === 'TASK_STAGING') staged++;
+      if (t.health?.alive === true) healthy++;
+      else if (t.health?.alive === false) unhealthy++;
     }
-    let out = `${def}${def.length > 1 ? ',' : ''}"tasksStaged":${staged},"tasksRunning":${running},"tasksHealthy":0,"tasksUnhealthy":0,"deployments":[]`;
+    let out = `${def}${def.length > 1 ? ',' : ''}"tasksStaged":${staged},"tasksRunning":${running},"tasksHealthy":${healthy},"tasksUnhealthy":${unhealthy},"deployments":[]`;
     if (embed.tasks) out += `,"tasks":${JSON.stringify(rec.tasks.map((t) => this.taskJson(t)))}`;
     if (embed.lastTaskFailure && rec.lastTaskFailure) out += `,"lastTaskFailure":${JSON.stringify(rec.lastTaskFailure)}`;
     return out + '}';
@@ -176,7 +218,7 @@ export class MarathonState {
   taskJson(t: SimTask): Obj {
     return {
       appId: t.appId,
-      healthCheckResults: [],
+      healthCheckResults: healthCheckResults(t.health, instanceIdOf(t.id)),
       host: t.host,
       id: t.id,
       ipAddresses: [{ ipAddress: t.ip, protocol: 'IPv4' }],
@@ -205,18 +247,32 @@ export class MarathonState {
       agentRegion: 'primary',
       agentZone: 'a',
       resources: { cpus: 0, mem: 0, disk: 0, gpus: 0 },
-      networks: [{ name: (def.networks as Obj[])[0]?.name ?? '', addresses: [inst.agent.ip] }],
-      containers: containers.map((c, ci) => ({
-        name: c.name,
-        status: 'TASK_RUNNING',
-        statusSince: inst.createdAt,
-        conditions: [],
-        containerId: `${inst.id}.${String(c.name)}`,
-        endpoints: ((c.endpoints as Obj[] | undefined) ?? []).map((e, ei) => ({ name: e.name, allocatedHostPort: inst.ports[ci * 16 + ei] ?? 0 })),
-        resources: c.resources,
-        lastUpdated: inst.createdAt,
-        lastChanged: inst.createdAt,
-      })),
+      networks: inst.networks.map((n) => ({ ...(n.name !== undefined ? { name: n.name } : {}), addresses: [n.ip] })),
+      containers: containers.map((c, ci) => {
+        const checked = isObj(c.healthCheck) && inst.status !== 'TERMINAL' ? inst.health : undefined;
+        const checkedEndpoint = isObj(c.healthCheck) ? healthCheckEndpoint(c.healthCheck) : undefined;
+        return {
+          name: c.name,
+          status: inst.status === 'TERMINAL' ? 'TASK_KILLED' : 'TASK_RUNNING',
+          statusSince: inst.createdAt,
+          // as Marathon: a container with a health check reports `healthy`, false until Mesos reports it
+          conditions: checked
+            ? [{ name: 'healthy', lastChanged: inst.createdAt, lastUpdated: inst.createdAt, value: String(checked.alive === true), reason: checked.alive === undefined ? 'health-unreported-by-mesos' : 'health-reported-by-mesos' }]
+            : [],
+          containerId: `${inst.id}.${String(c.name)}`,
+          endpoints: ((c.endpoints as Obj[] | undefined) ?? []).map((e, ei) => {
+            const allocated = inst.ports[ci * 16 + ei];
+            return {
+              name: e.name,
+              ...(allocated !== undefined ? { allocatedHostPort: allocated } : {}),
+              ...(checked?.alive !== undefined && e.name === checkedEndpoint ? { healthy: checked.alive } : {}),
+            };
+          }),
+          resources: c.resources,
+          lastUpdated: inst.createdAt,
+          lastChanged: inst.createdAt,
+        };
+      }),
       specReference: `/v2/pods${id}::versions/${String(def.version)}`,
       localVolumes: [],
       lastUpdated: inst.createdAt,
@@ -226,7 +282,7 @@ export class MarathonState {
     return {
       id,
       spec: def,
-      status: rec.instances.length < want ? 'DEGRADED' : 'STABLE',
+      status: rec.instances.length < want || rec.instances.some((i) => i.status !== 'STABLE') ? 'DEGRADED' : 'STABLE',
       statusSince: def.version,
       instances,
       terminationHistory: [],
@@ -407,8 +463,15 @@ export class MarathonState {
   private startTasks(rec: AppRecord, n: number): void {
     const def = rec.def;
     const appId = def.id as string;
-    const portCount = ((def.portDefinitions as Obj[] | undefined)?.length ?? 0) || ((def.container as Obj | undefined)?.portMappings as Obj[] | undefined)?.length || 0;
-    const servicePorts = ((def.portDefinitions as Obj[] | undefined) ?? []).map((p) => p.port as number);
+    const definitions = (def.portDefinitions as Obj[] | undefined) ?? [];
+    const mappings = ((def.container as Obj | undefined)?.portMappings as Obj[] | undefined) ?? [];
+    // host networking: a host port per definition (its own number with requirePorts); else one per mapping that has a host port (0: any)
+    const wanted: number[] = definitions.length
+      ? definitions.map((p) => (def.requirePorts === true ? (p.port as number) : 0))
+      : mappings.filter((m) => typeof m.hostPort === 'number').map((m) => m.hostPort as number);
+    const servicePorts = (definitions.length ? definitions.map((p) => p.port) : mappings.map((m) => m.servicePort)).filter((p): p is number => typeof p === 'number');
+    const onContainerNetwork = (def.networks as Obj[]).some((net) => net.mode === 'container');
+    const checks = Array.isArray(def.healthChecks) ? def.healthChecks.length : 0;
     for (let i = 0; i < n; i++) {
       const agent = this.nextAgent();
       const now = this.now();
@@ -421,18 +484,23 @@ export class MarathonState {
         stagedAt: now,
         startedAt: now,
         version: def.version as string,
-        ports: Array.from({ length: portCount }, () => this.hostPort++),
+        ports: wanted.map((p) => p || this.hostPort++),
         servicePorts,
-        ip: agent.ip,
+        ip: onContainerNetwork ? this.containerIps.allocate() : agent.ip,
+        containerIp: onContainerNetwork,
       };
+      if (checks > 0) task.health = { checks, consecutiveFailures: 0 };
       rec.tasks.push(task);
       this.taskEvents(task, agent, 'TASK_RUNNING', 'Running');
+      if (task.health) this.scheduleFirstCheck(task.id, () => this.checkedTask(rec, task, true, ''));
     }
   }
 
   private stopTasks(rec: AppRecord, tasks: SimTask[]): void {
     for (const t of tasks) {
       t.state = 'TASK_KILLED';
+      this.cancelFirstCheck(t.id);
+      if (t.containerIp) this.containerIps.release(t.ip);
       const agent = this.agents.find((a) => a.agentId === t.slaveId) ?? this.agents[0];
       this.taskEvents(t, agent, 'TASK_KILLED', 'Killed');
     }
@@ -444,8 +512,81 @@ export class MarathonState {
       ipAddresses: [{ ipAddress: t.ip, protocol: 'IPv4' }], ports: t.ports, version: t.version,
     }));
     this.emit('instance_changed_event', () => ({
-      instanceId: t.id.replace(/\._app\.\d+$/, ''), condition, runSpecId: t.appId, agentId: agent.agentId, host: t.host, runSpecVersion: t.version,
+      instanceId: instanceIdOf(t.id), condition, runSpecId: t.appId, agentId: agent.agentId, host: t.host, runSpecVersion: t.version,
     }));
+  }
+
+  // --- health (the simulator's own: Marathon runs real checks) ------------------------------
+
+  /**
+   * Sets the health of a task (by task id or instance id) or a pod instance (by instance id or a
+   * container's task id) whose definition has health checks, with Marathon's events:
+   * `failed_health_check_event` for a failing check, `health_status_changed_event` when it flips.
+   * 404 for an unknown task, 409 when its definition has no health checks.
+   */
+  setHealth(id: string, alive: boolean, cause = 'simulated failure'): Obj {
+    for (const rec of this.apps.values()) {
+      const task = rec.tasks.find((t) => t.id === id || instanceIdOf(t.id) === id);
+      if (!task) continue;
+      if (!task.health) throw new ApiError(409, { message: `App '${task.appId}' has no healthChecks: its tasks carry no health results` });
+      this.cancelFirstCheck(task.id);
+      this.checkedTask(rec, task, alive, cause);
+      return this.taskJson(task);
+    }
+    for (const rec of this.pods.values()) {
+      const inst = rec.instances.find((i) => i.id === id || id.startsWith(`${i.id}.`));
+      if (!inst) continue;
+      if (!inst.health) throw new ApiError(409, { message: `Pod '${String(rec.def.id)}' has no container with a healthCheck: its instances carry no health` });
+      this.cancelFirstCheck(inst.id);
+      this.checkedPodInstance(rec, inst, alive, cause);
+      return (this.podStatus({ def: rec.def, instances: [inst] }).instances as Obj[])[0];
+    }
+    throw new ApiError(404, { message: `Task '${id}' does not exist` });
+  }
+
+  /** The first check of a new task passes after healthCheckDelayMs, unless a test decided first; stopping the task cancels it. */
+  private scheduleFirstCheck(id: string, pass: () => void): void {
+    if (this.healthCheckDelayMs === null) return;
+    const timer = setTimeout(() => {
+      this.healthTimers.delete(id);
+      pass();
+    }, this.healthCheckDelayMs);
+    timer.unref();
+    this.healthTimers.set(id, timer);
+  }
+
+  private cancelFirstCheck(id: string): void {
+    const timer = this.healthTimers.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.healthTimers.delete(id);
+  }
+
+  private checked(h: SimHealth, alive: boolean, cause: string, ev: { appId: string; taskId: string; instanceId: string; version: string; healthCheck: Json }): void {
+    const was = h.alive;
+    const now = this.now();
+    h.alive = alive;
+    if (alive) {
+      h.consecutiveFailures = 0;
+      h.firstSuccess ??= now;
+      h.lastSuccess = now;
+    } else {
+      h.consecutiveFailures++;
+      h.lastFailure = now;
+      h.lastFailureCause = cause;
+      this.emit('failed_health_check_event', () => ({ appId: ev.appId, taskId: ev.taskId, instanceId: ev.instanceId, healthCheck: ev.healthCheck ?? {} }));
+    }
+    if (was !== alive) this.emit('health_status_changed_event', () => ({ appId: ev.appId, instanceId: ev.instanceId, version: ev.version, alive }));
+  }
+
+  private checkedTask(rec: AppRecord, task: SimTask, alive: boolean, cause: string): void {
+    this.checked(task.health!, alive, cause, { appId: task.appId, taskId: task.id, instanceId: instanceIdOf(task.id), version: task.version, healthCheck: (rec.def.healthChecks as Json[])[0] });
+  }
+
+  private checkedPodInstance(rec: PodRecord, inst: PodInstance, alive: boolean, cause: string): void {
+    const container = (rec.def.containers as Obj[]).find((c) => isObj(c.healthCheck))!;
+    inst.status = alive ? 'STABLE' : 'DEGRADED';
+    this.checked(inst.health!, alive, cause, { appId: rec.def.id as string, taskId: `${inst.id}.${String(container.name)}`, instanceId: inst.id, version: rec.def.version as string, healthCheck: container.healthCheck });
   }
 
   // --- pods ----------------------------------------------------------------------------------
@@ -526,28 +667,42 @@ export class MarathonState {
   private startPodInstances(rec: PodRecord, n: number): void {
     const id = rec.def.id as string;
     const containers = rec.def.containers as Obj[];
+    const networks = rec.def.networks as Obj[];
+    const checks = containers.filter((c) => isObj(c.healthCheck)).length;
     for (let i = 0; i < n; i++) {
       const agent = this.nextAgent();
       const inst: PodInstance = {
         id: `${id.slice(1).replace(/\//g, '_')}.instance-${this.uuid()}`,
         agent,
         ports: [],
+        networks: networks.map((net) => {
+          const containerIp = net.mode === 'container';
+          return { ...(typeof net.name === 'string' ? { name: net.name } : {}), ip: containerIp ? this.containerIps.allocate() : agent.ip, containerIp };
+        }),
         createdAt: this.now(),
-        status: 'STABLE',
+        // Marathon: DEGRADED while a container's health is unreported or failing
+        status: checks > 0 ? 'DEGRADED' : 'STABLE',
       };
+      if (checks > 0) inst.health = { checks, consecutiveFailures: 0 };
+      const onContainerNetwork = networks.some((net) => net.mode === 'container');
       containers.forEach((c, ci) => {
         ((c.endpoints as Obj[] | undefined) ?? []).forEach((e, ei) => {
-          inst.ports[ci * 16 + ei] = e.hostPort === undefined || e.hostPort === 0 ? this.hostPort++ : (e.hostPort as number);
+          // on a container network only an endpoint that asks for a host port gets one
+          if (onContainerNetwork && typeof e.hostPort !== 'number') return;
+          inst.ports[ci * 16 + ei] = typeof e.hostPort === 'number' && e.hostPort !== 0 ? e.hostPort : this.hostPort++;
         });
       });
       rec.instances.push(inst);
       this.podInstanceEvents(rec, inst, 'TASK_RUNNING', 'Running');
+      if (inst.health) this.scheduleFirstCheck(inst.id, () => this.checkedPodInstance(rec, inst, true, ''));
     }
   }
 
   private stopPodInstances(rec: PodRecord, instances: PodInstance[]): void {
     for (const inst of instances) {
       inst.status = 'TERMINAL';
+      this.cancelFirstCheck(inst.id);
+      for (const n of inst.networks) if (n.containerIp) this.containerIps.release(n.ip);
       this.podInstanceEvents(rec, inst, 'TASK_KILLED', 'Killed');
     }
   }
@@ -558,7 +713,7 @@ export class MarathonState {
     for (const c of rec.def.containers as Obj[]) {
       this.emit('status_update_event', () => ({
         slaveId: inst.agent.agentId, taskId: `${inst.id}.${String(c.name)}`, taskStatus, message: '', appId: id, host: inst.agent.hostname,
-        ipAddresses: [{ ipAddress: inst.agent.ip, protocol: 'IPv4' }], ports: [], version,
+        ipAddresses: inst.networks.map((n) => ({ ipAddress: n.ip, protocol: 'IPv4' })), ports: inst.ports.filter((p) => p !== undefined), version,
       }));
     }
     this.emit('instance_changed_event', () => ({ instanceId: inst.id, condition, runSpecId: id, agentId: inst.agent.agentId, host: inst.agent.hostname, runSpecVersion: version }));
@@ -750,6 +905,28 @@ function onlyScaling(a: Obj, b: Obj): boolean {
   const x = { ...stripAppInfo(a), instances: 0 };
   const y = { ...stripAppInfo(b), instances: 0 };
   return JSON.stringify(sortKeys(x)) === JSON.stringify(sortKeys(y));
+}
+
+/** `prod_api.instance-<uuid>._app.1` -> `prod_api.instance-<uuid>`; older ids are their own instance id. */
+function instanceIdOf(taskId: string): string {
+  return taskId.replace(/\._app\.\d+$/, '');
+}
+
+/** Marathon's healthCheckResults: one per check, the same result for each here; empty until the first check. */
+function healthCheckResults(h: SimHealth | undefined, instanceId: string): Obj[] {
+  if (h?.alive === undefined) return [];
+  const result: Obj = { alive: h.alive, consecutiveFailures: h.consecutiveFailures, firstSuccess: h.firstSuccess ?? null, lastSuccess: h.lastSuccess ?? null, lastFailure: h.lastFailure ?? null, instanceId };
+  if (h.lastFailureCause !== undefined) result.lastFailureCause = h.lastFailureCause;
+  return Array.from({ length: h.checks }, () => ({ ...result }));
+}
+
+/** The endpoint a pod container's HTTP or TCP health check probes. */
+function healthCheckEndpoint(hc: Obj): string | undefined {
+  for (const kind of ['http', 'tcp']) {
+    const probe = hc[kind];
+    if (isObj(probe) && typeof probe.endpoint === 'string') return probe.endpoint;
+  }
+  return undefined;
 }
 
 function sortKeys(v: Json): Json {

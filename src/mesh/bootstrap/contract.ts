@@ -19,8 +19,11 @@ export const DEFAULT_CERTS_DIR = '/var/lib/citadel/certs';
 
 // Where the identity directory is mounted inside the sidecar.
 export const SDS_MOUNT_PATH = '/var/run/secrets/workload-spiffe-uds';
-export const SDS_SOCKET_PATH = `${SDS_MOUNT_PATH}/socket`;
-export const XDS_SOCKET_PATH = `${SDS_MOUNT_PATH}/xds`;
+/** The node agent's sockets in an identity directory: SDS, and the xDS proxy. */
+export const SDS_SOCKET_NAME = 'socket';
+export const XDS_SOCKET_NAME = 'xds';
+export const SDS_SOCKET_PATH = `${SDS_MOUNT_PATH}/${SDS_SOCKET_NAME}`;
+export const XDS_SOCKET_PATH = `${SDS_MOUNT_PATH}/${XDS_SOCKET_NAME}`;
 export const CERTS_MOUNT_PATH = '/etc/certs';
 /** The identity's files in a files-mode directory: Citadel's names. */
 export const CERT_FILES = CITADEL_FILES;
@@ -58,6 +61,8 @@ export const META = {
   certMode: 'CITADEL_CERT_MODE',
   capture: 'CITADEL_CAPTURE',
   generator: 'CITADEL_GENERATOR',
+  /** Files mode, when the proxy sees its files somewhere else than /etc/certs: that directory. */
+  certsDir: 'CITADEL_CERTS_DIR',
 } as const;
 
 // Marathon labels (Istio's names, and ours under citadel.io/).

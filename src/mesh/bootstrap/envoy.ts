@@ -1,21 +1,23 @@
 import { isIP } from 'node:net';
 import {
-  CERT_FILES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, SDS_CLUSTER, SDS_SOCKET_PATH, XDS_CLUSTER,
-  XDS_SERVER_NAME, XDS_SOCKET_PATH,
+  CERT_FILES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, SDS_CLUSTER, SDS_MOUNT_PATH, SDS_SOCKET_NAME, XDS_CLUSTER,
+  XDS_SERVER_NAME, XDS_SOCKET_NAME,
 } from './contract';
 import { parseHostPort, type HostPort } from './host-port';
-import type { JsonObject } from './json';
-import { nodeId, nodeMetadata, type ProxyNode } from './node';
+import type { JsonObject } from '../../common/json';
+import { cleanDir, nodeId, nodeMetadata, type BootstrapNode } from './node';
 import { toYaml } from './yaml';
 
 /** What an Envoy sidecar's bootstrap depends on; everything else comes over xDS. */
-export interface EnvoyBootstrapOptions extends Omit<ProxyNode, 'generator'> {
+export interface EnvoyBootstrapOptions extends Omit<BootstrapNode, 'generator'> {
   /** files mode: where the xDS server listens (default citadel.marathon.mesos:15012); sds mode uses the agent's xds socket */
   xdsAddress?: HostPort;
   /** admin listener on 127.0.0.1 (default 15000) */
   adminPort?: number;
   /** files mode: where the sidecar sees cert-chain.pem, key.pem, root-cert.pem (default /etc/certs) */
   certsDir?: string;
+  /** sds mode: where the sidecar sees its identity's `socket` and `xds` (default /var/run/secrets/workload-spiffe-uds) */
+  socketDir?: string;
 }
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -44,7 +46,7 @@ function pipeCluster(name: string, path: string, keepalive: boolean): JsonObject
 
 /** files mode: mTLS to the xDS server with the workload certificate, checking its DNS SAN `istiod`. */
 function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
-  const file = (name: string) => ({ filename: `${certsDir.replace(/\/+$/, '')}/${name}` });
+  const file = (name: string) => ({ filename: `${cleanDir(certsDir)}/${name}` });
   return {
     name: XDS_CLUSTER,
     type: isIP(address.host) === 0 ? 'STRICT_DNS' : 'STATIC',
@@ -74,10 +76,11 @@ function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
 
 /** The Envoy v3 bootstrap of a sidecar (sidecar contract, "Envoy bootstrap"). */
 export function envoyBootstrap(o: EnvoyBootstrapOptions): JsonObject {
-  const node: ProxyNode = { ...o, generator: 'envoy' };
+  const node: BootstrapNode = { ...o, generator: 'envoy' };
+  const sockets = cleanDir(o.socketDir ?? SDS_MOUNT_PATH);
   const clusters: JsonObject[] =
     o.certMode === 'sds'
-      ? [pipeCluster(SDS_CLUSTER, SDS_SOCKET_PATH, false), pipeCluster(XDS_CLUSTER, XDS_SOCKET_PATH, true)]
+      ? [pipeCluster(SDS_CLUSTER, `${sockets}/${SDS_SOCKET_NAME}`, false), pipeCluster(XDS_CLUSTER, `${sockets}/${XDS_SOCKET_NAME}`, true)]
       : [tcpXdsCluster(o.xdsAddress ?? parseHostPort(DEFAULT_XDS_ADDRESS, 'xds address'), o.certsDir ?? CERTS_MOUNT_PATH)];
   return {
     node: { id: nodeId(node), cluster: o.marathonId, metadata: nodeMetadata(node) },

@@ -1,12 +1,14 @@
 import { spiffeId, type WorkloadIdentity } from '../../pki/identity';
-import { META, type CaptureMode, type CertMode, type ProxyGenerator } from './contract';
+import { CERTS_MOUNT_PATH, META, type CaptureMode, type CertMode, type ProxyGenerator } from './contract';
 
-/** Who a proxy (Envoy sidecar or proxyless gRPC service) is: what the xDS server learns from its node. */
-export interface ProxyNode {
+/** Who a proxy is, as its bootstrap tells the xDS server in node.id and node.metadata (the server reads it back as a mesh ProxyNode). */
+export interface BootstrapNode {
   identity: WorkloadIdentity;
   /** the Marathon app or pod id, absolute (`/prod/payments/api`) */
   marathonId: string;
   certMode: CertMode;
+  /** files mode: where the proxy sees its certificate files (default /etc/certs) */
+  certsDir?: string;
   capture: CaptureMode;
   generator: ProxyGenerator;
   /** defaults for node.id; an Envoy sidecar replaces them at start (--service-node) */
@@ -22,13 +24,20 @@ export function taskNameOf(marathonId: string): string {
 }
 
 /** `<generator prefix>~<instance-ip>~<instance-id>`: `sidecar~...` for Envoy, `grpc~...` for proxyless gRPC. */
-export function nodeId(node: ProxyNode): string {
+export function nodeId(node: BootstrapNode): string {
   const prefix = node.generator === 'envoy' ? 'sidecar' : 'grpc';
   return `${prefix}~${node.instanceIp ?? DEFAULT_INSTANCE_IP}~${node.instanceId ?? taskNameOf(node.marathonId)}`;
 }
 
+/** A directory as the bootstraps write it: no trailing slash. */
+export function cleanDir(dir: string): string {
+  return dir.replace(/\/+$/, '') || '/';
+}
+
 /** node.metadata: strings only, so Envoy and grpc-js carry them unchanged. */
-export function nodeMetadata(node: ProxyNode): Record<string, string> {
+export function nodeMetadata(node: BootstrapNode): Record<string, string> {
+  // The xDS server names the files in the TLS contexts it sends: it must know where they are.
+  const certsDir = node.certMode === 'files' && node.certsDir !== undefined ? cleanDir(node.certsDir) : CERTS_MOUNT_PATH;
   return {
     [META.marathonId]: node.marathonId,
     [META.namespace]: node.identity.namespace,
@@ -38,5 +47,6 @@ export function nodeMetadata(node: ProxyNode): Record<string, string> {
     [META.certMode]: node.certMode,
     [META.capture]: node.capture,
     [META.generator]: node.generator,
+    ...(certsDir !== CERTS_MOUNT_PATH && { [META.certsDir]: certsDir }),
   };
 }

@@ -1,4 +1,4 @@
-import type { JsonValue } from './json';
+import type { JsonValue } from '../../common/json';
 
 /**
  * Block-style YAML for a JSON value (what Envoy's --config-yaml and people read). Strings are

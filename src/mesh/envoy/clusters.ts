@@ -1,19 +1,18 @@
 /** Envoy clusters: outbound (EDS, with the client TLS decided for it), inbound (static, to the app on loopback), passthrough. */
-import type { JsonObject } from '../bootstrap/json';
-import type { CertMode } from '../bootstrap/contract';
+import type { JsonObject } from '../../common/json';
 import type { ClientTls } from '../client-tls';
 import type { MeshService, ServicePort } from '../model';
 import { INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_SOURCE, PASSTHROUGH_CLUSTER, inboundClusterName, outboundClusterName } from '../names';
 import { isHttp2 } from '../protocols';
 import { TYPE_URL, xdsResource, type XdsResource } from '../resources';
 import { ADS_SOURCE, HTTP2_UPSTREAM, socketAddress } from './filters';
-import { upstreamTls } from './tls';
+import { upstreamTls, type CertSource } from './tls';
 
 /** Istio's default; a mesh service on a busy agent may take a while to accept. */
 const CONNECT_TIMEOUT = '10s';
 
 /** `outbound|<port>||<dnsName>`, its endpoints from EDS (the ClusterLoadAssignment of the same name). */
-export function outboundCluster(service: MeshService, port: ServicePort, tls: ClientTls, certMode: CertMode): XdsResource {
+export function outboundCluster(service: MeshService, port: ServicePort, tls: ClientTls, certs: CertSource): XdsResource {
   const name = outboundClusterName(port.port, service.dnsName);
   const http2 = isHttp2(port.protocol);
   return xdsResource(TYPE_URL.cluster, name, {
@@ -22,7 +21,7 @@ export function outboundCluster(service: MeshService, port: ServicePort, tls: Cl
     eds_cluster_config: { eds_config: ADS_SOURCE },
     connect_timeout: CONNECT_TIMEOUT,
     ...(http2 && { typed_extension_protocol_options: HTTP2_UPSTREAM }),
-    ...(tls.kind !== 'plaintext' && { transport_socket: upstreamTls(tls, certMode, http2) }),
+    ...(tls.kind !== 'plaintext' && { transport_socket: upstreamTls(tls, certs, http2) }),
   });
 }
 

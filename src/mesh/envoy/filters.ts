@@ -1,5 +1,5 @@
 /** The Envoy extensions the generated configuration uses, by name and type URL, and the few shapes built from them. */
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 
 const TYPE = 'type.googleapis.com/';
 

@@ -7,7 +7,7 @@
  * gets the very same result object back.
  */
 import { isIP } from 'node:net';
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import { LoadAssignments } from '../endpoints';
 import type { MeshService, ProxyNode, ServicePort } from '../model';
 import { inboundClusterName, inboundRouteName, outboundRouteName } from '../names';
@@ -19,6 +19,7 @@ import { resolveUpstream, type ResolvedUpstream } from '../upstreams';
 import { INBOUND_PASSTHROUGH, PASSTHROUGH, inboundCluster, outboundCluster } from './clusters';
 import { inboundChains, inboundListener, outboundFilter, outboundListener, virtualInboundListener, virtualOutboundListener } from './listeners';
 import { routeToCluster } from './routes';
+import { certSourceKey, certSourceOf } from './tls';
 
 /** How often the memo was used, for tests and the benchmark. */
 export interface GeneratorStats {
@@ -72,7 +73,7 @@ export class EnvoyGenerator {
     const own = inputs.snapshot.services.get(proxy.marathonId);
     const upstreams = own === undefined ? [] : own.upstreams.map((u) => resolveUpstream(inputs.snapshot, u));
     const dependencies: unknown[] = [own, ...upstreams.map((r) => ('problem' in r ? r.problem : r.service))];
-    const fingerprint = `${proxy.marathonId}|${proxy.certMode}|${proxy.capture}|${proxy.instanceIp}`;
+    const fingerprint = `${proxy.marathonId}|${certSourceKey(certSourceOf(proxy))}|${proxy.capture}|${proxy.instanceIp}`;
     const previous = this.proxies.get(proxy.id);
     if (previous !== undefined && previous.fingerprint === fingerprint && previous.scope === scope && sameItems(previous.dependencies, dependencies)) {
       this.counts.proxyReuses++;
@@ -98,20 +99,21 @@ export class EnvoyGenerator {
       out.warn(`${proxy.id}: instance IP "${proxy.instanceIp}" is not the container's own IP address (MESOS_CONTAINER_IP unset?): no inbound listeners`);
       return;
     }
+    const certs = certSourceOf(proxy);
     const virtualChains: JsonObject[] = [];
     for (const port of uniquePorts(own.ports)) {
       const mode = scope.peerMode(own, port.port);
       out.add('clusters', this.memo(`inbound-cluster|${port.port}|${port.protocol}`, () => inboundCluster(port)));
       if (isHttp(port.protocol)) out.add('routes', this.memo(`route|${inboundRouteName(port.port)}`, () => routeToCluster(inboundRouteName(port.port), inboundClusterName(port.port))));
-      const key = `${mode}|${proxy.certMode}|${port.port}|${port.protocol}|${redirect}`;
-      const chains = this.memoChains(key, () => inboundChains(mode, proxy.certMode, { kind: 'port', port }, redirect ? { destination_port: port.port } : {}));
+      const key = `${mode}|${certSourceKey(certs)}|${port.port}|${port.protocol}|${redirect}`;
+      const chains = this.memoChains(key, () => inboundChains(mode, certs, { kind: 'port', port }, redirect ? { destination_port: port.port } : {}));
       if (redirect) virtualChains.push(...chains);
       else out.add('listeners', this.memo(`inbound-listener|${proxy.instanceIp}|${key}`, () => inboundListener(proxy.instanceIp, port.port, chains)));
     }
     if (redirect) {
       // Ports the service does not declare (includeInboundPorts "*") follow the workload-wide mode.
       const mode = scope.peerMode(own, 0);
-      virtualChains.push(...this.memoChains(`passthrough|${mode}|${proxy.certMode}`, () => inboundChains(mode, proxy.certMode, { kind: 'passthrough' })));
+      virtualChains.push(...this.memoChains(`passthrough|${mode}|${certSourceKey(certs)}`, () => inboundChains(mode, certs, { kind: 'passthrough' })));
       out.add('listeners', virtualInboundListener(virtualChains));
       out.add('clusters', INBOUND_PASSTHROUGH);
     }
@@ -170,7 +172,8 @@ export class EnvoyGenerator {
   private cluster(scope: PolicyScope, client: MeshService, service: MeshService, port: ServicePort, proxy: ProxyNode): XdsResource {
     const { tls, key } = scope.clientTls(client.namespace, service, port);
     // Everything the cluster depends on, so it survives the service's endpoint changes.
-    return this.clusters.get(`${service.dnsName}|${port.port}|${port.protocol}|${proxy.certMode}|${key}`, () => outboundCluster(service, port, tls, proxy.certMode));
+    const certs = certSourceOf(proxy);
+    return this.clusters.get(`${service.dnsName}|${port.port}|${port.protocol}|${certSourceKey(certs)}|${key}`, () => outboundCluster(service, port, tls, certs));
   }
 
   private memo(key: string, build: () => XdsResource): XdsResource {

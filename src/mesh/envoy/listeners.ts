@@ -4,8 +4,8 @@
  * chain; DISABLE: plaintext), forwarding to `inbound|<port>||`. Outbound: per upstream, plaintext
  * from the app on 127.0.0.1 to the upstream's cluster (which originates the TLS).
  */
-import type { JsonObject } from '../bootstrap/json';
-import { INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT, type CertMode } from '../bootstrap/contract';
+import type { JsonObject } from '../../common/json';
+import { INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT } from '../bootstrap/contract';
 import type { ServicePort } from '../model';
 import {
   INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND, inboundClusterName, inboundListenerName,
@@ -15,7 +15,7 @@ import type { EffectiveMtlsMode } from '../policy';
 import { isHttp } from '../protocols';
 import { TYPE_URL, xdsResource, type XdsResource } from '../resources';
 import { EXTENSION, httpConnectionManager, listenerFilter, socketAddress, tcpProxy } from './filters';
-import { downstreamMtls } from './tls';
+import { downstreamMtls, type CertSource } from './tls';
 
 /** What an inbound chain hands the connection to: the app's port, or (redirect capture) the original destination. */
 export type InboundTarget = { kind: 'port'; port: ServicePort } | { kind: 'passthrough' };
@@ -32,11 +32,11 @@ function inboundFilter(target: InboundTarget, mtls: boolean): JsonObject {
  * The filter chains for one inbound port under `mode`. `match` narrows them (virtualInbound
  * matches the original destination port); PERMISSIVE adds the transport protocol to it.
  */
-export function inboundChains(mode: EffectiveMtlsMode, certMode: CertMode, target: InboundTarget, match: JsonObject = {}): JsonObject[] {
+export function inboundChains(mode: EffectiveMtlsMode, certs: CertSource, target: InboundTarget, match: JsonObject = {}): JsonObject[] {
   const label = target.kind === 'port' ? `inbound|${target.port.port}` : 'inbound|passthrough';
   const http = target.kind === 'port' && isHttp(target.port.protocol);
   const withMatch = (m: JsonObject): JsonObject => (Object.keys(m).length > 0 ? { filter_chain_match: m } : {});
-  const mtls = (m: JsonObject): JsonObject => ({ name: `${label}|mtls`, ...withMatch(m), transport_socket: downstreamMtls(certMode, http), filters: [inboundFilter(target, true)] });
+  const mtls = (m: JsonObject): JsonObject => ({ name: `${label}|mtls`, ...withMatch(m), transport_socket: downstreamMtls(certs, http), filters: [inboundFilter(target, true)] });
   const plaintext = (m: JsonObject): JsonObject => ({ name: `${label}|plaintext`, ...withMatch(m), filters: [inboundFilter(target, false)] });
   switch (mode) {
     case 'STRICT':

@@ -1,13 +1,27 @@
 /**
  * TLS contexts of an Envoy sidecar: the workload certificate and the mesh root from SDS
- * (`default` and `ROOTCA` on cluster sds-grpc) or from the files under /etc/certs, as the
- * proxy's certMode says; DestinationRule files for SIMPLE and MUTUAL.
+ * (`default` and `ROOTCA` on cluster sds-grpc) or from the files under /etc/certs (or the
+ * directory the proxy's bootstrap names), as the proxy's certMode says; DestinationRule files for
+ * SIMPLE and MUTUAL.
  */
 import { isIP } from 'node:net';
-import type { JsonObject } from '../bootstrap/json';
-import { CERT_FILES, CERTS_MOUNT_PATH, SDS_CERT_SECRET, SDS_CLUSTER, SDS_ROOT_SECRET, type CertMode } from '../bootstrap/contract';
+import type { JsonObject } from '../../common/json';
+import { CERT_FILES, CERTS_MOUNT_PATH, SDS_CERT_SECRET, SDS_CLUSTER, SDS_ROOT_SECRET } from '../bootstrap/contract';
 import type { ClientTls } from '../client-tls';
+import type { ProxyNode } from '../model';
 import { EXTENSION } from './filters';
+
+/** Where a sidecar's TLS contexts take the workload certificate and the root from. */
+export type CertSource = { readonly mode: 'sds' } | { readonly mode: 'files'; readonly dir: string };
+
+export function certSourceOf(proxy: ProxyNode): CertSource {
+  return proxy.certMode === 'sds' ? { mode: 'sds' } : { mode: 'files', dir: proxy.certsDir ?? CERTS_MOUNT_PATH };
+}
+
+/** The memo key part for a CertSource: resources that name files differ per directory. */
+export function certSourceKey(s: CertSource): string {
+  return s.mode === 'sds' ? 'sds' : `files:${s.dir}`;
+}
 
 /**
  * Byte-identical everywhere: Envoy opens one SDS stream per secret name per distinct
@@ -25,19 +39,19 @@ export const SDS_CONFIG: JsonObject = {
 };
 
 const secret = (name: string): JsonObject => ({ name, sds_config: SDS_CONFIG });
-const file = (name: string): JsonObject => ({ filename: `${CERTS_MOUNT_PATH}/${name}` });
+const file = (dir: string, name: string): JsonObject => ({ filename: `${dir}/${name}` });
 
 /** The workload certificate, as common_tls_context fields. */
-function workloadCertificate(certMode: CertMode): JsonObject {
-  return certMode === 'sds'
+function workloadCertificate(certs: CertSource): JsonObject {
+  return certs.mode === 'sds'
     ? { tls_certificate_sds_secret_configs: [secret(SDS_CERT_SECRET)] }
-    : { tls_certificates: [{ certificate_chain: file(CERT_FILES.certChain), private_key: file(CERT_FILES.key) }] };
+    : { tls_certificates: [{ certificate_chain: file(certs.dir, CERT_FILES.certChain), private_key: file(certs.dir, CERT_FILES.key) }] };
 }
 
 /** The mesh root, plus any SAN matchers, as common_tls_context fields. */
-function meshRootValidation(certMode: CertMode, sanMatchers: JsonObject[]): JsonObject {
+function meshRootValidation(certs: CertSource, sanMatchers: JsonObject[]): JsonObject {
   const matchers: JsonObject = sanMatchers.length > 0 ? { match_typed_subject_alt_names: sanMatchers } : {};
-  if (certMode === 'files') return { validation_context: { trusted_ca: file(CERT_FILES.root), ...matchers } };
+  if (certs.mode === 'files') return { validation_context: { trusted_ca: file(certs.dir, CERT_FILES.root), ...matchers } };
   if (sanMatchers.length === 0) return { validation_context_sds_secret_config: secret(SDS_ROOT_SECRET) };
   return { combined_validation_context: { default_validation_context: matchers, validation_context_sds_secret_config: secret(SDS_ROOT_SECRET) } };
 }
@@ -52,14 +66,14 @@ export function sanMatcher(san: string): JsonObject {
  * The server side of mTLS: the workload certificate, any client certificate from the mesh root
  * required. HTTP ports offer h2 and http/1.1 (a client offering only `istio` gets HTTP/1.1).
  */
-export function downstreamMtls(certMode: CertMode, http: boolean): JsonObject {
+export function downstreamMtls(certs: CertSource, http: boolean): JsonObject {
   return {
     name: EXTENSION.tls.name,
     typed_config: {
       '@type': EXTENSION.tls.downstream,
       common_tls_context: {
-        ...workloadCertificate(certMode),
-        ...meshRootValidation(certMode, []),
+        ...workloadCertificate(certs),
+        ...meshRootValidation(certs, []),
         ...(http && { alpn_protocols: ['h2', 'http/1.1'] }),
       },
       require_client_certificate: true,
@@ -68,12 +82,12 @@ export function downstreamMtls(certMode: CertMode, http: boolean): JsonObject {
 }
 
 /** The client side, for a decision other than plaintext. ALPN `istio` (+ h2 on HTTP/2 ports) as Istio's sidecars offer. */
-export function upstreamTls(tls: Exclude<ClientTls, { kind: 'plaintext' }>, certMode: CertMode, http2: boolean): JsonObject {
+export function upstreamTls(tls: Exclude<ClientTls, { kind: 'plaintext' }>, certs: CertSource, http2: boolean): JsonObject {
   let common: JsonObject;
   if (tls.kind === 'istio-mutual') {
     common = {
-      ...workloadCertificate(certMode),
-      ...meshRootValidation(certMode, tls.subjectAltNames.map(sanMatcher)),
+      ...workloadCertificate(certs),
+      ...meshRootValidation(certs, tls.subjectAltNames.map(sanMatcher)),
       alpn_protocols: http2 ? ['istio', 'h2'] : ['istio'],
     };
   } else {
@@ -81,7 +95,7 @@ export function upstreamTls(tls: Exclude<ClientTls, { kind: 'plaintext' }>, cert
     const validation =
       tls.caCertificates !== undefined
         ? { validation_context: { trusted_ca: { filename: tls.caCertificates }, ...(matchers.length > 0 && { match_typed_subject_alt_names: matchers }) } }
-        : meshRootValidation(certMode, matchers);
+        : meshRootValidation(certs, matchers);
     common = {
       ...(tls.kind === 'mutual' && { tls_certificates: [{ certificate_chain: { filename: tls.clientCertificate ?? '' }, private_key: { filename: tls.privateKey ?? '' } }] }),
       ...validation,

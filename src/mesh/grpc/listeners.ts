@@ -1,5 +1,5 @@
 /** Listeners for proxyless gRPC: the client's api_listener per xds:/// target, the server's per bound address. */
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import { EXTENSION, ROUTER_FILTER, socketAddress } from '../envoy/filters';
 import { inboundRouteName } from '../names';
 import { TYPE_URL, xdsResource, type XdsResource } from '../resources';

@@ -3,7 +3,7 @@
  * bootstrap's `default` file_watcher provider, never SDS (NACKed); the client checks the server's
  * SPIFFE ID with the deprecated `match_subject_alt_names`, the only one 1.14 reads.
  */
-import type { JsonObject } from '../bootstrap/json';
+import type { JsonObject } from '../../common/json';
 import { GRPC_CERT_PROVIDER, SDS_CERT_SECRET, SDS_ROOT_SECRET } from '../bootstrap/contract';
 import { EXTENSION } from '../envoy/filters';
 import { sanMatcher } from '../envoy/tls';

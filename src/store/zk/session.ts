@@ -7,8 +7,10 @@ import { EventEmitter } from 'node:events';
 import zookeeper from 'node-zookeeper-client';
 import { UserError } from '../../common/errors';
 import { Logger, silentLogger } from '../../common/log';
+import { aclFor, ZkAuth } from './auth';
 
-export type ZkConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'closed';
+/** `auth-failed`: ZooKeeper refused the credentials and closed the session (it does not retry). */
+export type ZkConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'closed' | 'auth-failed';
 
 /** ZooKeeper cannot be reached now (or the answer was lost): nothing is known to have changed; retry later. */
 export class ZkUnavailableError extends Error {
@@ -24,6 +26,8 @@ export interface ZkSessionOptions {
   connectTimeoutMs?: number;
   /** How long one operation may take before it is reported as unavailable. */
   opTimeoutMs?: number;
+  /** Credentials to present; every znode this session creates then grants everything to them alone. */
+  auth?: ZkAuth;
   logger?: Logger;
 }
 
@@ -38,6 +42,17 @@ export type ZkWatcher = (event: zookeeper.Event) => void;
 const { Exception } = zookeeper;
 const UNAVAILABLE = new Set([Exception.CONNECTION_LOSS, Exception.SESSION_EXPIRED, Exception.OPERATION_TIMEOUT]);
 
+/**
+ * ZooKeeper refused an operation for want of permission (NO_AUTH) or refused the session's
+ * credentials (AUTH_FAILED): a one-line error for a person, since retrying changes nothing.
+ */
+export class ZkAuthError extends UserError {
+  constructor(message: string, readonly zkCode: number) {
+    super(message);
+    this.name = 'ZkAuthError';
+  }
+}
+
 /** The ZooKeeper error code of err (NO_NODE, NODE_EXISTS, BAD_VERSION, ...), if it is one. */
 export function zkErrorCode(err: unknown): number | undefined {
   return err instanceof zookeeper.Exception ? err.getCode() : undefined;
@@ -51,6 +66,9 @@ export class ZkSession {
   private readonly sessionTimeoutMs: number;
   private readonly opTimeoutMs: number;
   private readonly log: Logger;
+  private readonly auth: ZkAuth | undefined;
+  /** The ACL of every znode this session creates (aclFor). */
+  readonly acl: zookeeper.ACL[];
 
   private constructor(
     readonly servers: string,
@@ -60,6 +78,8 @@ export class ZkSession {
     this.sessionTimeoutMs = opts.sessionTimeoutMs ?? 10_000;
     this.opTimeoutMs = opts.opTimeoutMs ?? this.sessionTimeoutMs;
     this.log = opts.logger ?? silentLogger;
+    this.auth = opts.auth;
+    this.acl = aclFor(opts.auth);
     this.emitter.setMaxListeners(0);
     this.client = this.newClient();
     this.watchdog = setInterval(() => this.breakStuckHandshake(), 2000);
@@ -90,7 +110,12 @@ export class ZkSession {
     }
   }
 
-  /** Connects; fails with a one-line UserError if ZooKeeper does not answer within connectTimeoutMs. */
+  /**
+   * Connects; fails with a one-line UserError if ZooKeeper does not answer within
+   * connectTimeoutMs or refuses the credentials. ZooKeeper answers the credentials after the
+   * session is established (and then closes it on AUTH_FAILED), so one round trip after
+   * connecting tells whether they were taken.
+   */
   static async open(servers: string, url: string, opts: ZkSessionOptions = {}): Promise<ZkSession> {
     const session = new ZkSession(servers, url, opts);
     const timeoutMs = opts.connectTimeoutMs ?? 15_000;
@@ -101,13 +126,42 @@ export class ZkSession {
         reject(new UserError(`cannot reach ZooKeeper at ${servers} within ${timeoutMs} ms; check the --store URL and that ZooKeeper is running`));
       }, timeoutMs);
       const off = session.onState((s) => {
-        if (s !== 'connected') return;
+        if (s !== 'connected' && s !== 'auth-failed') return;
         clearTimeout(t);
         off();
         resolve();
       });
     });
+    if (opts.auth) {
+      try {
+        if (session.state !== 'auth-failed') await session.exists('/');
+      } catch {
+        // reported below when it was the credentials
+      }
+      if (session.state === 'auth-failed') {
+        session.shutdown();
+        throw session.authFailed();
+      }
+    }
     return session;
+  }
+
+  private authFailed(): ZkAuthError {
+    return new ZkAuthError(`ZooKeeper at ${this.servers} refused the credentials (AUTH_FAILED, ${this.auth?.describe}); check the file and the ensemble's authentication providers`, Exception.AUTH_FAILED);
+  }
+
+  /** The ACL and stat of a znode, or undefined when it does not exist. */
+  getAcl(path: string): Promise<{ acl: zookeeper.ACL[]; stat: ZkStat } | undefined> {
+    return this.run(`read the ACL of ${path}`, (c, done) =>
+      c.getACL(path, (err, acl, stat) => (zkErrorCode(err) === Exception.NO_NODE ? done(null, undefined) : done(err, err ? undefined : { acl, stat: stat as unknown as ZkStat }))),
+    );
+  }
+
+  /** Sets this session's ACL (acl) on an existing znode; false when it no longer exists. */
+  setAcl(path: string): Promise<boolean> {
+    return this.run(`set the ACL of ${path}`, (c, done) =>
+      c.setACL(path, this.acl, -1, (err: unknown) => (zkErrorCode(err) === Exception.NO_NODE ? done(null, false) : done(err, true))),
+    );
   }
 
   get connectionState(): ZkConnectionState {
@@ -172,9 +226,13 @@ export class ZkSession {
     });
   }
 
-  /** Creates a znode; rejects with NODE_EXISTS / NO_NODE as ZooKeeper says. Returns the created path. */
+  /**
+   * Creates a znode with this session's ACL; rejects with NODE_EXISTS / NO_NODE as ZooKeeper
+   * says. Returns the created path. Every znode citadel makes is made here or by mkdirp, so each
+   * gets the ACL.
+   */
   create(path: string, data: Buffer, mode: number = zookeeper.CreateMode.PERSISTENT): Promise<string> {
-    return this.run(`create ${path}`, (c, done) => c.create(path, data, mode, done));
+    return this.run(`create ${path}`, (c, done) => c.create(path, data, this.acl, mode, done));
   }
 
   /** Writes data if the version matches (-1: any); rejects with BAD_VERSION / NO_NODE. */
@@ -187,8 +245,9 @@ export class ZkSession {
     return this.run(`delete ${path}`, (c, done) => c.remove(path, version, (err: unknown) => done(err, undefined)));
   }
 
+  /** Creates `path` and its missing ancestors, each with this session's ACL. */
   mkdirp(path: string): Promise<void> {
-    return this.run(`create ${path}`, (c, done) => c.mkdirp(path, (err: unknown) => done(err, undefined)));
+    return this.run(`create ${path}`, (c, done) => c.mkdirp(path, this.acl, (err: unknown) => done(err, undefined)));
   }
 
   private run<T>(what: string, call: (client: zookeeper.Client, done: (err: unknown, value: T) => void) => void): Promise<T> {
@@ -211,6 +270,13 @@ export class ZkSession {
         const code = zkErrorCode(err);
         if (code !== undefined && UNAVAILABLE.has(code)) {
           reject(new ZkUnavailableError(`ZooKeeper ${this.servers} connection lost: ${what} has an unknown outcome; retry`));
+        } else if (code === Exception.NO_AUTH) {
+          const hint = this.auth
+            ? `its ACL does not grant ${this.auth.describe}; pass the credentials the store was secured with`
+            : 'the store is secured with ZooKeeper ACLs; pass --zk-auth-file with its credentials';
+          reject(new ZkAuthError(`ZooKeeper ${this.servers} refused to ${what}: not authorized (NO_AUTH): ${hint}`, code));
+        } else if (code === Exception.AUTH_FAILED) {
+          reject(this.authFailed());
         } else if (err) {
           reject(err);
         } else {
@@ -222,6 +288,13 @@ export class ZkSession {
 
   private newClient(): zookeeper.Client {
     const client = zookeeper.createClient(this.servers, { sessionTimeout: this.sessionTimeoutMs, spinDelay: 200, retries: 0 });
+    // Sent with every connect request of this client (a reconnect included); a new session after expiry is a new client.
+    if (this.auth) client.addAuthInfo(this.auth.scheme, this.auth.credentials);
+    client.on('authenticationFailed', () => {
+      if (client !== this.client || this.state === 'closed') return;
+      this.log.error('ZooKeeper refused the credentials (AUTH_FAILED); the store is unavailable until citadel restarts with the right --zk-auth-file', { store: this.url });
+      this.setState('auth-failed');
+    });
     client.on('connected', () => {
       if (client !== this.client) return;
       const renewed = this.state === 'expired';
@@ -229,7 +302,7 @@ export class ZkSession {
       if (renewed) this.emitter.emit('session');
     });
     client.on('disconnected', () => {
-      if (client === this.client && this.state !== 'closed' && this.state !== 'expired') this.setState('disconnected');
+      if (client === this.client && this.state !== 'closed' && this.state !== 'expired' && this.state !== 'auth-failed') this.setState('disconnected');
     });
     client.on('expired', () => {
       if (client !== this.client || this.state === 'closed') return;

@@ -5,9 +5,13 @@
  *   <chroot>/ca/istio-ca-secret                the root, created once (CREATE fails for the loser)
  *   <chroot>/tokens/<sha256 hex>               join tokens, consumed by delete-with-version
  *   <chroot>/election/                         leader election (election.ts)
+ *   <chroot>/nodes/<host>                      what the CA replicas know of each node
+ *   <chroot>/evictions/<host>@<epoch ms>       `citadel node evict`, one immutable znode per eviction
  *   <chroot>/policies                          the policy set, JSON (policy-znode.ts)
  *
  * Versions are znode versions; every conditional write is a compare-and-set in ZooKeeper itself.
+ * With `--zk-auth-file`, every znode is created (by ZkSession) with an ACL granting everything to
+ * that identity alone, and opening refuses a tree whose top is not so protected.
  */
 import os from 'node:os';
 import { EventEmitter } from 'node:events';
@@ -20,6 +24,9 @@ import {
   CaSecret,
   JoinTokenRecord,
   Kek,
+  latestEvictions,
+  NodeEviction,
+  NodeRecord,
   PolicyEvent,
   Secret,
   Store,
@@ -31,6 +38,8 @@ import {
   type LeaderElection,
 } from '../store';
 import { decodeSecretRecord, encodeSecretRecord } from '../secret-record';
+import { checkTokenHash, decodeJoinTokenRecord, decodeNodeEviction, decodeNodeRecord, encodeRecord, evictionName, hostSegment, isEvictionName } from '../records';
+import { aclProblem, ZkAuth } from './auth';
 import { ZkLeaderElection } from './election';
 import { ZkPolicies } from './policy-znode';
 import { ZkConnectionState, ZkSession, ZkStat, zkErrorCode } from './session';
@@ -43,23 +52,30 @@ export interface ZkStoreOptions extends StoreOptions {
   sessionTimeoutMs?: number;
   connectTimeoutMs?: number;
   opTimeoutMs?: number;
+  /** `--zk-auth-file`: credentials to present, and the identity every created znode is restricted to. */
+  auth?: ZkAuth;
+  /**
+   * With `auth`, opening refuses a tree whose chroot or top-level znodes anyone else may use
+   * (default). `citadel store secure` opens with false, to fix exactly that.
+   */
+  requireSecured?: boolean;
   logger?: Logger;
 }
 
-/** What a secret znode holds. The namespace and name repeat the path so a dump explains itself. */
-/** A secret's znode: the Secret itself (key sealed when a KEK is set) with a format version. */
 export async function openZkStore(url: string, opts: ZkStoreOptions = {}): Promise<ZkStore> {
   const target = parseZkUrl(url);
   const log = (opts.logger ?? silentLogger).child({ store: target.url });
+  if (!opts.auth) log.warn('znodes are created with an open ACL: anyone who can reach ZooKeeper can read and change them; pass --zk-auth-file', {});
   const session = await ZkSession.open(target.servers, target.url, {
     sessionTimeoutMs: opts.sessionTimeoutMs ?? target.sessionTimeoutMs,
     connectTimeoutMs: opts.connectTimeoutMs,
     opTimeoutMs: opts.opTimeoutMs,
+    auth: opts.auth,
     logger: log,
   });
-  const store = new ZkStore(target.url, target.chroot, session, opts.kek, log);
+  const store = new ZkStore(target.url, target.chroot, session, opts.kek, log, opts.auth);
   try {
-    await store.init();
+    await store.init(opts.requireSecured ?? true);
   } catch (err) {
     await session.close();
     throw err;
@@ -71,10 +87,13 @@ export class ZkStore implements Store {
   private readonly secretsPath: string;
   private readonly caPath: string;
   private readonly tokensPath: string;
+  private readonly nodesPath: string;
+  private readonly evictionsPath: string;
   readonly electionPath: string;
   /** Namespace znodes made (or being made) by this process: one create per namespace, shared by concurrent writers. */
   private readonly namespaces = new Map<string, Promise<void>>();
   private readonly watcher = new SecretWatcher(this);
+  private readonly evictionWatcher: EvictionWatcher;
   private readonly stateEmitter = new EventEmitter();
   private readonly policies: ZkPolicies;
 
@@ -84,18 +103,64 @@ export class ZkStore implements Store {
     readonly session: ZkSession,
     private readonly kek: Kek | undefined,
     readonly log: Logger,
+    private readonly auth?: ZkAuth,
   ) {
     this.secretsPath = `${chroot}/secrets`;
     this.caPath = `${chroot}/ca/istio-ca-secret`;
     this.tokensPath = `${chroot}/tokens`;
+    this.nodesPath = `${chroot}/nodes`;
+    this.evictionsPath = `${chroot}/evictions`;
     this.electionPath = `${chroot}/election`;
+    this.evictionWatcher = new EvictionWatcher(session, this.evictionsPath, log);
     this.policies = new ZkPolicies(session, `${chroot}/policies`, (path, data) => this.session.create(path, data), log);
     this.stateEmitter.setMaxListeners(0);
   }
 
-  /** Creates the top-level znodes (idempotent, safe when several replicas start at once). */
-  async init(): Promise<void> {
-    for (const p of [this.secretsPath, `${this.chroot}/ca`, this.tokensPath, this.electionPath]) await this.session.mkdirp(p);
+  /**
+   * Creates the top-level znodes (idempotent, safe when several replicas start at once). With
+   * credentials and `requireSecured`, then checks that the chroot and everything directly under
+   * it are restricted to them: a tree made before `--zk-auth-file` (or squatted by someone else)
+   * is refused until `citadel store secure` has run.
+   */
+  async init(requireSecured = true): Promise<void> {
+    for (const p of [this.secretsPath, `${this.chroot}/ca`, this.tokensPath, this.electionPath, this.nodesPath, this.evictionsPath]) await this.session.mkdirp(p);
+    if (!this.auth || !requireSecured) return;
+    const top = [this.chroot, ...((await this.session.getChildren(this.chroot)) ?? []).map((c) => `${this.chroot}/${c}`)];
+    for (const p of top) {
+      const got = await this.session.getAcl(p);
+      const problem = got && aclProblem(got.acl, this.auth);
+      if (problem) {
+        throw new UserError(`znode ${p} is not protected: ${problem}; run \`citadel store secure --store ${this.url} --zk-auth-file <file>\` once to restrict the whole tree`);
+      }
+    }
+  }
+
+  /**
+   * Restricts every znode under the chroot (the chroot included) to this store's credentials:
+   * lists the whole tree, then sets the ACL of each znode, pipelined. Returns how many it set;
+   * `progress` hears (done, total) along the way.
+   */
+  async secureTree(progress: (done: number, total: number) => void = () => {}): Promise<number> {
+    if (!this.auth) throw new UserError('securing a ZooKeeper store needs --zk-auth-file: the credentials every znode will be restricted to');
+    const paths: string[] = [];
+    let level = [this.chroot];
+    while (level.length > 0) {
+      paths.push(...level);
+      const children = await Promise.all(level.map(async (p) => ((await this.session.getChildren(p)) ?? []).map((c) => `${p}/${c}`)));
+      level = children.flat();
+    }
+    let done = 0;
+    const BATCH = 256;
+    for (let i = 0; i < paths.length; i += BATCH) {
+      await Promise.all(
+        paths.slice(i, i + BATCH).map(async (p) => {
+          await this.session.setAcl(p);
+          done++;
+        }),
+      );
+      progress(done, paths.length);
+    }
+    return done;
   }
 
   /** `connected`, `disconnected` (calls fail fast), `expired` (a new session is being made), `closed`. */
@@ -235,6 +300,53 @@ export class ZkStore implements Store {
     }
   }
 
+  async listJoinTokens(): Promise<JoinTokenRecord[]> {
+    const hashes = ((await this.session.getChildren(this.tokensPath)) ?? []).filter((h) => /^[0-9a-f]{64}$/.test(h));
+    const read = await Promise.all(hashes.map(async (h) => ({ path: `${this.tokensPath}/${h}`, got: await this.session.getData(`${this.tokensPath}/${h}`) })));
+    return read.filter((r) => r.got).map((r) => decodeJoinTokenRecord(`znode ${r.path}`, r.got!.data.toString('utf8')));
+  }
+
+  async putNodeRecord(record: NodeRecord): Promise<void> {
+    const path = `${this.nodesPath}/${hostSegment(record.host)}`;
+    const data = Buffer.from(encodeRecord(record));
+    try {
+      await this.session.setData(path, data, -1);
+    } catch (err) {
+      if (zkErrorCode(err) !== Exception.NO_NODE) throw err;
+      try {
+        await this.session.create(path, data);
+      } catch (err2) {
+        if (zkErrorCode(err2) !== Exception.NODE_EXISTS) throw err2;
+        await this.session.setData(path, data, -1); // another replica created it meanwhile
+      }
+    }
+  }
+
+  async listNodeRecords(): Promise<NodeRecord[]> {
+    const hosts = (await this.session.getChildren(this.nodesPath)) ?? [];
+    const read = await Promise.all(hosts.map(async (h) => ({ path: `${this.nodesPath}/${h}`, got: await this.session.getData(`${this.nodesPath}/${h}`) })));
+    return read
+      .filter((r) => r.got)
+      .map((r) => decodeNodeRecord(`znode ${r.path}`, r.got!.data.toString('utf8')))
+      .sort((a, b) => a.host.localeCompare(b.host));
+  }
+
+  async putNodeEviction(eviction: NodeEviction): Promise<void> {
+    try {
+      await this.session.create(`${this.evictionsPath}/${evictionName(eviction)}`, Buffer.from(encodeRecord(eviction)));
+    } catch (err) {
+      if (zkErrorCode(err) !== Exception.NODE_EXISTS) throw err; // the same eviction, written twice
+    }
+  }
+
+  listNodeEvictions(): Promise<NodeEviction[]> {
+    return this.evictionWatcher.read();
+  }
+
+  watchNodeEvictions(listener: (evictions: NodeEviction[]) => void): () => void {
+    return this.evictionWatcher.add(listener);
+  }
+
   async consumeJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
     const path = this.tokenPath(hash);
     for (;;) {
@@ -249,7 +361,7 @@ export class ZkStore implements Store {
         if (code === Exception.BAD_VERSION) continue;
         throw err;
       }
-      return parseTokenRecord(path, got.data);
+      return decodeJoinTokenRecord(`znode ${path}`, got.data.toString('utf8'));
     }
   }
 
@@ -276,13 +388,13 @@ export class ZkStore implements Store {
 
   async close(): Promise<void> {
     this.watcher.stop();
+    this.evictionWatcher.stop();
     this.policies.stop();
     await this.session.close();
   }
 
   private tokenPath(hash: string): string {
-    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`join token hash must be 64 lowercase hex digits, got "${hash}"`);
-    return `${this.tokensPath}/${hash}`;
+    return `${this.tokensPath}/${checkTokenHash(hash)}`;
   }
 
   private async createWithParent(path: string, data: Buffer, namespace: string): Promise<void> {
@@ -361,6 +473,88 @@ export class ZkStore implements Store {
     } catch (err) {
       throw new UserError(`${what} in ${this.url}: ${errorMessage(err)}`);
     }
+  }
+}
+
+/**
+ * The evictions under `<chroot>/evictions`, kept current with a child watch (each eviction is a
+ * new, immutable znode), re-armed and re-read after a reconnect or a new session; listeners hear
+ * the latest eviction of each host whenever that changes.
+ */
+class EvictionWatcher {
+  private readonly listeners = new Set<(e: NodeEviction[]) => void>();
+  /** znode name -> the eviction it holds (immutable, so read once). */
+  private readonly known = new Map<string, NodeEviction>();
+  private last: string | undefined;
+  private current: NodeEviction[] | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private unsubscribe: Array<() => void> = [];
+  private running = false;
+  private readonly onZkEvent = () => this.refresh();
+
+  constructor(private readonly session: ZkSession, private readonly dir: string, private readonly log: Logger) {}
+
+  /** The latest eviction of each host, read now (watching nothing). */
+  async read(): Promise<NodeEviction[]> {
+    return latestEvictions(await this.readAll(undefined));
+  }
+
+  add(listener: (e: NodeEviction[]) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.running) this.start();
+    else this.queue.then(() => this.current && this.listeners.has(listener) && listener(this.current));
+    return () => this.listeners.delete(listener);
+  }
+
+  stop(): void {
+    this.running = false;
+    for (const off of this.unsubscribe.splice(0)) off();
+    this.listeners.clear();
+  }
+
+  private start(): void {
+    this.running = true;
+    let wasDown = false;
+    this.unsubscribe.push(
+      this.session.onState((state) => {
+        if (state !== 'connected') wasDown = true;
+        else if (wasDown) {
+          wasDown = false;
+          this.refresh();
+        }
+      }),
+    );
+    this.refresh();
+  }
+
+  private refresh(): void {
+    this.queue = this.queue.then(async () => {
+      if (!this.running) return;
+      try {
+        const now = latestEvictions(await this.readAll(this.onZkEvent));
+        const text = JSON.stringify(now);
+        if (text === this.last) return;
+        this.last = text;
+        this.current = now;
+        for (const l of [...this.listeners]) l(now);
+      } catch (err) {
+        // Disconnected: the reconnect reads again.
+        this.log.debug('eviction watch refresh failed; will retry on reconnect', { error: errorMessage(err) });
+      }
+    });
+  }
+
+  private async readAll(watcher: ((event: zookeeper.Event) => void) | undefined): Promise<NodeEviction[]> {
+    const names = ((await this.session.getChildren(this.dir, watcher)) ?? []).filter(isEvictionName);
+    await Promise.all(
+      names
+        .filter((n) => !this.known.has(n))
+        .map(async (n) => {
+          const got = await this.session.getData(`${this.dir}/${n}`);
+          if (got) this.known.set(n, decodeNodeEviction(`znode ${this.dir}/${n}`, got.data.toString('utf8')));
+        }),
+    );
+    return names.map((n) => this.known.get(n)).filter((e): e is NodeEviction => e !== undefined);
   }
 }
 
@@ -536,12 +730,4 @@ function parseJson(path: string, data: Buffer): unknown {
     // reported below
   }
   throw new Error(`znode ${path} does not hold JSON written by citadel`);
-}
-
-function parseTokenRecord(path: string, data: Buffer): JoinTokenRecord {
-  const r = parseJson(path, data) as Partial<JoinTokenRecord>;
-  if (typeof r.hash !== 'string' || typeof r.host !== 'string' || typeof r.expiresAt !== 'string' || typeof r.createdAt !== 'string') {
-    throw new Error(`znode ${path} does not hold a join token record`);
-  }
-  return { hash: r.hash, host: r.host, expiresAt: r.expiresAt, createdAt: r.createdAt };
 }

@@ -9,7 +9,7 @@ import { envoyBootstrap, envoyBootstrapYaml, type EnvoyBootstrapOptions } from '
 import { grpcBootstrap } from '../../../src/mesh/bootstrap/grpc';
 import { parseHostPort } from '../../../src/mesh/bootstrap/host-port';
 import { proxyIdentityOf } from '../../../src/mesh/bootstrap/identity';
-import type { JsonObject } from '../../../src/mesh/bootstrap/json';
+import type { JsonObject } from '../../../src/common/json';
 import { toYaml } from '../../../src/mesh/bootstrap/yaml';
 import { assertStrictEnvoyMessage, strictEnvoyProblems } from '../../helpers/envoy-proto';
 import { bundleFor, cliPath, tempDir, testCa } from '../../helpers/pki';
@@ -58,6 +58,13 @@ describe('Envoy bootstrap', () => {
     });
   });
 
+  it('sds mode with --socket-dir: both pipes in that directory (the agent’s <sds-dir>/<ns>/<sa>, where nothing mounts it)', () => {
+    const b = envoyBootstrap({ ...base, certMode: 'sds', capture: 'explicit', socketDir: '/run/citadel/sds/prod/payments/' }) as Obj;
+    const pipe = (c: Obj) => c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe.path;
+    assert.equal(pipe(clusterNamed(b, 'sds-grpc')), '/run/citadel/sds/prod/payments/socket');
+    assert.equal(pipe(clusterNamed(b, 'xds-grpc')), '/run/citadel/sds/prod/payments/xds');
+  });
+
   it('in files mode dials the xDS address with the workload certificate and checks the DNS SAN istiod', () => {
     const b = envoyBootstrap({ ...base, certMode: 'files', capture: 'redirect' }) as Obj;
     assert.equal(clusterNamed(b, 'sds-grpc'), undefined, 'no SDS in files mode');
@@ -75,6 +82,15 @@ describe('Envoy bootstrap', () => {
     assert.equal(b.node.metadata.CITADEL_CERT_MODE, 'files');
     assert.equal(b.node.metadata.CITADEL_CAPTURE, 'redirect');
     assert.equal(clusterNamed(envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit', xdsAddress: parseHostPort('10.0.0.5:15012', 'x') }), 'xds-grpc').type, 'STATIC');
+    assert.equal(b.node.metadata.CITADEL_CERTS_DIR, undefined, '/etc/certs, the contract’s mount, goes without saying');
+  });
+
+  it('files mode with --certs-dir: the xDS cluster reads there, and node.metadata tells the xDS server so its TLS contexts do too', () => {
+    const b = envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit', certsDir: '/var/lib/citadel/certs/prod/payments/' }) as Obj;
+    const common = clusterNamed(b, 'xds-grpc').transport_socket.typed_config.common_tls_context;
+    assert.equal(common.tls_certificates[0].certificate_chain.filename, '/var/lib/citadel/certs/prod/payments/cert-chain.pem');
+    assert.equal(b.node.metadata.CITADEL_CERTS_DIR, '/var/lib/citadel/certs/prod/payments');
+    assert.equal((envoyBootstrap({ ...base, certMode: 'sds', capture: 'explicit', certsDir: '/x' }) as Obj).node.metadata.CITADEL_CERTS_DIR, undefined, 'sds mode reads no files');
   });
 
   const variants: Array<[string, Omit<EnvoyBootstrapOptions, 'identity' | 'marathonId'>]> = [
@@ -171,6 +187,11 @@ describe('gRPC proxyless bootstrap', () => {
     assert.equal(b.server_listener_resource_name_template, 'xds.istio.io/grpc/lds/inbound/%s');
   });
 
+  it('--socket-dir moves the xds socket', () => {
+    const moved = grpcBootstrap({ ...base, socketDir: '/run/citadel/sds/prod/payments' }) as Obj;
+    assert.equal(moved.xds_servers[0].server_uri, 'unix:///run/citadel/sds/prod/payments/xds');
+  });
+
   it("loads in grpc-js-xds's own bootstrap parser, which refuses a broken one", () => {
     const info = validateBootstrapConfig(JSON.parse(JSON.stringify(b)));
     assert.equal(info.xdsServers[0].server_uri, 'unix:///var/run/secrets/workload-spiffe-uds/xds');
@@ -239,6 +260,8 @@ describe('citadel envoy-bootstrap / grpc-bootstrap', () => {
       [['envoy-bootstrap', '--service', '/prod/api', '--xds-address', 'nohost'], /^citadel: --xds-address: "nohost" is not host:port/],
       [['envoy-bootstrap', '--service', '/prod/api', '--admin-port', '70000'], /^citadel: --admin-port: "70000" is not a port/],
       [['envoy-bootstrap', '--service', '/prod/api', '--mode', 'disk'], /^citadel: option '--mode <mode>' argument 'disk' is invalid/],
+      [['envoy-bootstrap', '--service', '/prod/api', '--socket-dir', 'run/sds'], /^citadel: --socket-dir: "run\/sds" must be an absolute path/],
+      [['grpc-bootstrap', '--service', '/prod/api', '--socket-dir', 'sds'], /^citadel: --socket-dir: "sds" must be an absolute path/],
       [['grpc-bootstrap', '--service', '/prod/api', '--instance-id', 'a~b'], /^citadel: --instance-id: "a~b" may hold only/],
       [['grpc-bootstrap', '--service', '/prod/api', '--refresh-interval', '10'], /^citadel: --refresh-interval: "10" is not a duration/],
     ];

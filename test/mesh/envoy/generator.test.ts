@@ -168,6 +168,23 @@ describe('Envoy inbound listeners follow PeerAuthentication and Policy', () => {
     assert.deepEqual(common.validation_context, { trusted_ca: { filename: '/etc/certs/root-cert.pem' } });
     assert.ok(!JSON.stringify(r).includes('sds-grpc'), 'no SDS reference in files mode');
   });
+
+  it('files mode with the proxy’s own certificate directory (node metadata CITADEL_CERTS_DIR): every TLS context reads there', () => {
+    const generator = new EnvoyGenerator();
+    const inputs = inputsOf(mesh, [peerAuthentication('istio-system', 'default', { mtls: 'STRICT' })]);
+    const dir = '/var/lib/citadel/certs/web/frontend';
+    const r = generator.generate(inputs, proxyOf(web, { certMode: 'files', certsDir: dir }));
+    assertAllStrict(r);
+    const inbound = named(r.listeners, 'inbound|10.0.0.5|8080').filter_chains[0].transport_socket.typed_config.common_tls_context;
+    assert.deepEqual(inbound.tls_certificates, [{ certificate_chain: { filename: `${dir}/cert-chain.pem` }, private_key: { filename: `${dir}/key.pem` } }]);
+    assert.deepEqual(inbound.validation_context, { trusted_ca: { filename: `${dir}/root-cert.pem` } });
+    assert.deepEqual(clusterTls(r, API_HTTP), { kind: 'certificate-files', sans: [API_ID], sni: API_SNI, alpn: ['istio'], trustedCa: `${dir}/root-cert.pem`, cert: `${dir}/cert-chain.pem` });
+    assert.ok(!JSON.stringify(r).includes('/etc/certs'));
+    // Another proxy of the same service with the default directory shares nothing that names files.
+    const other = generator.generate(inputs, proxyOf(web, { id: 'sidecar~10.0.0.6~web_frontend.2', instanceIp: '10.0.0.6', certMode: 'files' }));
+    assert.deepEqual(clusterTls(other, API_HTTP).cert, '/etc/certs/cert-chain.pem');
+    assert.ok(!JSON.stringify(other).includes(dir));
+  });
 });
 
 /** What an outbound cluster's transport socket amounts to. */
