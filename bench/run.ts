@@ -22,6 +22,7 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'grpc-create-certificate', what: 'CreateCertificate over mTLS beside cfssl serve, server CPU per certificate' },
   { name: 'grpc-delivery', what: 'cold-start delivery of 10,000 identities to 100 agents' },
   { name: 'reconcile-zk', what: 'initial reconcile into the ZooKeeper store' },
+  { name: 'sds', what: 'one node agent in SDS mode: 1,000 identities, 10,000 Envoy-like streams, cold start, warm first secret, a rotation of all, peak RSS' },
   { name: 'xds-generate', what: 'Envoy resources for 2,000 proxies of 1,000 services, cold and after one endpoint change (figures only)' },
   { name: 'xds', what: 'the xDS server with 2,000 ADS clients over mTLS: one task added -> affected clients ACK the new EDS, a mesh-wide policy change -> every client ACKs, server peak RSS and CPU' },
   { name: 'mesh-snapshot', what: 'a new mesh snapshot after one task changes, 1,000 services with 10,000 endpoints' },

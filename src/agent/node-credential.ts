@@ -133,6 +133,7 @@ export class NodeCredentials extends EventEmitter {
         if (refusal) this.refused(refusal);
         else if (expired) this.opts.logger.error('the node certificate expired before it could be renewed; create a new join token and restart the agent', {});
       },
+      askedLifetimeMs: this.opts.ttlMs,
       refusal: caRefusal,
       backoff: this.opts.backoff,
       logger: this.opts.logger,

@@ -22,6 +22,12 @@ export interface RotatorOptions<T extends Expiring> {
   onRotated?(next: T): void;
   /** After each failed attempt, with whether the current one has expired meanwhile. */
   onFailure?(err: unknown, expired: boolean): void;
+  /**
+   * The lifetime that was asked for (--secret-ttl, --node-cert-ttl): the share is counted on it,
+   * back from notAfter, because the CA back-dates notBefore for clock skew (a minute by default)
+   * and that minute is no lifetime: with a 6 s TTL, half of 66 s is past before it is issued.
+   */
+  askedLifetimeMs?: number;
   /** Why an error is a refusal by the CA rather than an outage (logged as an error, not a warning), or undefined. */
   refusal?(err: unknown): string | undefined;
   backoff?: BackoffOptions;
@@ -42,7 +48,7 @@ export class Rotator<T extends Expiring> {
   constructor(private value: T, private readonly opts: RotatorOptions<T>) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...opts.backoff });
     this.now = opts.now ?? Date.now;
-    this.scheduleAt(renewalTime(value.notBefore, value.notAfter, 0.5, 0.01, opts.random).getTime());
+    this.scheduleAt(this.renewalAt(value));
   }
 
   get current(): T {
@@ -54,7 +60,7 @@ export class Rotator<T extends Expiring> {
     if (this.stopped) return;
     this.value = next;
     this.backoff.reset();
-    if (!this.running) this.scheduleAt(renewalTime(next.notBefore, next.notAfter, 0.5, 0.01, this.opts.random).getTime());
+    if (!this.running) this.scheduleAt(this.renewalAt(next));
   }
 
   /** Renews as soon as possible (a new root, a refused certificate); a renewal under way counts. */
@@ -68,6 +74,13 @@ export class Rotator<T extends Expiring> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+  }
+
+  /** Half the lifetime (jittered), the lifetime being the one asked for when the back-dated one is longer. */
+  private renewalAt(v: T): number {
+    const asked = this.opts.askedLifetimeMs;
+    const start = asked !== undefined && asked > 0 ? Math.max(v.notBefore.getTime(), v.notAfter.getTime() - asked) : v.notBefore.getTime();
+    return renewalTime(new Date(start), v.notAfter, 0.5, 0.01, this.opts.random).getTime();
   }
 
   private scheduleAt(at: number): void {
@@ -87,7 +100,7 @@ export class Rotator<T extends Expiring> {
         this.value = next;
         this.backoff.reset();
         this.opts.onRotated?.(next);
-        this.scheduleAt(renewalTime(next.notBefore, next.notAfter, 0.5, 0.01, this.opts.random).getTime());
+        this.scheduleAt(this.renewalAt(next));
       } catch (err) {
         if (this.stopped) return;
         const expired = this.value.notAfter.getTime() <= this.now();

@@ -96,9 +96,12 @@ export class SdsServer {
     });
   }
 
-  /** The identities served, with their socket paths. */
-  identities(): Array<{ account: AccountRef; spiffeId: string; socket: string; streams: number }> {
-    return [...this.byAccount.values()].map((s) => ({ account: s.account, spiffeId: s.spiffeId, socket: s.listener.path, streams: s.streams.size }));
+  /** The identities served, with their socket paths, open streams and the proxies (node IDs from each stream's first request) on them. */
+  identities(): Array<{ account: AccountRef; spiffeId: string; socket: string; streams: number; proxies: string[] }> {
+    return [...this.byAccount.values()].map((s) => ({
+      account: s.account, spiffeId: s.spiffeId, socket: s.listener.path, streams: s.streams.size,
+      proxies: [...new Set([...s.streams].flatMap((e) => (e.stream.node ? [e.stream.node.id] : [])))].sort(),
+    }));
   }
 
   /** The identity arrived on the node: its directory and socket appear. */

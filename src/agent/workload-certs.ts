@@ -12,7 +12,7 @@ import type { Logger } from '../common/log';
 import { checkBundle } from '../pki/bundle';
 import { createCsr } from '../pki/csr';
 import { AccountRef, accountKey, spiffeId, workloadIdentity } from '../pki/identity';
-import { generateKeyPair, KeyAlgorithm, privateKeyToPem } from '../pki/keys';
+import { generateSigningKeyPair, KeyAlgorithm } from '../pki/keys';
 import { splitCertificates } from '../pki/pem';
 import type { NodeCredentials } from './node-credential';
 import { caRefusal } from './ca-refusal';
@@ -91,7 +91,8 @@ export class WorkloadCertificates extends EventEmitter {
     }
     const now = this.current(account);
     if (now) return Promise.resolve(now);
-    entry.pending ??= this.firstCertificate(entry).finally(() => (entry!.pending = undefined));
+    // An expired certificate (the CA away) still has its rotation loop: ask it again, never start a second one.
+    entry.pending ??= (entry.rotator ? this.renewExpired(entry) : this.firstCertificate(entry)).finally(() => (entry!.pending = undefined));
     return entry.pending;
   }
 
@@ -133,6 +134,7 @@ export class WorkloadCertificates extends EventEmitter {
           what: `certificate of ${cert.spiffeId}`,
           renew: () => this.issue(entry.account),
           onRotated: (next) => this.install(entry, next),
+          askedLifetimeMs: this.opts.ttlMs,
           refusal: caRefusal,
           backoff: this.opts.backoff,
           logger: this.opts.logger,
@@ -146,6 +148,18 @@ export class WorkloadCertificates extends EventEmitter {
         else this.opts.logger.warn('cannot obtain a workload certificate; retrying', { identity: accountKey(entry.account), error: errorMessage(err), retryInMs: delay });
         await sleep(delay, entry.released.signal);
       }
+    }
+  }
+
+  /** While someone waits for an identity whose certificate expired: its rotator tries again now, then with backoff, until one is valid. */
+  private async renewExpired(entry: Entry): Promise<WorkloadCert> {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 10_000, ...this.opts.backoff });
+    for (;;) {
+      if (entry.released.signal.aborted) throw new Error(`${accountKey(entry.account)} left this node`);
+      await entry.rotator!.rotateNow();
+      const cert = this.current(entry.account);
+      if (cert) return cert;
+      await sleep(backoff.next(), entry.released.signal);
     }
   }
 
@@ -169,7 +183,7 @@ export class WorkloadCertificates extends EventEmitter {
     try {
       const identity = workloadIdentity(this.opts.trustDomain, account.namespace, account.serviceAccount);
       const id = spiffeId(identity);
-      const key = generateKeyPair(this.opts.keyAlgorithm).privateKey;
+      const key = generateSigningKeyPair(this.opts.keyAlgorithm);
       const csr = createCsr({ key, uris: [id] });
       const chain = await this.opts.credentials.sharedClient().createCertificate(csr, Math.round(this.opts.ttlMs / 1000));
       const pems = chain.flatMap((c) => splitCertificates(c));
@@ -178,8 +192,8 @@ export class WorkloadCertificates extends EventEmitter {
         throw new Error('the CA answered with a chain whose root is not the --ca-root');
       }
       const certChainPem = pems.slice(0, -1).join('');
-      const keyPem = privateKeyToPem(key);
-      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: this.opts.caRootPem, expected: identity });
+      const keyPem = key.privateKeyPem;
+      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: this.opts.caRootPem, expected: identity, keySpki: key.spki });
       if (!check.ok || !check.leaf) throw new Error(`the CA's certificate is refused: ${check.problems.join('; ')}`);
       this.opts.metrics?.csrSeconds.observe((performance.now() - started) / 1000);
       return { account, spiffeId: id, certChainPem, keyPem, rootCertPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter, serialHex: check.leaf.serialHex };

@@ -5,6 +5,7 @@
  * is about 60 KB of node extensions we do not need to materialise. A test checks the codec
  * against Envoy's official protos as protobufjs reads them.
  */
+import type { FieldPlan } from './field-sieve';
 import type { JsonValue } from '../common/json';
 import { asNumber, asString, FieldValue, ProtoDecodeError, readFields, WIRE, Writer } from './wire';
 
@@ -106,6 +107,19 @@ export function encodeStruct(fields: Record<string, JsonValue>): Buffer {
 
 // --- Node ------------------------------------------------------------------------------------
 
+/** The Node fields read; 9 (extensions: 516 in a real Envoy, most of its ~60 KB), 10 (client features) and 4 (locality) are stepped over. */
+const NODE_FIELDS: ReadonlySet<number> = new Set([1, 2, 3, 6, 7, 8]);
+
+/** What DiscoveryRequest.decode reads, for the transport to keep of a large request as it arrives (field-sieve.ts). */
+export const DISCOVERY_REQUEST_FIELDS: FieldPlan = new Map<number, true | FieldPlan>([
+  [1, true],
+  [2, new Map([...NODE_FIELDS].map((f) => [f, true as const]))],
+  [3, true],
+  [4, true],
+  [5, true],
+  [6, true],
+]);
+
 function decodeNode(b: Buffer): XdsNode {
   const node: XdsNode = { id: '', cluster: '', metadata: {}, userAgentName: '', userAgentVersion: '' };
   readFields(b, (f, w, v) => {
@@ -116,8 +130,7 @@ function decodeNode(b: Buffer): XdsNode {
     else if (f === 6) node.userAgentName = asString(v);
     else if (f === 7) node.userAgentVersion = asString(v);
     else if (f === 8) node.userAgentVersion = buildVersion(v as Buffer);
-    // 9 (extensions: hundreds in a real Envoy), 10 (client features), 4 (locality) are not needed.
-  });
+  }, NODE_FIELDS);
   return node;
 }
 

@@ -7,10 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { MethodDefinition } from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 import type { DiscoveryRequest, DiscoveryResponse } from './discovery';
 import { discoveryMethod } from './discovery-services';
+import type { GrpcMethodDefinition } from './grpc/server';
 import { envoyProtoRoot, SDS_PROTO_FILES, TYPE_URL_PREFIX } from './envoy-protos';
 import { GOOGLEAPIS_PROTO_DIR, PROTO_DIR } from './protos';
 
@@ -37,8 +37,8 @@ export function sdsV2ProtoRoot(): protobuf.Root {
 
 export interface SdsService {
   version: SdsApiVersion;
-  StreamSecrets: MethodDefinition<DiscoveryRequest, DiscoveryResponse>;
-  FetchSecrets: MethodDefinition<DiscoveryRequest, DiscoveryResponse>;
+  StreamSecrets: GrpcMethodDefinition<DiscoveryRequest, DiscoveryResponse>;
+  FetchSecrets: GrpcMethodDefinition<DiscoveryRequest, DiscoveryResponse>;
 }
 
 /** The two SDS services with their method paths, as the protos name them. */

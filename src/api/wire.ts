@@ -90,9 +90,10 @@ export type FieldValue = number | Buffer;
 /**
  * Calls `on(field, wireType, value)` for each field of a message; LEN, I64 and I32 values are
  * subarrays of `buf` (no copy), VARINT values numbers. Unknown fields are the caller's to ignore.
- * Throws ProtoDecodeError for bytes that are not a message.
+ * Throws ProtoDecodeError for bytes that are not a message. With `only`, other fields are
+ * stepped over without a value made for them (a real Envoy's node has 516 extensions nobody reads).
  */
-export function readFields(buf: Buffer, on: (field: number, wire: number, v: FieldValue) => void): void {
+export function readFields(buf: Buffer, on: (field: number, wire: number, v: FieldValue) => void, only?: ReadonlySet<number>): void {
   let pos = 0;
   const varint = (): number => {
     let result = 0;
@@ -123,13 +124,15 @@ export function readFields(buf: Buffer, on: (field: number, wire: number, v: Fie
     const wire = key & 7;
     if (field === 0) throw new ProtoDecodeError('field number 0');
     switch (wire) {
-      case WIRE.VARINT:
-        on(field, wire, varint());
+      case WIRE.VARINT: {
+        const v = varint();
+        if (!only || only.has(field)) on(field, wire, v);
         break;
+      }
       case WIRE.LEN: {
         const len = varint();
         if (len < 0 || pos + len > buf.length) throw new ProtoDecodeError(`field ${field}: length ${len} runs past the end of the message`);
-        on(field, wire, buf.subarray(pos, pos + len));
+        if (!only || only.has(field)) on(field, wire, buf.subarray(pos, pos + len));
         pos += len;
         break;
       }
@@ -137,7 +140,7 @@ export function readFields(buf: Buffer, on: (field: number, wire: number, v: Fie
       case WIRE.I32: {
         const len = wire === WIRE.I64 ? 8 : 4;
         if (pos + len > buf.length) throw new ProtoDecodeError(`field ${field}: truncated`);
-        on(field, wire, buf.subarray(pos, pos + len));
+        if (!only || only.has(field)) on(field, wire, buf.subarray(pos, pos + len));
         pos += len;
         break;
       }

@@ -24,6 +24,8 @@ export interface BundleCheckOptions {
   now?: Date;
   /** How messages name the key (`key.pem` for a Citadel directory). */
   keyLabel?: string;
+  /** The key's SPKI, when the caller made the key itself: matched instead of parsing `keyPem`. */
+  keySpki?: Buffer;
 }
 
 export interface BundleCheck {
@@ -52,7 +54,8 @@ export function checkBundle(b: KeyCertBundlePems, opts: BundleCheckOptions = {})
   }
   const keyLabel = opts.keyLabel ?? 'the private key';
   try {
-    if (!keyMatchesCertificate(privateKeyFromPem(b.keyPem, keyLabel), leaf)) problems.push(`${keyLabel} does not match the certificate`);
+    const matches = opts.keySpki ? opts.keySpki.equals(leaf.spkiDer) : keyMatchesCertificate(privateKeyFromPem(b.keyPem, keyLabel), leaf);
+    if (!matches) problems.push(`${keyLabel} does not match the certificate`);
   } catch (err) {
     problems.push((err as Error).message);
   }

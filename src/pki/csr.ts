@@ -1,6 +1,6 @@
 import { KeyObject } from 'node:crypto';
 import { children, contextTag, decodeOid, DerError, expectTag, oid, readWhole, seq, set, smallInteger, TAG } from './der';
-import { hashForSignatureOid, isP256Spki, publicKeyFromSpki, publicKeyOf, signatureAlgorithmOid, spkiDer, verifyWithSpki } from './keys';
+import { hashForSignatureOid, isP256Spki, publicKeyFromSpki, publicKeyOf, signatureAlgorithmOid, SigningKeyPair, spkiDer, verifyWithSpki } from './keys';
 import { parsePemBlocks, toPem } from './pem';
 import {
   decodeExtensions, decodeExtKeyUsage, decodeKeyUsage, decodeName, decodeSubjectAltNames, encodeExtension,
@@ -28,7 +28,8 @@ export type CsrRule =
   | 'identity';
 
 export interface CreateCsrOptions {
-  key: KeyObject;
+  /** A key object, or a key made with its signer (generateSigningKeyPair: no export or parse on the way). */
+  key: KeyObject | SigningKeyPair;
   /** URI SANs, normally the one SPIFFE ID of the workload. */
   uris: string[];
   /** Only for tests of refusal: things a strict CA must refuse. */
@@ -50,9 +51,11 @@ export function createCsr(opts: CreateCsrOptions): string {
   for (const e of opts.extraExtensions ?? []) exts.push(encodeExtension(e.oid, e.critical, e.value));
   const attributes = exts.length ? contextTag(0, true, seq(oid(OID.extensionRequest), set(seq(...exts)))) : contextTag(0, true);
   const subject = encodeName(opts.commonName ? [[OID.commonName, opts.commonName]] : []);
-  const info = seq(smallInteger(0), subject, spkiDer(publicKeyOf(opts.key)), attributes);
-  const sigOid = signatureAlgorithmOid(opts.key);
-  return toPem('CERTIFICATE REQUEST', signStructure(info, signatureAlgorithm(sigOid), opts.key, hashForSignatureOid(sigOid)));
+  const key = opts.key;
+  const made = !(key instanceof KeyObject);
+  const info = seq(smallInteger(0), subject, made ? key.spki : spkiDer(publicKeyOf(key)), attributes);
+  const sigOid = made ? key.signatureOid : signatureAlgorithmOid(key);
+  return toPem('CERTIFICATE REQUEST', signStructure(info, signatureAlgorithm(sigOid), key, hashForSignatureOid(sigOid)));
 }
 
 export interface ParsedCsr {

@@ -1,4 +1,4 @@
-import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, verify } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, sign, verify } from 'node:crypto';
 import { contextTag, octets, oid, seq, smallInteger, bitString } from './der';
 import { toPem } from './pem';
 import { nativeP256 } from '../common/native';
@@ -161,6 +161,31 @@ export function generateEncodedKeyPair(algorithm: KeyAlgorithm = 'ec-p256'): Enc
   }
   const pair = generateKeyPair(algorithm);
   return { privateKeyPem: privateKeyToPem(pair.privateKey, 'pkcs1'), spki: spkiDer(pair.publicKey) };
+}
+
+/**
+ * A key made to be used at once, as the node agent makes one per workload in SDS mode: its PEM
+ * (for the workload), its SPKI (for the CSR and for matching the certificate) and a signer (for
+ * the CSR), with no PEM parsing and no OpenSSL encoders on the way (about 0.5 ms a key otherwise).
+ */
+export interface SigningKeyPair extends EncodedKeyPair {
+  signatureOid: string;
+  sign(data: Buffer): Buffer;
+}
+
+export function generateSigningKeyPair(algorithm: KeyAlgorithm = 'ec-p256'): SigningKeyPair {
+  if (algorithm === 'ec-p256' && nativeP256) {
+    const k = nativeP256.generateP256();
+    const ecPrivateKey = seq(smallInteger(1), octets(k.subarray(0, 32)), contextTag(1, true, bitString(k.subarray(32))));
+    const pkcs8 = seq(smallInteger(0), seq(oid(OID_EC_PUBLIC_KEY), oid(OID_P256)), octets(ecPrivateKey));
+    // The signer's SEC1 names its curve (d2i_ECPrivateKey needs it); inside PKCS#8 the algorithm does.
+    const handle = nativeP256.p256Signer(seq(smallInteger(1), octets(k.subarray(0, 32)), contextTag(0, true, oid(OID_P256)), contextTag(1, true, bitString(k.subarray(32)))));
+    return { privateKeyPem: toPem('PRIVATE KEY', pkcs8), spki: Buffer.concat([P256_SPKI_HEADER, k.subarray(32)]), signatureOid: OID_ECDSA_SHA256, sign: (data) => nativeP256!.signP256Sha256(handle, data) };
+  }
+  const { privateKey } = generateKeyPair(algorithm);
+  const signatureOid = signatureAlgorithmOid(privateKey);
+  const hash = hashForSignatureOid(signatureOid);
+  return { privateKeyPem: privateKeyToPem(privateKey), spki: spkiDer(privateKey), signatureOid, sign: (data) => sign(hash, data, privateKey) };
 }
 
 const OID_EC_PUBLIC_KEY = '1.2.840.10045.2.1';

@@ -18,12 +18,14 @@ const Echo = {
   Stream: method('/test.Echo/Stream', text, text, { response: true }),
   Chat: method('/test.Echo/Chat', text, text, { request: true, response: true }),
   Slow: method('/test.Echo/Slow', text, text),
+  Watch: method('/test.Echo/Watch', text, text, { response: true }),
 };
 
 describe('GrpcServer over Unix sockets (plaintext HTTP/2)', () => {
   const dir = tempDir();
   const server = new GrpcServer({ maxMessageBytes: 1024 });
   const seenPaths: string[] = [];
+  const signals: Array<{ early: boolean; late: boolean; reason?: string }> = [];
   let client: grpc.Client;
   let other: grpc.Client;
   before(async () => {
@@ -40,6 +42,11 @@ describe('GrpcServer over Unix sockets (plaintext HTTP/2)', () => {
       call.onMessage((m) => (m === 'bye' ? call.end(new GrpcError(status.ABORTED, 'bye')) : call.write(`re:${m}`)));
     });
     server.unary(Echo.Slow, () => new Promise((resolve) => setTimeout(() => resolve('late'), 2000)));
+    server.serverStreaming(Echo.Watch, (_req, ctx, out) => {
+      const early = ctx.signal; // asked for while the call runs
+      out.write('watching');
+      out.onClose(() => setImmediate(() => signals.push({ early: early.aborted, late: ctx.signal.aborted, reason: (ctx.signal.reason as Error)?.message })));
+    });
     await server.listenUnix(path.join(dir, 'a.sock'), 0o600);
     await server.listenUnix(path.join(dir, 'b.sock'));
     client = new grpc.Client(`unix:${path.join(dir, 'a.sock')}`, grpc.credentials.createInsecure());
@@ -53,6 +60,16 @@ describe('GrpcServer over Unix sockets (plaintext HTTP/2)', () => {
 
   const unary = (c: grpc.Client, def: typeof Echo.Unary, req: string, opts: grpc.CallOptions = {}) =>
     new Promise<string>((resolve, reject) => c.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, opts, (err, res) => (err ? reject(err) : resolve(res!))));
+
+  it('a call’s signal aborts when the call ends, whether the handler asked for it before or after', async () => {
+    const call = client.makeServerStreamRequest(Echo.Watch.path, Echo.Watch.requestSerialize, Echo.Watch.responseDeserialize, 'x', {});
+    await new Promise((resolve) => call.once('data', resolve));
+    call.on('error', () => undefined);
+    call.cancel();
+    const deadline = Date.now() + 5000;
+    while (signals.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(signals, [{ early: true, late: true, reason: 'the call ended' }]);
+  });
 
   it('serves unary calls on each socket and tells the handler which socket the call came in on', async () => {
     assert.equal(await unary(client, Echo.Unary, 'hi'), 'echo:hi');

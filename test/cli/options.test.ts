@@ -34,3 +34,21 @@ test('the agent refuses a malformed join token before dialing the CA', () => {
   assert.equal(r.code, 2);
   assert.match(r.err, /--ca-root .*cannot read/);
 });
+
+test('the agent refuses SDS flags it cannot honour, before dialing the CA', () => {
+  const dir = tempDir();
+  const root = path.join(dir, 'root.pem');
+  writeFileSync(root, '-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n');
+  const base = ['agent', '--ca-address', '127.0.0.1:1', '--ca-root', root, '--host', 'h1', '--sds-dir', path.join(dir, 'sds')];
+  const cases: Array<[string[], RegExp]> = [
+    [['--secret-ttl', '500ms'], /^citadel: --secret-ttl: "500ms" is under a second/],
+    [['--sds-socket-mode', '999'], /^citadel: --sds-socket-mode: "999" is not an octal mode/],
+    [['--sds-dir-owner', 'proxy'], /^citadel: --sds-dir-owner: "proxy" is not UID\[:GID\]/],
+  ];
+  for (const [flags, message] of cases) {
+    const r = citadel(...base, ...flags);
+    assert.equal(r.code, 2, `${flags.join(' ')}: ${r.err}`);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+    assert.match(r.err, message);
+  }
+});

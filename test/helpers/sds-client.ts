@@ -66,6 +66,14 @@ export class SdsStream {
         this.waiters.splice(this.waiters.indexOf(done), 1);
         reject(new Error(`no SDS response within ${timeoutMs} ms`));
       }, timeoutMs);
+      t.unref(); // a reader left waiting on an ended stream must not keep the test process alive
+      void this.ended.then(() => {
+        if (this.waiters.includes(done)) {
+          this.waiters.splice(this.waiters.indexOf(done), 1);
+          clearTimeout(t);
+          reject(new Error('the stream ended before another response'));
+        }
+      });
       const done = (r: SdsResponse) => {
         clearTimeout(t);
         resolve(r);

@@ -4,7 +4,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createCsr, CsrError, CsrRule, parseAndValidateCsr } from '../../src/pki/csr';
 import { workloadIdentity } from '../../src/pki/identity';
-import { generateKeyPair } from '../../src/pki/keys';
+import { checkBundle } from '../../src/pki/bundle';
+import { generateKeyPair, generateSigningKeyPair, privateKeyFromPem, spkiDer } from '../../src/pki/keys';
 import { fromPem, toPem } from '../../src/pki/pem';
 import { OID } from '../../src/pki/x509';
 import { seq, bool } from '../../src/pki/der';
@@ -86,4 +87,20 @@ test('the identity comes from the caller: a CSR naming nobody in particular cann
   // Even a CSR whose SAN matches a *different* caller is refused for this caller.
   const forOther = createCsr({ key, uris: ['spiffe://cluster.local/ns/other/sa/api'] });
   assert.throws(() => ca.signCsr(forOther, identity), /caller is spiffe:\/\/cluster.local\/ns\/prod\/sa\/api/);
+});
+
+test('a key made with its signer (the SDS agent’s): openssl accepts its PEM and CSR, the CSR carries its SPKI, the bundle check matches it without parsing the PEM', () => {
+  for (const alg of ['ec-p256', 'rsa-2048'] as const) {
+    const made = generateSigningKeyPair(alg);
+    const csr = createCsr({ key: made, uris: [ID] });
+    const parsed = parseAndValidateCsr(csr, [ID]);
+    assert.ok(parsed.spki.equals(made.spki), alg);
+    assert.ok(spkiDer(privateKeyFromPem(made.privateKeyPem)).equals(made.spki), `${alg}: the PEM is the same key`);
+    assert.match(execFileSync('openssl', ['req', '-verify', '-noout'], { input: csr, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }) + '', /^$|verify OK/i);
+    const issued = ca.signCsr(csr, identity);
+    const certChainPem = issued.certPem + issued.intermediatePems.join('');
+    assert.deepEqual(checkBundle({ certChainPem, keyPem: made.privateKeyPem }, { trustedRootPem: ca.rootCertPem, expected: identity, keySpki: made.spki }).problems, []);
+    const other = generateSigningKeyPair(alg);
+    assert.deepEqual(checkBundle({ certChainPem, keyPem: other.privateKeyPem }, { trustedRootPem: ca.rootCertPem, expected: identity, keySpki: other.spki }).problems, ['the private key does not match the certificate']);
+  }
 });

@@ -35,13 +35,15 @@ export interface CaFixtureOptions extends Pick<CaGrpcServerOptions, 'maxConcurre
   config?: Partial<CaConfig>;
   dir?: string;
   port?: number;
+  /** Placements made before the server listens (a CA restarted with what Marathon had all along). */
+  view?: MarathonView;
 }
 
 export async function startCaFixture(opts: CaFixtureOptions = {}): Promise<CaFixture> {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'citadel-grpc-'));
   const store = await FileStore.open(path.join(dir, 'store'));
   const ca = await CertificateAuthority.open(store, { ...DEFAULT_CA_CONFIG, ...opts.config });
-  const view = new MarathonView();
+  const view = opts.view ?? new MarathonView();
   const registry = new Registry();
   const server = await startCaGrpcServer({
     ca, store, placements: view, port: opts.port ?? 0, host: '127.0.0.1', logger: silentLogger, registry,

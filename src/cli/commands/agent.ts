@@ -57,6 +57,13 @@ function owner(text: string | undefined): { uid: number; gid?: number } | undefi
   return { uid: Number(m[1]), gid: m[2] === undefined ? undefined : Number(m[2]) };
 }
 
+/** The CA takes whole seconds (0 = its default, 24h): below a second would ask for the default and renew it at once. */
+function secretTtl(text: string): number {
+  const ms = parseDuration(text, '--secret-ttl');
+  if (ms < 1000) throw new UserError(`--secret-ttl: "${text}" is under a second; the CA signs for whole seconds (e.g. 10s, 1h, 24h)`);
+  return ms;
+}
+
 /** --xds-address, or the CA's host on istiod's port. */
 function xdsAddressOf(o: { xdsAddress?: string; caAddress: string }): string | undefined {
   if (o.xdsAddress === 'none') return undefined;
@@ -113,7 +120,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
       trustDomain,
       certsDir: o.certsDir,
       sds: o.sdsDir
-        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: parseDuration(o.secretTtl, '--secret-ttl'), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
+        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: secretTtl(o.secretTtl), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
         : undefined,
       registry,
       stateDir: o.stateDir,

@@ -115,3 +115,45 @@ describe('grpc-timeout and grpc-message', () => {
     );
   });
 });
+
+describe('MessageReader with messages larger than a chunk (a real Envoy sends its ~60 KB first request in 16 KB frames)', () => {
+  /** A byte string cut at the given points (each taken modulo the length). */
+  function cut(bytes: Buffer, points: number[]): Buffer[] {
+    const at = [...new Set(points.map((p) => (bytes.length ? p % bytes.length : 0)))].sort((a, b) => a - b);
+    const out: Buffer[] = [];
+    let from = 0;
+    for (const p of [...at, bytes.length]) {
+      if (p > from) out.push(bytes.subarray(from, p));
+      from = p;
+    }
+    return out;
+  }
+
+  const message = fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ minLength: 1000, maxLength: 70_000 })).map((u) => Buffer.from(u));
+
+  it('messages up to 70 KB, cut into chunks anywhere, come back whole and in order, with nothing left over', () => {
+    fc.assert(
+      fc.property(fc.array(message, { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 30 }), (messages, points) => {
+        const reader = new MessageReader(1 << 20);
+        const got: Buffer[] = [];
+        for (const chunk of cut(Buffer.concat(messages.map(frame)), points)) for (const m of reader.push(chunk)) got.push(Buffer.from(m));
+        assert.deepEqual(got, messages);
+        assert.equal(reader.buffered, 0);
+      }),
+      fuzzParameters(300, 2000),
+    );
+  });
+
+  it('an unfinished message is counted as buffered', () => {
+    fc.assert(
+      fc.property(message, fc.nat(), (m, p) => {
+        const framed = frame(m);
+        const reader = new MessageReader(1 << 20);
+        const cutAt = p % framed.length;
+        if (cutAt > 0) assert.deepEqual(reader.push(framed.subarray(0, cutAt)), []);
+        assert.equal(reader.buffered, cutAt);
+      }),
+      fuzzParameters(300, 2000),
+    );
+  });
+});
