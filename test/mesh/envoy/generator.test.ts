@@ -322,7 +322,7 @@ describe('Envoy outbound clusters follow DestinationRules and auto mTLS', () => 
       }
     };
     walk(r);
-    assert.deepEqual([...configs], [JSON.stringify({ api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'sds-grpc' } }], set_node_on_first_message_only: true }, initial_fetch_timeout: '0s', resource_api_version: 'V3' })]);
+    assert.deepEqual([...configs], [JSON.stringify({ api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'sds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: '0.2s' } } } }], set_node_on_first_message_only: true }, initial_fetch_timeout: '0s', resource_api_version: 'V3' })]);
   });
 });
 
