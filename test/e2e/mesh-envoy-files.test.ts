@@ -134,7 +134,7 @@ describeWithEnvoy('mesh end to end: Envoy sidecars in files mode, configured by 
   let serverTask: Task;
   let clientTask: Task;
   let pids: Array<number | undefined>;
-  /** The certificates each Envoy started with (on disk when it started). */
+  /** The certificates on disk once both Envoys had started. */
   const first = { a: '', b: '' };
   const ports = { server: 0, serverTcp: 0, client: 0, witness: 0, local: 0, localTcp: 0, localWitness: 0 };
 
@@ -161,11 +161,12 @@ describeWithEnvoy('mesh end to end: Envoy sidecars in files mode, configured by 
       ]);
       return startEnvoy({ config: yaml, extraArgs: ['--service-node', `sidecar~${task.ip}~${task.id}`] });
     };
-    first.b = filesOf(cluster.filesDir(SERVER)).certChainPem;
     b = await sidecar('/shop/server', SERVER, serverTask);
-    first.a = filesOf(cluster.filesDir(CLIENT)).certChainPem;
     a = await sidecar('/shop/client', CLIENT, clientTask);
     pids = [a.pid, b.pid];
+    // Read once both run: each connected to xDS with this certificate or an earlier one, which expires no later.
+    first.a = filesOf(cluster.filesDir(CLIENT)).certChainPem;
+    first.b = filesOf(cluster.filesDir(SERVER)).certChainPem;
   });
 
   after(async () => {
@@ -278,5 +279,27 @@ describeWithEnvoy('mesh end to end: Envoy sidecars in files mode, configured by 
     for (const o of load!.outcomes) byName.set(o.name, (byName.get(o.name) ?? 0) + 1);
     t.diagnostic(`requests through A during two rotations, the expiry and a server restart: ${[...byName].map(([n, c]) => `${n}: ${c}`).join('; ')}`);
     assert.deepEqual(failed.map((o) => `${new Date(o.at).toISOString()} ${o.name}: ${JSON.stringify(o.outcome)}`), [], 'no request failed');
+  });
+
+  it('a policy change that rebuilds TLS listeners and clusters: Envoy warms them with the secrets it already has, and serves the new configuration', async () => {
+    // B's listeners go PERMISSIVE (new filter chains); A's cluster to B checks another SAN list (a new cluster).
+    const rule = WITNESS_RULE.replace(/witness/g, 'server') + `      subjectAltNames: ["${SERVER_ID}", "spiffe://cluster.local/ns/shop/sa/server-canary"]\n`;
+    await cluster.applyPolicy('permissive', `${meshWide('PERMISSIVE')}---\n${WITNESS_RULE}---\n${rule}`).done;
+    await b.waitFor('B’s listeners PERMISSIVE (a plaintext call gets through)', async () => {
+      const plain = await httpGet(serverTask.ip, ports.server);
+      return ok(plain) && plain.status === 200;
+    }, 10_000);
+    await a.waitFor('A’s cluster to B with the new SAN list', async () => JSON.stringify(await a.configDump('?resource=dynamic_active_clusters')).includes('server-canary'), 10_000);
+    for (const envoy of [a, b]) {
+      await envoy.waitFor('nothing left warming', async () => (await envoy.stat('cluster_manager.warming_clusters')) === 0 && (await envoy.stat('listener_manager.total_listeners_warming')) === 0, 10_000);
+    }
+    const call = await httpGet('127.0.0.1', ports.local);
+    assert.deepEqual(ok(call) && [call.status, call.body], [200, 'server'], JSON.stringify(call));
+    await waitFor('both proxies synced, SDS included', () => {
+      const s = cluster.proxyStatus();
+      if (s.length === 2 && s.every((p) => ['CDS', 'LDS', 'SDS'].every((k) => p.types[k].status === 'SYNCED'))) return s;
+      throw new Error(`proxy-status: ${JSON.stringify(s)}`);
+    }, 10_000);
+    assert.deepEqual([a.pid, b.pid], pids, 'no Envoy restarted');
   });
 });
