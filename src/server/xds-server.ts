@@ -206,7 +206,11 @@ export class XdsServer {
     try {
       who = this.identityOf(call.ctx);
     } catch (err) {
-      return call.end(err as GrpcError);
+      call.end(err as GrpcError);
+      // A certificate that expired while its connection lived on: close the connection (GOAWAY) too, so the client
+      // dials again with the certificate it has now (a files-mode Envoy re-reads its files) instead of retrying here.
+      if (err instanceof GrpcError && err.code === status.UNAUTHENTICATED) call.ctx.session.close();
+      return;
     }
     let proxy: ProxyState | undefined;
     const discovery: DiscoveryStream = new DiscoveryStream({

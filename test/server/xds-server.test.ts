@@ -4,6 +4,8 @@
  * policy changes, EDS again after CDS, proxy status.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import * as http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
@@ -253,6 +255,37 @@ describe('the xDS server (ADS over mTLS)', () => {
     } finally {
       c.close();
       await slow.close();
+    }
+  });
+
+  it('a stream opened after the client certificate expired, on a connection that outlived it: UNAUTHENTICATED, and the connection is closed so the client dials again', async () => {
+    const cred = credentialFor(f.ca, workload('web', 'front'), 3000);
+    const expires = Date.parse(new X509Certificate(cred.certChainPem).validTo);
+    const session = http2.connect(`https://${address}`, { ca: f.ca.rootCertPem, cert: cred.certChainPem, key: cred.keyPem, servername: 'istiod', ALPNProtocols: ['h2'] });
+    session.on('error', () => undefined);
+    let goaway = false;
+    session.on('goaway', () => (goaway = true));
+    const frame = (r: Partial<DiscoveryRequest>) => {
+      const bytes = ADS.requestSerialize({ versionInfo: '', resourceNames: [], typeUrl: TYPE_URL.cluster, responseNonce: '', ...r });
+      return Buffer.concat([Buffer.from([0, bytes.length >>> 24, (bytes.length >>> 16) & 255, (bytes.length >>> 8) & 255, bytes.length & 255]), bytes]);
+    };
+    const open = () => session.request({ ':method': 'POST', ':path': ADS.path, 'content-type': 'application/grpc', te: 'trailers' });
+    try {
+      const first = open();
+      first.write(frame({ node: nodeOf('/web/front', '10.0.0.34') }));
+      await new Promise((resolve) => first.once('data', resolve));
+      await waitFor('the certificate to expire', () => Date.now() > expires + 100, 10_000);
+      const second = open();
+      second.end(frame({ node: nodeOf('/web/front', '10.0.0.34') }));
+      const status = await new Promise<string | undefined>((resolve) => {
+        second.once('response', (h) => h['grpc-status'] !== undefined && resolve(String(h['grpc-status'])));
+        second.once('trailers', (h) => resolve(String(h['grpc-status'])));
+      });
+      assert.equal(status, String(grpc.status.UNAUTHENTICATED));
+      await waitFor('GOAWAY on that connection', () => goaway, 5000);
+      first.close();
+    } finally {
+      session.destroy();
     }
   });
 
