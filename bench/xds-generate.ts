@@ -94,7 +94,7 @@ function distinct(results: GeneratedResources[]): { refs: number; unique: Set<Xd
   const unique = new Set<XdsResource>();
   let refs = 0;
   for (const r of results) {
-    for (const list of [r.clusters, r.endpoints, r.listeners, r.routes]) {
+    for (const list of [r.clusters, r.endpoints, r.listeners, r.routes, r.secrets]) {
       refs += list.length;
       for (const x of list) unique.add(x);
     }

@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import { constants } from 'node:fs';
 import * as path from 'node:path';
 import { uniqueSuffix } from '../common/atomic-file';
+import { ENVOY_SDS_FILES } from '../mesh/bootstrap/contract';
+import { envoySdsFiles, type EnvoySdsFile } from '../mesh/bootstrap/sds-files';
 import { AccountRef, checkAccount, CITADEL_FILES } from '../pki/identity';
 
 /** Citadel's three files in each identity directory. */
@@ -9,12 +11,23 @@ export const BUNDLE_FILES = [CITADEL_FILES.certChain, CITADEL_FILES.key, CITADEL
 export type BundleFile = (typeof BUNDLE_FILES)[number];
 export type Bundle = Record<BundleFile, string>;
 
+/** Every file of a version: Citadel's three, and the same as Envoy SDS files (a files-mode bootstrap's xDS connection reads those). */
+const PAYLOAD_FILES = [...BUNDLE_FILES, ENVOY_SDS_FILES.cert, ENVOY_SDS_FILES.root] as const;
+type PayloadFile = BundleFile | EnvoySdsFile;
+
 const DATA = '..data';
-const MODES: Record<BundleFile, number> = { 'cert-chain.pem': 0o644, 'key.pem': 0o600, 'root-cert.pem': 0o644 };
+const MODES: Record<PayloadFile, number> = {
+  'cert-chain.pem': 0o644,
+  'key.pem': 0o600,
+  'root-cert.pem': 0o644,
+  [ENVOY_SDS_FILES.cert]: 0o600, // it holds the key too
+  [ENVOY_SDS_FILES.root]: 0o644,
+};
 
 /**
- * `<certs-dir>/<ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem}`, the directories sidecars mount
- * at /etc/certs, written the way the kubelet's AtomicWriter writes secret volumes: each version's
+ * `<certs-dir>/<ns>/<sa>/{cert-chain.pem,key.pem,root-cert.pem}` (and the same as Envoy SDS
+ * files, `envoy-sds-cert.json` and `envoy-sds-root.json`), the directories sidecars mount at
+ * /etc/certs, written the way the kubelet's AtomicWriter writes secret volumes: each version's
  * files go into a fresh hidden directory `..<version>` (each file fsynced), `..data` is a symlink
  * to it swapped by rename(2), and the visible files are symlinks through `..data`. A new identity
  * directory is assembled under a hidden name and renamed into place; a removed one is renamed
@@ -47,9 +60,10 @@ export class CertsDirectory {
     return out;
   }
 
-  /** The bundle as a reader sees it, or undefined. */
+  /** The bundle as a reader sees it, or undefined (also when a file of the current layout is missing: an older agent's directory). */
   async read(a: AccountRef): Promise<Bundle | undefined> {
     const dir = this.identityPath(a);
+    if (!PAYLOAD_FILES.every((f) => fs.existsSync(path.join(dir, f)))) return undefined;
     try {
       const [a, b, c] = BUNDLE_FILES.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'));
       return { 'cert-chain.pem': a, 'key.pem': b, 'root-cert.pem': c };
@@ -73,7 +87,7 @@ export class CertsDirectory {
       fs.mkdirSync(tmp, { mode: 0o755 });
       this.writePayload(path.join(tmp, version), bundle);
       fs.symlinkSync(version, path.join(tmp, DATA));
-      for (const f of BUNDLE_FILES) fs.symlinkSync(path.join(DATA, f), path.join(tmp, f));
+      for (const f of PAYLOAD_FILES) fs.symlinkSync(path.join(DATA, f), path.join(tmp, f));
       this.sync(tmp);
       try {
         fs.renameSync(tmp, dir); // fails if the directory exists after all: then update it below
@@ -91,7 +105,7 @@ export class CertsDirectory {
     fs.rmSync(tmpLink, { force: true });
     fs.symlinkSync(version, tmpLink);
     fs.renameSync(tmpLink, path.join(dir, DATA));
-    for (const f of BUNDLE_FILES) if (!lstat(path.join(dir, f))) fs.symlinkSync(path.join(DATA, f), path.join(dir, f));
+    for (const f of PAYLOAD_FILES) if (!lstat(path.join(dir, f))) fs.symlinkSync(path.join(DATA, f), path.join(dir, f));
     this.sync(dir);
     if (old && old !== version) fs.rmSync(path.join(dir, old), { recursive: true, force: true });
   }
@@ -135,7 +149,7 @@ export class CertsDirectory {
         for (const inner of fs.readdirSync(p)) {
           if (inner.startsWith('..') && inner !== DATA && inner !== current) fs.rmSync(path.join(p, inner), { recursive: true, force: true });
         }
-        for (const f of BUNDLE_FILES) if (!lstat(path.join(p, f))) fs.symlinkSync(path.join(DATA, f), path.join(p, f));
+        for (const f of PAYLOAD_FILES) if (!lstat(path.join(p, f)) && lstat(path.join(p, current, f))) fs.symlinkSync(path.join(DATA, f), path.join(p, f));
       }
       try {
         fs.rmdirSync(nsDir);
@@ -147,10 +161,14 @@ export class CertsDirectory {
 
   private writePayload(dir: string, bundle: Bundle): void {
     fs.mkdirSync(dir, { mode: 0o755 });
-    for (const f of BUNDLE_FILES) {
+    const payload: Record<PayloadFile, string> = {
+      ...bundle,
+      ...envoySdsFiles({ certChainPem: bundle['cert-chain.pem'], keyPem: bundle['key.pem'], rootCertPem: bundle['root-cert.pem'] }),
+    };
+    for (const f of PAYLOAD_FILES) {
       const fd = fs.openSync(path.join(dir, f), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, MODES[f]);
       try {
-        fs.writeFileSync(fd, bundle[f], 'utf8');
+        fs.writeFileSync(fd, payload[f], 'utf8');
         if (this.durable) fs.fdatasyncSync(fd);
       } finally {
         fs.closeSync(fd);

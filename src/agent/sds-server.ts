@@ -178,6 +178,8 @@ export class SdsServer {
         call.end(err instanceof StreamError ? new GrpcError(err.code, err.message) : new GrpcError(status.INTERNAL, errorMessage(err)));
       }
     });
+    // A client that half-closes sends no more requests: end the call (OK), or it stays open, pushed to and never ACKed.
+    call.onEnd(() => call.end());
   }
 
   private async fetch(req: DiscoveryRequest, localAddress: string, api: SdsApiVersion): Promise<DiscoveryResponse> {

@@ -61,3 +61,13 @@ export function grpcServerListenerName(ip: string, port: number): string {
 }
 
 export const GRPC_SERVER_LISTENER_PREFIX = GRPC_SERVER_LISTENER_TEMPLATE.replace('%s', '');
+
+/** Istio's name of a file-based certificate secret: `file-cert:<certificate chain>~<private key>`. */
+export function fileCertSecretName(certChainPath: string, keyPath: string): string {
+  return `file-cert:${certChainPath}~${keyPath}`;
+}
+
+/** Istio's name of a file-based root secret: `file-root:<CA certificates>`. */
+export function fileRootSecretName(caPath: string): string {
+  return `file-root:${caPath}`;
+}

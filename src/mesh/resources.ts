@@ -21,6 +21,8 @@ export const TYPE_URL = {
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  /** SDS over ADS: files-mode sidecars get their file-based secrets (paths, not key material) from the xDS server. */
+  secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
 } as const;
 export type ResourceTypeUrl = (typeof TYPE_URL)[keyof typeof TYPE_URL];
 
@@ -39,6 +41,8 @@ export interface GeneratedResources {
   readonly endpoints: readonly XdsResource[];
   readonly listeners: readonly XdsResource[];
   readonly routes: readonly XdsResource[];
+  /** Files mode: the Secrets its TLS contexts name (requested by name, like EDS); empty otherwise. */
+  readonly secrets: readonly XdsResource[];
   /** What was left out and why (an upstream naming no service, a rule a proxyless client cannot follow), one line each. */
   readonly warnings: readonly string[];
 }
@@ -47,11 +51,11 @@ export function xdsResource(typeUrl: ResourceTypeUrl, name: string, json: JsonOb
   return { name, typeUrl, json };
 }
 
-export type ResourceKind = 'clusters' | 'endpoints' | 'listeners' | 'routes';
+export type ResourceKind = 'clusters' | 'endpoints' | 'listeners' | 'routes' | 'secrets';
 
 /** Collects one proxy's resources: one per name (the first wins), listed by name so the output does not depend on input order. */
 export class ResourceSet {
-  private readonly byType: Record<ResourceKind, Map<string, XdsResource>> = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), routes: new Map() };
+  private readonly byType: Record<ResourceKind, Map<string, XdsResource>> = { clusters: new Map(), endpoints: new Map(), listeners: new Map(), routes: new Map(), secrets: new Map() };
   private readonly warnings = new Set<string>();
 
   add(kind: ResourceKind, r: XdsResource): void {
@@ -70,6 +74,7 @@ export class ResourceSet {
       endpoints: sorted(this.byType.endpoints),
       listeners: sorted(this.byType.listeners),
       routes: sorted(this.byType.routes),
+      secrets: sorted(this.byType.secrets),
       warnings: [...this.warnings],
     };
   }

@@ -1,14 +1,17 @@
 /**
  * The xDS control plane in `citadel server` (`--xds-port`, 15012 as istiod): ADS and the separate
- * CDS/EDS/LDS/RDS services, v3, state of the world, over mTLS. A caller's certificate decides
+ * CDS/EDS/LDS/RDS services, v3, state of the world, over mTLS; on ADS also SDS, the file-based
+ * Secrets of files-mode sidecars (names of files, never keys). A caller's certificate decides
  * whose configuration it may have: a workload's own (files-mode sidecars dial here directly), or,
  * for a node agent proxying a sidecar's stream from its per-identity socket, the identity it names
  * (header `x-citadel-identity`) if Marathon places that identity on the node.
  *
  * Protocol: src/xds (ACK/NACK, nonces, per-type state). Configuration: src/mesh's generator, from
  * one consistent snapshot of mesh and policy per push; pushes are debounced (100 ms after the last
- * change, at most 1 s) and go out in ADS order, CDS, EDS, LDS, RDS; after a push that changes
- * clusters, EDS is sent again (Envoy holds the CDS ACK until the new clusters have endpoints).
+ * change, at most 1 s) and go out in ADS order, CDS, EDS, LDS, RDS, SDS; after a push that changes
+ * clusters, EDS is sent again (Envoy holds the CDS ACK until the new clusters have endpoints), and
+ * after one that changes clusters or listeners, SDS is sent again, last: a TLS context Envoy
+ * builds for them may subscribe anew to a secret name it already had, and waits for an answer.
  */
 import * as os from 'node:os';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -68,9 +71,20 @@ export interface XdsServerOptions {
   maxDelayMs?: number;
 }
 
-const ADS_ORDER = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route];
-const SHORT: Record<string, string> = { [TYPE_URL.cluster]: 'CDS', [TYPE_URL.endpoint]: 'EDS', [TYPE_URL.listener]: 'LDS', [TYPE_URL.route]: 'RDS' };
-const KIND: Record<string, keyof Omit<GeneratedResources, 'warnings'>> = { [TYPE_URL.cluster]: 'clusters', [TYPE_URL.endpoint]: 'endpoints', [TYPE_URL.listener]: 'listeners', [TYPE_URL.route]: 'routes' };
+const ADS_ORDER = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret];
+const SHORT: Record<string, string> = { [TYPE_URL.cluster]: 'CDS', [TYPE_URL.endpoint]: 'EDS', [TYPE_URL.listener]: 'LDS', [TYPE_URL.route]: 'RDS', [TYPE_URL.secret]: 'SDS' };
+const KIND: Record<string, keyof Omit<GeneratedResources, 'warnings'>> = {
+  [TYPE_URL.cluster]: 'clusters',
+  [TYPE_URL.endpoint]: 'endpoints',
+  [TYPE_URL.listener]: 'listeners',
+  [TYPE_URL.route]: 'routes',
+  [TYPE_URL.secret]: 'secrets',
+};
+
+/** The types proxy-status lists for a node even before it asks: SDS only where the server serves it (files-mode sidecars). */
+function expectedTypes(node: ProxyNode): string[] {
+  return node.generator === 'envoy' && node.certMode === 'files' ? ['CDS', 'EDS', 'LDS', 'RDS', 'SDS'] : ['CDS', 'EDS', 'LDS', 'RDS'];
+}
 
 /** One proxy (an Envoy or a gRPC process), with its streams: one for ADS, or up to four. */
 interface ProxyState {
@@ -80,6 +94,12 @@ interface ProxyState {
   via: string;
   connectedAt: string;
   generated?: GeneratedResources;
+  /**
+   * What every stream of it was last brought up to date with: its first generation, then each
+   * push's. A request answered in between (a new EDS or SDS name) generates from the newer
+   * snapshot too, but answers only its own type, so a push compares against this, not `generated`.
+   */
+  pushed?: GeneratedResources;
   streams: Set<DiscoveryStream>;
   warned: Set<string>;
 }
@@ -158,7 +178,7 @@ export class XdsServer {
           types[SHORT[typeUrl] ?? typeUrl] = { status: syncStatus(t), sentVersion: t.sentVersion, ackedVersion: t.ackedVersion, ...(t.nack ? { error: t.nack.message } : {}) };
         }
       }
-      for (const short of ['CDS', 'EDS', 'LDS', 'RDS']) types[short] ??= { status: 'NOT SENT' };
+      for (const short of expectedTypes(p.node)) types[short] ??= { status: 'NOT SENT' };
       return { nodeId, marathonId: p.node.marathonId, identity: spiffeId(p.identity), via: p.via, replica: this.replica, connectedAt: p.connectedAt, types };
     });
   }
@@ -189,7 +209,11 @@ export class XdsServer {
     try {
       who = this.identityOf(call.ctx);
     } catch (err) {
-      return call.end(err as GrpcError);
+      call.end(err as GrpcError);
+      // A certificate that expired while its connection lived on: close the connection (GOAWAY) too, so the client
+      // dials again with the certificate it has now (a files-mode Envoy re-reads its files) instead of retrying here.
+      if (err instanceof GrpcError && err.code === status.UNAUTHENTICATED) call.ctx.session.close();
+      return;
     }
     let proxy: ProxyState | undefined;
     const discovery: DiscoveryStream = new DiscoveryStream({
@@ -252,7 +276,7 @@ export class XdsServer {
 
   private resources(p: ProxyState, typeUrl: string, sub: Subscription, stream: DiscoveryStream): ReadonlyMap<string, Resource> | undefined {
     const kind = KIND[typeUrl];
-    if (!kind) throw new StreamError(status.INVALID_ARGUMENT, `type_url ${typeUrl} is not served (CDS, EDS, LDS, RDS)`);
+    if (!kind) throw new StreamError(status.INVALID_ARGUMENT, `type_url ${typeUrl} is not served (CDS, EDS, LDS, RDS; SDS on ADS)`);
     const generated = this.generate(p, stream, typeUrl, sub);
     const out = new Map<string, Resource>();
     for (const r of generated[kind]) {
@@ -272,6 +296,7 @@ export class XdsServer {
         this.opts.logger.warn('configuration for a proxy left something out', { node: p.node.id, warning: w });
       }
       p.generated = generated;
+      p.pushed ??= generated;
     }
     return generated;
   }
@@ -304,14 +329,17 @@ export class XdsServer {
     const end = this.metrics.pushSeconds.startTimer();
     for (const p of this.proxies.values()) {
       try {
-        const before = p.generated;
+        const before = p.pushed;
         const after = this.generate(p);
+        p.pushed = after;
         if (after === before) continue;
-        const clustersChanged = !before || before.clusters.length !== after.clusters.length || before.clusters.some((c, i) => c !== after.clusters[i]);
+        const clustersChanged = changed(before?.clusters, after.clusters);
+        const listenersChanged = changed(before?.listeners, after.listeners);
         for (const s of p.streams) {
           s.refresh([TYPE_URL.cluster]);
           s.refresh([TYPE_URL.endpoint], { force: clustersChanged });
           s.refresh([TYPE_URL.listener, TYPE_URL.route]);
+          s.refresh([TYPE_URL.secret], { force: clustersChanged || listenersChanged });
         }
       } catch (err) {
         this.opts.logger.error('cannot push to a proxy', { node: p.node.id, error: errorMessage(err) });
@@ -319,6 +347,11 @@ export class XdsServer {
     }
     end();
   }
+}
+
+/** Whether a list of resources differs from the one before (the generator returns the same objects for the same content). */
+function changed(before: readonly XdsResource[] | undefined, after: readonly XdsResource[]): boolean {
+  return !before || before.length !== after.length || before.some((r, i) => r !== after[i]);
 }
 
 /** What a gRPC node subscribed to, across its streams (its generator answers exactly those names). */

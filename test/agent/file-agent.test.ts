@@ -85,6 +85,9 @@ describe('the node agent in file mode', () => {
     for (const sa of ['frontend', 'payments']) assert.deepEqual(await bundleProblems(certsDir, 'shop', sa, f.ca.rootCertPem), []);
     const keyStat = await fs.stat(path.join(certsDir, 'shop', 'payments', 'key.pem'));
     assert.equal(keyStat.mode & 0o777, 0o600);
+    assert.equal((await fs.stat(path.join(certsDir, 'shop', 'payments', 'envoy-sds-cert.json'))).mode & 0o777, 0o600, 'the Envoy SDS file with the key is as private as key.pem');
+    assert.equal((await fs.stat(path.join(certsDir, 'shop', 'payments', 'envoy-sds-root.json'))).mode & 0o777, 0o644);
+    for (const f of ['cert-chain.pem', 'envoy-sds-cert.json']) assert.equal(await fs.readlink(path.join(certsDir, 'shop', 'payments', f)), `..data/${f}`, `${f} swaps with the same ..data`);
     assert.ok((await fs.lstat(path.join(certsDir, 'shop', 'payments'))).isDirectory(), 'the identity directory is a real directory (what the sidecar mounts)');
     await assert.rejects(fs.access(path.join(certsDir, 'ops')));
   });
@@ -145,6 +148,21 @@ describe('the node agent in file mode', () => {
     assert.equal(await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'), before.cert);
     assert.equal(await read(certsDir, 'shop', 'frontend', 'key.pem'), before.key);
     assert.deepEqual(await bundleProblems(certsDir, 'shop', 'frontend', f.ca.rootCertPem), []);
+  });
+
+  it('a directory an older agent wrote (no Envoy SDS files) is completed on the next start, with the same certificate', async () => {
+    await agent.stop(); // payments: frontend's current secret in the store is the refused one of the test before
+    const dir = path.join(certsDir, 'shop', 'payments');
+    const version = await fs.readlink(path.join(dir, '..data'));
+    for (const f of ['envoy-sds-cert.json', 'envoy-sds-root.json']) {
+      await fs.rm(path.join(dir, f));
+      await fs.rm(path.join(dir, version, f));
+    }
+    const chain = await read(certsDir, 'shop', 'payments', 'cert-chain.pem');
+    agent = new NodeAgent({ caAddress: f.address, caRootPem: f.ca.rootCertPem, joinToken: 'cjt1.spent-token-is-not-needed', host: 'agent-1', certsDir });
+    await agent.start();
+    await waitFor('the Envoy SDS files written', async () => (await bundleProblems(certsDir, 'shop', 'payments', f.ca.rootCertPem)).length === 0, 5000);
+    assert.equal(await read(certsDir, 'shop', 'payments', 'cert-chain.pem'), chain, 'the current secret, not a new one');
   });
 
   it('a restart reuses the saved node certificate (the join token is spent) and the files', async () => {

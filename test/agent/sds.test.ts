@@ -151,6 +151,18 @@ describe('the node agent in SDS mode, with a client from Envoy’s protos', () =
     for (const s of streams) s.close();
   });
 
+  it('a client that half-closes its stream gets the call ended, OK, and the stream is gone (not pushed to forever)', async () => {
+    const streamsOf = () => agent.sds!.identities().find((i) => i.account.serviceAccount === 'pay')!.streams;
+    const before = streamsOf();
+    const s = client('shop', 'pay').open(['default']);
+    await s.next();
+    assert.equal(streamsOf(), before + 1);
+    s.end();
+    const end = await Promise.race([s.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
+    assert.equal(end?.code, status.OK, 'the agent ends a half-closed stream');
+    await waitFor('the stream gone from the socket', () => streamsOf() === before);
+  });
+
   it('an identity that leaves the node: its streams end, its socket goes, and it comes back when placed again', async () => {
     const s = client('shop', 'web').open(['default']);
     await s.next();

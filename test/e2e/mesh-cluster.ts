@@ -32,13 +32,19 @@ export function meshWide(mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE'): string {
  * A Marathon app on the container network with one port (`http` unless named otherwise), as the
  * injector leaves it (the sidecar status label) unless `sidecar` is false (proxyless gRPC).
  */
-export function meshApp(id: string, serviceAccount: string, port: number, o: { labels?: Record<string, string>; portName?: string; sidecar?: boolean } = {}): Record<string, unknown> {
+export function meshApp(
+  id: string,
+  serviceAccount: string,
+  port: number,
+  o: { labels?: Record<string, string>; portName?: string; sidecar?: boolean; morePorts?: Array<{ port: number; name: string }> } = {},
+): Record<string, unknown> {
+  const more = (o.morePorts ?? []).map((p) => ({ containerPort: p.port, name: p.name }));
   return {
     id,
     cmd: 'sleep 3600',
     instances: 1,
     networks: [{ mode: 'container', name: 'dcos' }],
-    container: { type: 'MESOS', portMappings: [{ containerPort: port, name: o.portName ?? 'http' }] },
+    container: { type: 'MESOS', portMappings: [{ containerPort: port, name: o.portName ?? 'http' }, ...more] },
     labels: { 'istio.io/service-account': serviceAccount, ...(o.sidecar !== false && { 'sidecar.istio.io/status': SIDECAR_STATUS }), ...o.labels },
   };
 }
@@ -51,6 +57,8 @@ export interface MeshClusterOptions {
   secretTtl?: string;
   /** `citadel server` flags, e.g. a short --workload-cert-ttl for the files. */
   serverArgs?: string[];
+  /** Fixed gRPC and xDS ports, so restartServer() brings the server back where agent and sidecars dial. */
+  restartableServer?: boolean;
 }
 
 export interface Task {
@@ -83,6 +91,7 @@ export class MeshCluster {
   server!: CitadelServerProcess;
   private agent: ChildProcess | undefined;
   private agentLog = '';
+  private serverArgs: string[] = [];
   private readonly children: ChildProcess[] = [];
 
   private constructor(private readonly opts: MeshClusterOptions) {
@@ -99,7 +108,9 @@ export class MeshCluster {
     const c = new MeshCluster(opts);
     try {
       c.sim = await startMarathonSimProcess(['--agents', AGENT_HOST, '--container-network-cidr', c.cidr]);
-      c.server = await startCitadelServer(['--marathon', c.sim.url, '--store', c.store, ...(opts.serverArgs ?? [])]);
+      const ports = opts.restartableServer ? ['--grpc-port', String(await freePort()), '--xds-port', String(await freePort())] : [];
+      c.serverArgs = ['--marathon', c.sim.url, '--store', c.store, ...(opts.serverArgs ?? []), ...ports];
+      c.server = await startCitadelServer(c.serverArgs);
       c.startAgent();
     } catch (err) {
       await c.close();
@@ -143,6 +154,13 @@ export class MeshCluster {
     agent.stderr!.setEncoding('utf8').on('data', (c: string) => (this.agentLog = (this.agentLog + c).slice(-200_000)));
     this.agent = agent;
     this.children.push(agent);
+  }
+
+  /** Stops `citadel server` (SIGTERM) and starts it again on the same store and ports (a deploy of the server, say). */
+  async restartServer(): Promise<void> {
+    assert.ok(this.opts.restartableServer, 'MeshCluster.start({ restartableServer: true }) fixes the ports a restart needs');
+    await this.server.stop();
+    this.server = await startCitadelServer(this.serverArgs);
   }
 
   /** Stops the agent (SIGTERM) and starts it again, as systemd's Restart=always would. */

@@ -95,6 +95,11 @@ export class SdsStream {
     this.send({ versionInfo: previousVersion, responseNonce: r.nonce, resourceNames: names, errorDetail: { code: 13, message } });
   }
 
+  /** Half-closes: no more requests from this side (what a client does when it has nothing left to ask). */
+  end(): void {
+    this.call.end();
+  }
+
   close(): void {
     this.call.cancel();
   }

@@ -148,7 +148,8 @@ describe('injection', () => {
     assert.deepEqual(files.volumes, [{ name: 'citadel-identity', host: '/srv/certs/prod/payments' }]);
     assert.deepEqual(sidecarOf(files).volumeMounts, [{ name: 'citadel-identity', mountPath: '/etc/certs', readOnly: true }]);
     const xds = bootstrapOf(files).static_resources.clusters.find((c: Obj) => c.name === 'xds-grpc');
-    assert.equal(xds.transport_socket.typed_config.common_tls_context.tls_certificates[0].certificate_chain.filename, '/etc/certs/cert-chain.pem');
+    // The xDS connection's certificate: the agent's Envoy SDS file in the mounted directory, watched for its swaps.
+    assert.deepEqual(xds.transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.path_config_source, { path: '/etc/certs/envoy-sds-cert.json', watched_directory: { path: '/etc/certs' } });
     assertStrictEnvoyMessage('envoy.config.bootstrap.v3.Bootstrap', bootstrapOf(files));
     assert.deepEqual(sidecarOf(files).environment, {
       CITADEL_MARATHON_ID: '/prod/api', CITADEL_SPIFFE_ID: 'spiffe://cluster.local/ns/prod/sa/payments', CITADEL_NAMESPACE: 'prod',

@@ -4,6 +4,8 @@
  * policy changes, EDS again after CDS, proxy status.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import * as http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
@@ -17,7 +19,7 @@ import { TYPE_URL } from '../../src/mesh/resources';
 import { ServerCertificate } from '../../src/server/server-certificate';
 import { IDENTITY_HEADER, proxyNodeOf, XdsServer } from '../../src/server/xds-server';
 import { endpoint, service, snapshotOf } from '../mesh/mesh-fixtures';
-import { AdsClient, Changing, names, nodeOf } from '../helpers/ads-client';
+import { ADS, AdsClient, Changing, names, nodeOf } from '../helpers/ads-client';
 import { waitFor } from '../helpers/wait';
 import { CaFixture, credentialFor, node, placeApp, startCaFixture, workload } from './fixtures';
 
@@ -96,6 +98,127 @@ describe('the xDS server (ADS over mTLS)', () => {
     assert.equal(xds.status().find((p) => p.marathonId === '/web/front')!.types.EDS.error, 'bad endpoint');
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(c.pending, 0, 'no resend after the NACK');
+  });
+
+  it('a files-mode sidecar gets its file-based secrets over ADS, by name only; a push that changes clusters sends SDS again, last; proxy-status shows SDS', async () => {
+    const c = connect(credentialFor(f.ca, workload('web', 'front')));
+    const dir = '/certs/web/front';
+    const certName = `file-cert:${dir}/cert-chain.pem~${dir}/key.pem`;
+    const rootName = `file-root:${dir}/root-cert.pem`;
+    const filesNode = { ...nodeOf('/web/front', '10.0.0.31'), metadata: { CITADEL_MARATHON_ID: '/web/front', CITADEL_CERT_MODE: 'files', CITADEL_CERTS_DIR: dir } };
+    const statusOf = () => xds.status().find((p) => p.nodeId === filesNode.id)!;
+    c.send({ typeUrl: TYPE_URL.cluster, node: filesNode });
+    const cds = await c.next();
+    const tlsCluster = cds.resources.find((r) => r.value.includes('outbound|8080||api-prod.marathon.mesos'))!;
+    assert.ok(tlsCluster.value.includes(certName) && tlsCluster.value.includes(rootName), 'the cluster’s TLS context names both secrets');
+    assert.equal(statusOf().types.SDS.status, 'NOT SENT', 'a files-mode sidecar is expected to ask for SDS');
+    c.send({ typeUrl: TYPE_URL.endpoint, resourceNames: ['outbound|8080||api-prod.marathon.mesos'] });
+    const eds = await c.next();
+    c.send({ typeUrl: TYPE_URL.endpoint, resourceNames: ['outbound|8080||api-prod.marathon.mesos'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+    c.send({ typeUrl: TYPE_URL.cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+
+    // Asked by name, as Envoy does while it warms the cluster: the two secrets, file names and the watched directory, no key material.
+    c.send({ typeUrl: TYPE_URL.secret, resourceNames: [certName, rootName] });
+    const sds = await c.next();
+    assert.equal(sds.typeUrl, TYPE_URL.secret);
+    const Secret = envoyProtoRoot().lookupType('envoy.extensions.transport_sockets.tls.v3.Secret');
+    const secrets = sds.resources.map((r) => Secret.toObject(Secret.decode(r.value)) as Record<string, any>);
+    assert.deepEqual(secrets.map((x) => x.name), [certName, rootName]);
+    assert.deepEqual(secrets[0].tls_certificate, { certificate_chain: { filename: `${dir}/cert-chain.pem` }, private_key: { filename: `${dir}/key.pem` }, watched_directory: { path: dir } });
+    assert.deepEqual(secrets[1].validation_context, { trusted_ca: { filename: `${dir}/root-cert.pem` }, watched_directory: { path: dir } });
+    c.send({ typeUrl: TYPE_URL.secret, resourceNames: [certName, rootName], versionInfo: sds.versionInfo, responseNonce: sds.nonce });
+    await waitFor('SDS synced in proxy status', () => statusOf().types.SDS.status === 'SYNCED');
+
+    // The cluster to the API changes (a DestinationRule): CDS, EDS again, and SDS again after everything else.
+    const before = policies.value;
+    policies.set([...before, ...parsePolicyText('apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: api, namespace: prod}\nspec: {host: api-prod.marathon.mesos, trafficPolicy: {tls: {mode: ISTIO_MUTUAL, subjectAltNames: [spiffe://cluster.local/ns/prod/sa/other]}}}\n', 'dr.yaml').documents]);
+    const pushed: string[] = [];
+    let pushedSds;
+    while (!pushedSds) {
+      const r = await c.next();
+      pushed.push(r.typeUrl);
+      if (r.typeUrl === TYPE_URL.secret) pushedSds = r;
+    }
+    assert.deepEqual([pushed[0], pushed[1], pushed[pushed.length - 1]], [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.secret], pushed.join(', '));
+    assert.deepEqual(names(pushedSds, 'envoy.extensions.transport_sockets.tls.v3.Secret'), [certName, rootName], 'both, though unchanged: a TLS context built for the new cluster may wait for them');
+
+    // A name the generator did not make is not served (the server never reads or names other files).
+    c.send({ typeUrl: TYPE_URL.secret, resourceNames: [certName, rootName, 'file-cert:/etc/shadow~/etc/shadow'], versionInfo: pushedSds.versionInfo, responseNonce: pushedSds.nonce });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.pending, 0, 'nothing for a name that is not generated');
+
+    // An sds-mode sidecar gets its secrets from the node agent: no SDS in its status.
+    const other = connect(credentialFor(f.ca, workload('web', 'front')));
+    other.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front', '10.0.0.32') });
+    await other.next();
+    assert.equal(xds.status().find((p) => p.nodeId === nodeOf('/web/front', '10.0.0.32').id)!.types.SDS, undefined);
+  });
+
+  it('a request answered between a change and its push (a new EDS name) does not swallow the push of the other types', async () => {
+    // A server that waits 400 ms before pushing, so the request surely comes in between.
+    const policies2 = new Changing<readonly PolicyDocument[]>([]);
+    const slow = new XdsServer({
+      trustDomain: 'cluster.local',
+      serverCertificate: new ServerCertificate(f.ca, [], silentLogger),
+      placements: f.view,
+      mesh: { current: () => mesh.value, onChange: () => () => undefined },
+      policies: { current: () => policies2.value, onChange: (l) => policies2.onChange(l) },
+      port: 0,
+      host: '127.0.0.1',
+      logger: silentLogger,
+      registry: new Registry(),
+      quietMs: 400,
+      maxDelayMs: 2000,
+    });
+    const c = new AdsClient(`127.0.0.1:${await slow.start()}`, f.ca.rootCertPem, credentialFor(f.ca, workload('web', 'front')));
+    try {
+      const cluster = 'outbound|8080||api-prod.marathon.mesos';
+      c.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front', '10.0.0.33') });
+      const cds = await c.next();
+      c.send({ typeUrl: TYPE_URL.endpoint, resourceNames: [cluster] });
+      const eds = await c.next();
+      c.send({ typeUrl: TYPE_URL.cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+      policies2.set(parsePolicyText('apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: api, namespace: prod}\nspec: {host: api-prod.marathon.mesos, trafficPolicy: {tls: {mode: DISABLE}}}\n', 'dr.yaml').documents);
+      // Envoy asks for a new name meanwhile: answered from the new policy, for EDS only.
+      c.send({ typeUrl: TYPE_URL.endpoint, resourceNames: [cluster, 'outbound|1||nothing.marathon.mesos'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+      const pushed = await c.next(3000);
+      assert.equal(pushed.typeUrl, TYPE_URL.cluster, 'the changed cluster is still pushed');
+      assert.notEqual(Buffer.concat(pushed.resources.map((r) => r.value)).toString('hex'), Buffer.concat(cds.resources.map((r) => r.value)).toString('hex'));
+    } finally {
+      c.close();
+      await slow.close();
+    }
+  });
+
+  it('a stream opened after the client certificate expired, on a connection that outlived it: UNAUTHENTICATED, and the connection is closed so the client dials again', async () => {
+    const cred = credentialFor(f.ca, workload('web', 'front'), 3000);
+    const expires = Date.parse(new X509Certificate(cred.certChainPem).validTo);
+    const session = http2.connect(`https://${address}`, { ca: f.ca.rootCertPem, cert: cred.certChainPem, key: cred.keyPem, servername: 'istiod', ALPNProtocols: ['h2'] });
+    session.on('error', () => undefined);
+    let goaway = false;
+    session.on('goaway', () => (goaway = true));
+    const frame = (r: Partial<DiscoveryRequest>) => {
+      const bytes = ADS.requestSerialize({ versionInfo: '', resourceNames: [], typeUrl: TYPE_URL.cluster, responseNonce: '', ...r });
+      return Buffer.concat([Buffer.from([0, bytes.length >>> 24, (bytes.length >>> 16) & 255, (bytes.length >>> 8) & 255, bytes.length & 255]), bytes]);
+    };
+    const open = () => session.request({ ':method': 'POST', ':path': ADS.path, 'content-type': 'application/grpc', te: 'trailers' });
+    try {
+      const first = open();
+      first.write(frame({ node: nodeOf('/web/front', '10.0.0.34') }));
+      await new Promise((resolve) => first.once('data', resolve));
+      await waitFor('the certificate to expire', () => Date.now() > expires + 100, 10_000);
+      const second = open();
+      second.end(frame({ node: nodeOf('/web/front', '10.0.0.34') }));
+      const status = await new Promise<string | undefined>((resolve) => {
+        second.once('response', (h) => h['grpc-status'] !== undefined && resolve(String(h['grpc-status'])));
+        second.once('trailers', (h) => resolve(String(h['grpc-status'])));
+      });
+      assert.equal(status, String(grpc.status.UNAUTHENTICATED));
+      await waitFor('GOAWAY on that connection', () => goaway, 5000);
+      first.close();
+    } finally {
+      session.destroy();
+    }
   });
 
   it('a policy change reaches the destination sidecar’s listeners (STRICT)', async () => {

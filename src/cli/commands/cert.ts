@@ -11,17 +11,25 @@ import { describeKey, publicKeyFromSpki } from '../../pki/keys';
 import { splitCertificates } from '../../pki/pem';
 import { checkBundle } from '../../pki/bundle';
 import { identityOfCertificate } from '../../pki/verify';
+import { ENVOY_SDS_FILES } from '../../mesh/bootstrap/contract';
+import { envoySdsFiles } from '../../mesh/bootstrap/sds-files';
 import { addCaOptions, addOutputOption, addStoreOption, caConfigFromFlags, CaFlagValues, openStoreFromFlags, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
 
-/** Writes a bundle into `dir` (made if missing) as Citadel's three files, each replaced atomically. */
+/**
+ * Writes a bundle into `dir` (made if missing) as Citadel's three files, and the same as the Envoy
+ * SDS files a files-mode bootstrap reads, each replaced atomically.
+ */
 export async function writeBundleFiles(dir: string, b: { rootCertPem: string; certChainPem: string; keyPem: string }): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   // Root and chain first, key last: a reader never finds a key without its certificate's root.
   await writeFileAtomic(path.join(dir, CITADEL_FILES.root), b.rootCertPem, 0o644);
   await writeFileAtomic(path.join(dir, CITADEL_FILES.certChain), b.certChainPem, 0o644);
   await writeFileAtomic(path.join(dir, CITADEL_FILES.key), b.keyPem, 0o600);
+  const sds = envoySdsFiles(b);
+  await writeFileAtomic(path.join(dir, ENVOY_SDS_FILES.root), sds[ENVOY_SDS_FILES.root], 0o644);
+  await writeFileAtomic(path.join(dir, ENVOY_SDS_FILES.cert), sds[ENVOY_SDS_FILES.cert], 0o600);
 }
 
 export const registerCert: RegisterCommand = (program: Command) => {

@@ -4,7 +4,8 @@ import type { ProxyStatus } from '../../server/xds-server';
 import { addOutputOption, wantsJson } from '../options';
 import type { RegisterCommand } from './index';
 
-const TYPES = ['CDS', 'LDS', 'EDS', 'RDS'] as const;
+/** SDS: the file-based secrets of files-mode sidecars; `-` for proxies whose secrets come from the node agent. */
+const TYPES = ['CDS', 'LDS', 'EDS', 'RDS', 'SDS'] as const;
 
 /** `citadel proxy-status`, as `istioctl proxy-status`: every connected proxy and where each xDS type stands. */
 export const registerProxyStatus: RegisterCommand = (program: Command) => {
@@ -30,7 +31,7 @@ export const registerProxyStatus: RegisterCommand = (program: Command) => {
         return;
       }
       const rows = [['NAME', 'WORKLOAD', 'IDENTITY', 'VIA', 'REPLICA', ...TYPES]];
-      for (const p of all) rows.push([p.nodeId, p.marathonId, p.identity, p.via, p.replica, ...TYPES.map((t) => p.types[t]?.status ?? 'NOT SENT')]);
+      for (const p of all) rows.push([p.nodeId, p.marathonId, p.identity, p.via, p.replica, ...TYPES.map((t) => p.types[t]?.status ?? '-')]);
       const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
       for (const r of rows) process.stdout.write(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n');
       for (const p of all) for (const t of TYPES) if (p.types[t]?.error) process.stdout.write(`${p.nodeId} ${t} NACKED: ${p.types[t].error!.split('\n')[0].slice(0, 300)}\n`);

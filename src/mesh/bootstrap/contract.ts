@@ -27,6 +27,13 @@ export const XDS_SOCKET_PATH = `${SDS_MOUNT_PATH}/${XDS_SOCKET_NAME}`;
 export const CERTS_MOUNT_PATH = '/etc/certs';
 /** The identity's files in a files-mode directory: Citadel's names. */
 export const CERT_FILES = CITADEL_FILES;
+/**
+ * Beside them, the same certificate and root as Envoy SDS files (DiscoveryResponse JSON, the PEMs
+ * inline, secrets `default` and `ROOTCA`): a files-mode bootstrap's xds-grpc cluster reads them
+ * with path_config_source, so the xDS connection's own certificate rotates too (Envoy cannot take
+ * that one over the connection it secures).
+ */
+export const ENVOY_SDS_FILES = { cert: 'envoy-sds-cert.json', root: 'envoy-sds-root.json' } as const;
 
 // Envoy bootstrap.
 export const DEFAULT_ADMIN_PORT = 15000;

@@ -1,8 +1,9 @@
 import { isIP } from 'node:net';
 import {
-  CERT_FILES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, SDS_CLUSTER, SDS_MOUNT_PATH, SDS_SOCKET_NAME, XDS_CLUSTER,
-  XDS_SERVER_NAME, XDS_SOCKET_NAME,
+  CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAULT_XDS_ADDRESS, ENVOY_SDS_FILES, SDS_CERT_SECRET, SDS_CLUSTER, SDS_MOUNT_PATH, SDS_ROOT_SECRET,
+  SDS_SOCKET_NAME, XDS_CLUSTER, XDS_SERVER_NAME, XDS_SOCKET_NAME,
 } from './contract';
+import { envoySdsFileSecret } from './sds-files';
 import { parseHostPort, type HostPort } from './host-port';
 import type { JsonObject } from '../../common/json';
 import { cleanDir, nodeId, nodeMetadata, type BootstrapNode } from './node';
@@ -44,9 +45,13 @@ function pipeCluster(name: string, path: string, keepalive: boolean): JsonObject
   };
 }
 
-/** files mode: mTLS to the xDS server with the workload certificate, checking its DNS SAN `istiod`. */
+/**
+ * files mode: mTLS to the xDS server with the workload certificate, checking its DNS SAN `istiod`.
+ * The certificate and root come from the agent's Envoy SDS files in that directory, re-read when
+ * the agent swaps its files: a reconnect after the first certificate expired presents the current one.
+ */
 function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
-  const file = (name: string) => ({ filename: `${cleanDir(certsDir)}/${name}` });
+  const dir = cleanDir(certsDir);
   return {
     name: XDS_CLUSTER,
     type: isIP(address.host) === 0 ? 'STRICT_DNS' : 'STATIC',
@@ -63,10 +68,10 @@ function tcpXdsCluster(address: HostPort, certsDir: string): JsonObject {
         sni: XDS_SERVER_NAME,
         common_tls_context: {
           alpn_protocols: ['h2'],
-          tls_certificates: [{ certificate_chain: file(CERT_FILES.certChain), private_key: file(CERT_FILES.key) }],
-          validation_context: {
-            trusted_ca: file(CERT_FILES.root),
-            match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: XDS_SERVER_NAME } }],
+          tls_certificate_sds_secret_configs: [envoySdsFileSecret(dir, SDS_CERT_SECRET, ENVOY_SDS_FILES.cert)],
+          combined_validation_context: {
+            default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: XDS_SERVER_NAME } }] },
+            validation_context_sds_secret_config: envoySdsFileSecret(dir, SDS_ROOT_SECRET, ENVOY_SDS_FILES.root),
           },
         },
       },

@@ -1,5 +1,6 @@
 /**
- * (mesh, policy, Envoy sidecar) -> its clusters, endpoints, listeners and routes. The generator
+ * (mesh, policy, Envoy sidecar) -> its clusters, endpoints, listeners and routes, and in files
+ * mode the two file-based Secrets its TLS contexts name. The generator
  * object is the memo the xDS server keeps: resources shared by proxies (a ClusterLoadAssignment
  * per service port, an outbound Cluster per service port, TLS decision and cert mode, inbound
  * chains, routes) are built once and reused for every proxy and across snapshots while their
@@ -19,6 +20,7 @@ import { resolveUpstream, type ResolvedUpstream } from '../upstreams';
 import { INBOUND_PASSTHROUGH, PASSTHROUGH, inboundCluster, outboundCluster } from './clusters';
 import { inboundChains, inboundListener, outboundFilter, outboundListener, virtualInboundListener, virtualOutboundListener } from './listeners';
 import { routeToCluster } from './routes';
+import { fileSecrets } from './secrets';
 import { certSourceKey, certSourceOf } from './tls';
 
 /** How often the memo was used, for tests and the benchmark. */
@@ -86,6 +88,11 @@ export class EnvoyGenerator {
     } else {
       this.inbound(scope, proxy, own, out);
       this.outbound(scope, proxy, own, upstreams, out);
+    }
+    const certs = certSourceOf(proxy);
+    if (certs.mode === 'files') {
+      out.add('secrets', this.memo(`file-secret|cert|${certs.dir}`, () => fileSecrets(certs.dir).cert));
+      out.add('secrets', this.memo(`file-secret|root|${certs.dir}`, () => fileSecrets(certs.dir).root));
     }
     const result = out.result();
     this.proxies.set(proxy.id, { fingerprint, scope, dependencies, result });

@@ -1,15 +1,17 @@
 /**
- * TLS contexts of an Envoy sidecar: the workload certificate and the mesh root from SDS
- * (`default` and `ROOTCA` on cluster sds-grpc) or from the files under /etc/certs (or the
- * directory the proxy's bootstrap names), as the proxy's certMode says; DestinationRule files for
- * SIMPLE and MUTUAL.
+ * TLS contexts of an Envoy sidecar: the workload certificate and the mesh root as SDS secrets,
+ * as the proxy's certMode says: `default` and `ROOTCA` from the node agent (cluster sds-grpc), or,
+ * in files mode, `file-cert:...` and `file-root:...` over ADS, which name the files under
+ * /etc/certs (or the directory the proxy's bootstrap names) for Envoy to read and watch
+ * (./secrets.ts). DestinationRule files for SIMPLE and MUTUAL are read as they are.
  */
 import { isIP } from 'node:net';
 import type { JsonObject } from '../../common/json';
-import { CERT_FILES, CERTS_MOUNT_PATH, SDS_CERT_SECRET, SDS_CLUSTER, SDS_ROOT_SECRET } from '../bootstrap/contract';
+import { CERTS_MOUNT_PATH, SDS_CERT_SECRET, SDS_CLUSTER, SDS_ROOT_SECRET } from '../bootstrap/contract';
 import type { ClientTls } from '../client-tls';
 import type { ProxyNode } from '../model';
-import { EXTENSION } from './filters';
+import { ADS_SOURCE, EXTENSION } from './filters';
+import { fileSecretNames } from './secrets';
 
 /** Where a sidecar's TLS contexts take the workload certificate and the root from. */
 export type CertSource = { readonly mode: 'sds' } | { readonly mode: 'files'; readonly dir: string };
@@ -39,22 +41,23 @@ export const SDS_CONFIG: JsonObject = {
   resource_api_version: 'V3',
 };
 
-const secret = (name: string): JsonObject => ({ name, sds_config: SDS_CONFIG });
-const file = (dir: string, name: string): JsonObject => ({ filename: `${dir}/${name}` });
+/** The SdsSecretConfigs of the workload certificate and the mesh root; files mode's come over ADS (one config, as everywhere). */
+function secretConfigs(certs: CertSource): { cert: JsonObject; root: JsonObject } {
+  if (certs.mode === 'sds') return { cert: { name: SDS_CERT_SECRET, sds_config: SDS_CONFIG }, root: { name: SDS_ROOT_SECRET, sds_config: SDS_CONFIG } };
+  const names = fileSecretNames(certs.dir);
+  return { cert: { name: names.cert, sds_config: ADS_SOURCE }, root: { name: names.root, sds_config: ADS_SOURCE } };
+}
 
 /** The workload certificate, as common_tls_context fields. */
 function workloadCertificate(certs: CertSource): JsonObject {
-  return certs.mode === 'sds'
-    ? { tls_certificate_sds_secret_configs: [secret(SDS_CERT_SECRET)] }
-    : { tls_certificates: [{ certificate_chain: file(certs.dir, CERT_FILES.certChain), private_key: file(certs.dir, CERT_FILES.key) }] };
+  return { tls_certificate_sds_secret_configs: [secretConfigs(certs).cert] };
 }
 
 /** The mesh root, plus any SAN matchers, as common_tls_context fields. */
 function meshRootValidation(certs: CertSource, sanMatchers: JsonObject[]): JsonObject {
-  const matchers: JsonObject = sanMatchers.length > 0 ? { match_typed_subject_alt_names: sanMatchers } : {};
-  if (certs.mode === 'files') return { validation_context: { trusted_ca: file(certs.dir, CERT_FILES.root), ...matchers } };
-  if (sanMatchers.length === 0) return { validation_context_sds_secret_config: secret(SDS_ROOT_SECRET) };
-  return { combined_validation_context: { default_validation_context: matchers, validation_context_sds_secret_config: secret(SDS_ROOT_SECRET) } };
+  const root = secretConfigs(certs).root;
+  if (sanMatchers.length === 0) return { validation_context_sds_secret_config: root };
+  return { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: sanMatchers }, validation_context_sds_secret_config: root } };
 }
 
 /** A SAN as Envoy matches it: URIs (SPIFFE IDs) by URI, IP literals by IP, anything else by DNS. */

@@ -7,6 +7,7 @@ import { validateBootstrapConfig } from '@grpc/grpc-js-xds/build/src/xds-bootstr
 import { writeBundleFiles } from '../../../src/cli/commands/cert';
 import { envoyBootstrap, envoyBootstrapYaml, type EnvoyBootstrapOptions } from '../../../src/mesh/bootstrap/envoy';
 import { grpcBootstrap } from '../../../src/mesh/bootstrap/grpc';
+import { envoySdsFiles } from '../../../src/mesh/bootstrap/sds-files';
 import { parseHostPort } from '../../../src/mesh/bootstrap/host-port';
 import { proxyIdentityOf } from '../../../src/mesh/bootstrap/identity';
 import type { JsonObject } from '../../../src/common/json';
@@ -74,11 +75,14 @@ describe('Envoy bootstrap', () => {
     const tls = xds.transport_socket.typed_config;
     assert.equal(tls['@type'], 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext');
     assert.equal(tls.sni, 'istiod');
-    assert.deepEqual(tls.common_tls_context.tls_certificates, [{ certificate_chain: { filename: '/etc/certs/cert-chain.pem' }, private_key: { filename: '/etc/certs/key.pem' } }]);
-    assert.deepEqual(tls.common_tls_context.validation_context, {
-      trusted_ca: { filename: '/etc/certs/root-cert.pem' },
-      match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'istiod' } }],
+    // The agent's Envoy SDS files beside the PEMs, re-read when the agent swaps ..data in the directory.
+    const fileSource = (file: string) => ({ path_config_source: { path: `/etc/certs/${file}`, watched_directory: { path: '/etc/certs' } }, resource_api_version: 'V3' });
+    assert.deepEqual(tls.common_tls_context.tls_certificate_sds_secret_configs, [{ name: 'default', sds_config: fileSource('envoy-sds-cert.json') }]);
+    assert.deepEqual(tls.common_tls_context.combined_validation_context, {
+      default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'istiod' } }] },
+      validation_context_sds_secret_config: { name: 'ROOTCA', sds_config: fileSource('envoy-sds-root.json') },
     });
+    assert.equal(tls.common_tls_context.tls_certificates, undefined, 'no file read once at start');
     assert.equal(b.node.metadata.CITADEL_CERT_MODE, 'files');
     assert.equal(b.node.metadata.CITADEL_CAPTURE, 'redirect');
     assert.equal(clusterNamed(envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit', xdsAddress: parseHostPort('10.0.0.5:15012', 'x') }), 'xds-grpc').type, 'STATIC');
@@ -88,7 +92,11 @@ describe('Envoy bootstrap', () => {
   it('files mode with --certs-dir: the xDS cluster reads there, and node.metadata tells the xDS server so its TLS contexts do too', () => {
     const b = envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit', certsDir: '/var/lib/citadel/certs/prod/payments/' }) as Obj;
     const common = clusterNamed(b, 'xds-grpc').transport_socket.typed_config.common_tls_context;
-    assert.equal(common.tls_certificates[0].certificate_chain.filename, '/var/lib/citadel/certs/prod/payments/cert-chain.pem');
+    assert.deepEqual(common.tls_certificate_sds_secret_configs[0].sds_config.path_config_source, {
+      path: '/var/lib/citadel/certs/prod/payments/envoy-sds-cert.json',
+      watched_directory: { path: '/var/lib/citadel/certs/prod/payments' },
+    });
+    assert.equal(common.combined_validation_context.validation_context_sds_secret_config.sds_config.path_config_source.path, '/var/lib/citadel/certs/prod/payments/envoy-sds-root.json');
     assert.equal(b.node.metadata.CITADEL_CERTS_DIR, '/var/lib/citadel/certs/prod/payments');
     assert.equal((envoyBootstrap({ ...base, certMode: 'sds', capture: 'explicit', certsDir: '/x' }) as Obj).node.metadata.CITADEL_CERTS_DIR, undefined, 'sds mode reads no files');
   });
@@ -121,6 +129,25 @@ describe('Envoy bootstrap', () => {
       const inline = envoyValidate(['--config-yaml', JSON.stringify(envoyBootstrap(opts)), '--service-node', 'sidecar~10.0.0.9~task-1']);
       assert.equal(inline.code, 0, `${name} inline: ${inline.output}`);
     }
+  });
+
+  it('the Envoy SDS files beside the PEMs: one strict DiscoveryResponse per secret, named as the xds-grpc cluster asks, the PEMs inline', () => {
+    const bundle = bundleFor(testCa(), 'prod', 'payments');
+    const files = envoySdsFiles(bundle);
+    assert.deepEqual(Object.keys(files).sort(), ['envoy-sds-cert.json', 'envoy-sds-root.json']);
+    const cert = JSON.parse(files['envoy-sds-cert.json']);
+    const root = JSON.parse(files['envoy-sds-root.json']);
+    assertStrictEnvoyMessage('envoy.service.discovery.v3.DiscoveryResponse', cert);
+    assertStrictEnvoyMessage('envoy.service.discovery.v3.DiscoveryResponse', root);
+    assert.deepEqual(cert.resources, [{
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
+      name: 'default',
+      tls_certificate: { certificate_chain: { inline_string: bundle.certChainPem }, private_key: { inline_string: bundle.keyPem } },
+    }]);
+    assert.deepEqual(root.resources, [{ '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret', name: 'ROOTCA', validation_context: { trusted_ca: { inline_string: bundle.rootCertPem } } }]);
+    const common = clusterNamed(envoyBootstrap({ ...base, certMode: 'files', capture: 'explicit' }), 'xds-grpc').transport_socket.typed_config.common_tls_context;
+    assert.equal(common.tls_certificate_sds_secret_configs[0].name, cert.resources[0].name);
+    assert.equal(common.combined_validation_context.validation_context_sds_secret_config.name, root.resources[0].name);
   });
 
   it('envoy --mode validate refuses a files-mode bootstrap whose certificates are missing (the check can fail)', (t) => {

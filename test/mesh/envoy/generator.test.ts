@@ -15,10 +15,11 @@ const MESSAGE: Record<string, string> = {
   'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment': 'envoy.config.endpoint.v3.ClusterLoadAssignment',
   'type.googleapis.com/envoy.config.listener.v3.Listener': 'envoy.config.listener.v3.Listener',
   'type.googleapis.com/envoy.config.route.v3.RouteConfiguration': 'envoy.config.route.v3.RouteConfiguration',
+  'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret': 'envoy.extensions.transport_sockets.tls.v3.Secret',
 };
 
 function assertAllStrict(r: GeneratedResources): void {
-  for (const res of [...r.clusters, ...r.endpoints, ...r.listeners, ...r.routes]) {
+  for (const res of [...r.clusters, ...r.endpoints, ...r.listeners, ...r.routes, ...r.secrets]) {
     assert.equal(res.json.name ?? res.json.cluster_name, res.name, `${res.name}: the resource's own name`);
     assertStrictEnvoyMessage(MESSAGE[res.typeUrl], res.json);
   }
@@ -160,32 +161,64 @@ describe('Envoy inbound listeners follow PeerAuthentication and Policy', () => {
     assert.equal(named(r.listeners, 'inbound|10.0.0.5|8080').continue_on_listener_filters_timeout, true);
   });
 
-  it('files mode reads the certificate, key and root under /etc/certs', () => {
+  it('files mode: the TLS contexts name file-based secrets over ADS, which the generator returns: file names under /etc/certs, the directory watched', () => {
     const r = generateEnvoy(inputsOf(mesh, [peerAuthentication('istio-system', 'default', { mtls: 'STRICT' })]), proxyOf(api, { certMode: 'files' }));
     assertAllStrict(r);
+    const ads = { ads: {}, resource_api_version: 'V3' };
+    const certName = 'file-cert:/etc/certs/cert-chain.pem~/etc/certs/key.pem';
+    const rootName = 'file-root:/etc/certs/root-cert.pem';
     const common = named(r.listeners, 'inbound|10.0.0.5|8080').filter_chains[0].transport_socket.typed_config.common_tls_context;
-    assert.deepEqual(common.tls_certificates, [{ certificate_chain: { filename: '/etc/certs/cert-chain.pem' }, private_key: { filename: '/etc/certs/key.pem' } }]);
-    assert.deepEqual(common.validation_context, { trusted_ca: { filename: '/etc/certs/root-cert.pem' } });
-    assert.ok(!JSON.stringify(r).includes('sds-grpc'), 'no SDS reference in files mode');
+    assert.deepEqual(common.tls_certificate_sds_secret_configs, [{ name: certName, sds_config: ads }]);
+    assert.deepEqual(common.validation_context_sds_secret_config, { name: rootName, sds_config: ads });
+    assert.deepEqual(r.secrets.map((x) => [x.name, x.typeUrl]), [[certName, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret'], [rootName, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret']]);
+    assert.deepEqual(named(r.secrets, certName), {
+      name: certName,
+      tls_certificate: { certificate_chain: { filename: '/etc/certs/cert-chain.pem' }, private_key: { filename: '/etc/certs/key.pem' }, watched_directory: { path: '/etc/certs' } },
+    });
+    assert.deepEqual(named(r.secrets, rootName), { name: rootName, validation_context: { trusted_ca: { filename: '/etc/certs/root-cert.pem' }, watched_directory: { path: '/etc/certs' } } });
+    const contexts = JSON.stringify([...r.clusters, ...r.listeners]);
+    assert.ok(!contexts.includes('sds-grpc'), 'no reference to the node agent’s SDS in files mode');
+    assert.ok(!contexts.includes('filename'), 'no TLS context reads a file itself (Envoy would read it once)');
+    assert.deepEqual([...new Set(secretRefs([...r.clusters, ...r.listeners]))].sort(), [certName, rootName], 'every secret named is served');
+    assert.deepEqual(generateEnvoy(inputsOf(mesh), proxyOf(api)).secrets, [], 'sds mode: the node agent serves the secrets');
   });
 
-  it('files mode with the proxy’s own certificate directory (node metadata CITADEL_CERTS_DIR): every TLS context reads there', () => {
+  it('files mode with the proxy’s own certificate directory (node metadata CITADEL_CERTS_DIR): every secret names files there and watches it', () => {
     const generator = new EnvoyGenerator();
     const inputs = inputsOf(mesh, [peerAuthentication('istio-system', 'default', { mtls: 'STRICT' })]);
     const dir = '/var/lib/citadel/certs/web/frontend';
     const r = generator.generate(inputs, proxyOf(web, { certMode: 'files', certsDir: dir }));
     assertAllStrict(r);
+    const certName = `file-cert:${dir}/cert-chain.pem~${dir}/key.pem`;
+    const rootName = `file-root:${dir}/root-cert.pem`;
+    assert.deepEqual(r.secrets.map((x) => x.name), [certName, rootName]);
+    assert.deepEqual(named(r.secrets, certName).tls_certificate.watched_directory, { path: dir });
+    assert.deepEqual(named(r.secrets, rootName).validation_context.watched_directory, { path: dir });
     const inbound = named(r.listeners, 'inbound|10.0.0.5|8080').filter_chains[0].transport_socket.typed_config.common_tls_context;
-    assert.deepEqual(inbound.tls_certificates, [{ certificate_chain: { filename: `${dir}/cert-chain.pem` }, private_key: { filename: `${dir}/key.pem` } }]);
-    assert.deepEqual(inbound.validation_context, { trusted_ca: { filename: `${dir}/root-cert.pem` } });
-    assert.deepEqual(clusterTls(r, API_HTTP), { kind: 'certificate-files', sans: [API_ID], sni: API_SNI, alpn: ['istio'], trustedCa: `${dir}/root-cert.pem`, cert: `${dir}/cert-chain.pem` });
+    assert.equal(inbound.tls_certificate_sds_secret_configs[0].name, certName);
+    assert.deepEqual(clusterTls(r, API_HTTP), { kind: 'istio-sds', sans: [API_ID], sni: API_SNI, alpn: ['istio'], root: rootName });
+    assert.equal(named(r.clusters, API_HTTP).transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name, certName);
     assert.ok(!JSON.stringify(r).includes('/etc/certs'));
     // Another proxy of the same service with the default directory shares nothing that names files.
     const other = generator.generate(inputs, proxyOf(web, { id: 'sidecar~10.0.0.6~web_frontend.2', instanceIp: '10.0.0.6', certMode: 'files' }));
-    assert.deepEqual(clusterTls(other, API_HTTP).cert, '/etc/certs/cert-chain.pem');
+    assert.equal(clusterTls(other, API_HTTP).root, 'file-root:/etc/certs/root-cert.pem');
     assert.ok(!JSON.stringify(other).includes(dir));
   });
 });
+
+/** Every secret name an SdsSecretConfig over ADS names, anywhere in the resources. */
+function secretRefs(resources: readonly XdsResource[]): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) return v.forEach(walk);
+    if (v === null || typeof v !== 'object') return;
+    const o = v as Obj;
+    if (typeof o.name === 'string' && o.sds_config?.ads) out.push(o.name);
+    Object.values(o).forEach(walk);
+  };
+  resources.forEach((r) => walk(r.json));
+  return out;
+}
 
 /** What an outbound cluster's transport socket amounts to. */
 function clusterTls(r: GeneratedResources, name: string): Obj {
