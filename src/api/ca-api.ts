@@ -179,7 +179,7 @@ export const codec = {
       return w.finish();
     },
     decode(b: Buffer): SecretsUpdate {
-      const m: SecretsUpdate = { snapshot: false, secrets: [], removed: [] };
+      const m: SecretsUpdate = { snapshot: false, secrets: [], removed: [], more: false };
       readFields(b, (f, w, v) => {
         if (f === 1 && w === VARINT) m.snapshot = v !== 0;
         else if (f === 4 && w === VARINT) m.more = v !== 0;

@@ -43,6 +43,7 @@ const messages = {
     snapshot: fc.boolean(),
     secrets: fc.array(rec({ namespace: str, serviceAccount: str, certChain: str, key: str, rootCert: str, version: str }), { maxLength: 3 }),
     removed: fc.array(ref, { maxLength: 3 }),
+    more: fc.boolean(),
   }),
   WatchPlacementsRequest: fc.constant({}),
   PlacementsUpdate: rec<PlacementsUpdate>({ snapshot: fc.boolean(), placed: fc.array(ref, { maxLength: 3 }), removed: fc.array(ref, { maxLength: 3 }) }),
