@@ -79,7 +79,7 @@ describe('gRPC wire contract', () => {
 
   it('citadel.v1 messages, both directions', () => {
     const Up = T('citadel.v1.SecretsUpdate');
-    const update = { snapshot: true, secrets: [{ namespace: 'ns', serviceAccount: 'sa', certChain: 'c', key: 'k', rootCert: 'r', version: 'v1' }], removed: [{ namespace: 'old', serviceAccount: 'gone' }] };
+    const update = { snapshot: true, secrets: [{ namespace: 'ns', serviceAccount: 'sa', certChain: 'c', key: 'k', rootCert: 'r', version: 'v1' }], removed: [{ namespace: 'old', serviceAccount: 'gone' }], more: true };
     assert.deepEqual(Up.toObject(Up.decode(codec.SecretsUpdate.encode(update))), update);
     assert.deepEqual(codec.SecretsUpdate.decode(Buffer.from(Up.encode(Up.fromObject(update)).finish())), update);
     const At = T('citadel.v1.AttestNodeRequest');
