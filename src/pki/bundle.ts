@@ -5,8 +5,7 @@
  */
 import type { ParsedCertificate } from './certificate';
 import { Identity, spiffeId } from './identity';
-import { privateKeyFromPem } from './keys';
-import { identityOfCertificate, keyMatchesCertificate, svidProblems, verifyChain } from './verify';
+import { identityOfCertificate, keyPemMatchesCertificate, svidProblems, verifyChain } from './verify';
 
 export interface KeyCertBundlePems {
   /** Leaf first, then the CA chain. */
@@ -54,7 +53,7 @@ export function checkBundle(b: KeyCertBundlePems, opts: BundleCheckOptions = {})
   }
   const keyLabel = opts.keyLabel ?? 'the private key';
   try {
-    const matches = opts.keySpki ? opts.keySpki.equals(leaf.spkiDer) : keyMatchesCertificate(privateKeyFromPem(b.keyPem, keyLabel), leaf);
+    const matches = opts.keySpki ? opts.keySpki.equals(leaf.spkiDer) : keyPemMatchesCertificate(b.keyPem, leaf, keyLabel);
     if (!matches) problems.push(`${keyLabel} does not match the certificate`);
   } catch (err) {
     problems.push((err as Error).message);

@@ -2,7 +2,7 @@ import { KeyObject } from 'node:crypto';
 import { parseCertificateDer, ParsedCertificate } from './certificate';
 import { Identity, parseSpiffeId } from './identity';
 import { children, decodeOid, readWhole } from './der';
-import { hashForSignatureOid, spkiDer, verifyWithSpki } from './keys';
+import { hashForSignatureOid, p256SpkiOfPrivateKeyPem, privateKeyFromPem, spkiDer, verifyWithSpki } from './keys';
 import { parsePemBlocks } from './pem';
 import { OID } from './x509';
 
@@ -123,4 +123,15 @@ function signedBy(child: ParsedCertificate, issuer: ParsedCertificate): boolean 
 /** True when the private key is the one whose public key the certificate carries. */
 export function keyMatchesCertificate(key: KeyObject, cert: ParsedCertificate): boolean {
   return spkiDer(key).equals(cert.spkiDer);
+}
+
+/** The same for a key as PEM; a P-256 key is matched without OpenSSL's decoders (the agent's hot path). */
+export function keyPemMatchesCertificate(keyPem: string, cert: ParsedCertificate, what = 'private key'): boolean {
+  let spki: Buffer | undefined;
+  try {
+    spki = p256SpkiOfPrivateKeyPem(keyPem);
+  } catch (err) {
+    throw new Error(`${what}: ${(err as Error).message}`);
+  }
+  return (spki ?? spkiDer(privateKeyFromPem(keyPem, what))).equals(cert.spkiDer);
 }
