@@ -6,6 +6,7 @@
  * agent restarting.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
@@ -18,7 +19,9 @@ import { checkBundle } from '../../src/pki/bundle';
 import { newJoinToken } from '../../src/server/join-token';
 import { FileStore } from '../../src/store/file-store';
 import { CaFixture, credentialFor, node, placeApp, startCaFixture, workload } from '../server/fixtures';
+import { EnvoyProcess, envoyBinary } from '../helpers/envoy';
 import { tempDir } from '../helpers/pki';
+import { normalSerial, serverSidecar, socketOf } from './sds-envoy-fixtures';
 import { SdsResponse, SdsStream, SdsTestClient } from '../helpers/sds-client';
 
 const issued = async (f: CaFixture) => (await f.registry.getSingleMetric('citadel_server_success_cert_issuance_count')!.get()).values[0]?.value ?? 0;
@@ -45,6 +48,7 @@ describe('the CA’s root changes under an SDS-mode agent with open streams', ()
   let oldRoot: string;
   let newRoot: string;
   let dir2: string;
+  let envoy: EnvoyProcess | undefined;
   const clients: SdsTestClient[] = [];
   const sdsDir = tempDir();
   const identities = [['shop', 'web'], ['shop', 'pay']] as const;
@@ -70,15 +74,18 @@ describe('the CA’s root changes under an SDS-mode agent with open streams', ()
       sds: { sdsDir, rootChangeSpreadMs: 1000 }, backoff: { initialMs: 50, maxMs: 500 },
     });
     await agent.start();
+    // A real Envoy on shop/web's socket too, when one is installed: its /certs after the change.
+    if (envoyBinary()) envoy = await EnvoyProcess.start({ config: serverSidecar(socketOf(sdsDir, 'shop', 'web'), 9) });
   });
   after(async () => {
+    await envoy?.stop();
     for (const c of clients) c.close();
     await agent?.stop();
     await first?.close().catch(() => undefined);
     await second?.close();
   });
 
-  it('pushes ROOTCA (new root first, old one kept) and a certificate under the new root on every stream, v3 and v2', async () => {
+  it('pushes ROOTCA (new root first, old one kept) and a certificate under the new root on every stream, v3 and v2', async (t) => {
     const opened: Array<{ ns: string; sa: string; names: string[]; stream: SdsStream; first: SdsResponse }> = [];
     for (const [ns, sa] of identities) {
       const c = new SdsTestClient(path.join(sdsDir, ns, sa, 'socket'));
@@ -141,5 +148,13 @@ describe('the CA’s root changes under an SDS-mode agent with open streams', ()
       const current = agent.workloadCerts!.current({ namespace: ns, serviceAccount: sa })!;
       assert.equal(current.rootCertPem, newRoot);
     }
+    if (!envoy) return t.diagnostic('no Envoy installed: /certs not checked');
+    const web = agent.workloadCerts!.current({ namespace: 'shop', serviceAccount: 'web' })!;
+    const certs = await envoy.waitFor('Envoy on the new certificate', async () => {
+      const c = await envoy!.certs();
+      return c.certificates.length === 1 && normalSerial(c.certificates[0].cert_chain[0]?.serial_number ?? '') === normalSerial(web.serialHex) && c;
+    }, 20_000);
+    const serialOf = (pem: string) => normalSerial(new X509Certificate(pem).serialNumber);
+    assert.deepEqual(certs.certificates[0].ca_cert.map((c) => normalSerial(c.serial_number)), [serialOf(newRoot), serialOf(oldRoot)], 'Envoy /certs: the new root, and the old one kept');
   });
 });
