@@ -12,6 +12,7 @@ import { NodeCredential, NodeCredentials } from './node-credential';
 import { NodePlacements, PlacementChange } from './node-placements';
 import { SdsServer } from './sds-server';
 import { SecretFileWriter } from './secret-file-writer';
+import { TrustBundle } from './trust-bundle';
 import { WorkloadCertificates } from './workload-certs';
 import { XdsProxy } from './xds-proxy';
 
@@ -27,6 +28,8 @@ export interface SdsModeOptions {
   keyAlgorithm?: KeyAlgorithm;
   /** Proxy xDS from `<sds-dir>/<ns>/<sa>/xds` to `citadel server --xds-port` at this address (host:port); none when absent. */
   xdsAddress?: string;
+  /** After a root change, each identity's certificate is renewed at a random moment within this (default: a tenth of --secret-ttl, at most 30 s). */
+  rootChangeSpreadMs?: number;
 }
 
 export interface NodeAgentOptions {
@@ -69,6 +72,8 @@ export interface NodeAgentOptions {
 export class NodeAgent extends EventEmitter {
   readonly certs: CertsDirectory | undefined;
   readonly credentials: NodeCredentials;
+  /** The roots of --ca-root, and which one the CA signs under now (learned from its answers). */
+  readonly trust: TrustBundle;
   private readonly node: NodeIdentity;
   private readonly log: Logger;
   private readonly abort = new AbortController();
@@ -95,7 +100,12 @@ export class NodeAgent extends EventEmitter {
       logger: this.log,
       signal: this.abort.signal,
     });
-    this.credentials.on('renewed', (c: NodeCredential) => this.emit('credential', c));
+    this.trust = new TrustBundle(opts.caRootPem);
+    this.credentials.on('renewed', (c: NodeCredential) => {
+      // A node admitted again after the CA changed its root is the first answer under the new one.
+      this.trust.observe(c.rootCertPem);
+      this.emit('credential', c);
+    });
   }
 
   get nodeCredential(): NodeCredential | undefined {
@@ -106,6 +116,7 @@ export class NodeAgent extends EventEmitter {
   async start(): Promise<void> {
     await this.certs?.repair();
     const credential = await this.credentials.start();
+    this.trust.observe(credential.rootCertPem);
     this.emit('credential', credential);
     if (this.certs) {
       this.fileWriter = new SecretFileWriter({
@@ -131,8 +142,9 @@ export class NodeAgent extends EventEmitter {
     this.workloadCerts = new WorkloadCertificates({
       credentials: this.credentials,
       trustDomain: this.node.trustDomain,
-      caRootPem: this.opts.caRootPem,
+      trust: this.trust,
       ttlMs: o.secretTtlMs ?? 24 * 3_600_000,
+      rootChangeSpreadMs: o.rootChangeSpreadMs,
       keyAlgorithm: o.keyAlgorithm ?? 'ec-p256',
       logger: this.log,
       backoff: this.opts.backoff,
@@ -150,6 +162,7 @@ export class NodeAgent extends EventEmitter {
       dirOwner: o.dirOwner,
       trustDomain: this.node.trustDomain,
       certs: this.workloadCerts,
+      trust: this.trust,
       logger: this.log,
       metrics: {
         streams: metric(() => new Gauge({ name: 'citadel_agent_sds_streams', help: 'Open SDS streams.', labelNames: ['api'], registers }), 'citadel_agent_sds_streams'),

@@ -16,6 +16,7 @@ import { createCsr } from '../pki/csr';
 import { NodeIdentity, spiffeId } from '../pki/identity';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys';
 import { parsePemBlocks, splitCertificates, toPem } from '../pki/pem';
+import { verifyChain } from '../pki/verify';
 import { CaClient, CaClientOptions, explainUntrustedCa } from './ca-client';
 import { caRefusal } from './ca-refusal';
 import { Rotator } from './rotator';
@@ -24,21 +25,26 @@ export interface NodeCredential {
   keyPem: string;
   /** Leaf, then intermediates (not the root). */
   certChainPem: string;
+  /** The root of --ca-root the chain leads to: the one the CA signed it under. */
+  rootCertPem: string;
   notBefore: Date;
   notAfter: Date;
 }
 
 /** Builds a credential from the CA's answer (leaf first, root last), checked against our root and identity. */
 export function credentialFromChain(keyPem: string, chain: string[], rootPem: string, expected: NodeIdentity, now = new Date()): NodeCredential {
-  const root = splitCertificates(rootPem)[0];
-  const certChainPem = chain.flatMap((c) => splitCertificates(c)).filter((c) => c !== root).join('');
+  const roots = splitCertificates(rootPem);
+  const certChainPem = chain.flatMap((c) => splitCertificates(c)).filter((c) => !roots.includes(c)).join('');
   return checkCredential(keyPem, certChainPem, rootPem, expected, now);
 }
 
 export function checkCredential(keyPem: string, certChainPem: string, rootPem: string, expected: NodeIdentity, now = new Date()): NodeCredential {
   const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: rootPem, expected, now, keyLabel: 'the node key' });
   if (!check.ok || !check.leaf) throw new Error(`the node certificate does not verify against --ca-root: ${check.problems.join('; ')}`);
-  return { keyPem, certChainPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter };
+  // --ca-root may hold several roots (a root rotation): which one this chain leads to.
+  const roots = splitCertificates(rootPem);
+  const root = roots.length === 1 ? roots[0] : roots.find((r) => verifyChain(certChainPem, r, now).problems.length === 0)!;
+  return { keyPem, certChainPem, rootCertPem: root, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter };
 }
 
 /** `<state-dir>/node.pem`: key and chain in one file, replaced by rename so they never disagree. */

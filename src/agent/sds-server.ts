@@ -5,8 +5,8 @@
  * sidecar, so the path is the authorization: a socket serves its own identity only.
  *
  * Resources, as Istio and SPIRE name them: `default` and the identity's SPIFFE ID (certificate
- * and key), `ROOTCA` and the trust domain's ID `spiffe://<td>` (the root). The protocol (ACK,
- * NACK, nonces, added names) is src/xds's.
+ * and key), `ROOTCA` and the trust domain's ID `spiffe://<td>` (the trust bundle: the roots of
+ * --ca-root, the CA's current one first). The protocol (ACK, NACK, nonces, added names) is src/xds's.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -19,6 +19,7 @@ import { errorMessage } from '../common/errors';
 import type { Logger } from '../common/log';
 import { AccountRef, accountKey, spiffeId, workloadIdentity } from '../pki/identity';
 import { DiscoveryStream, Resource, StreamError, Subscription } from '../xds/discovery-stream';
+import type { TrustBundle } from './trust-bundle';
 import type { WorkloadCert, WorkloadCertificates } from './workload-certs';
 
 /** Istio's names for the certificate and the root; SPIRE's are the SPIFFE IDs. */
@@ -43,6 +44,8 @@ export interface SdsServerOptions {
   dirOwner?: { uid: number; gid?: number };
   trustDomain: string;
   certs: WorkloadCertificates;
+  /** What ROOTCA holds; a change of the CA's root pushes it on every stream. */
+  trust: TrustBundle;
   logger: Logger;
   metrics?: SdsMetrics;
 }
@@ -70,6 +73,8 @@ export class SdsServer {
   private readonly byAccount = new Map<string, Socket>();
   /** Encoded secrets per certificate (serial) and name: shared by every stream of the identity. */
   private readonly encoded = new WeakMap<WorkloadCert, Map<string, Resource>>();
+  /** The trust bundle, encoded per name (ROOTCA, spiffe://<td>): shared by every stream of the node. */
+  private encodedRoots: { pem: string; byName: Map<string, Resource> } = { pem: '', byName: new Map() };
   lastNack: NackRecord | undefined;
 
   constructor(private readonly opts: SdsServerOptions) {
@@ -79,12 +84,19 @@ export class SdsServer {
       this.server.bidi(svc.StreamSecrets, (call) => this.stream(call, svc.version));
       this.server.unary(svc.FetchSecrets, (req, ctx) => this.fetch(req, ctx.localAddress, svc.version));
     }
-    opts.certs.on('issued', (cert: WorkloadCert, how: { rootChanged: boolean }) => {
+    opts.certs.on('issued', (cert: WorkloadCert) => {
       const socket = this.byAccount.get(accountKey(cert.account));
       if (!socket) return;
-      // New content only: the certificate names always change, ROOTCA only with the root.
+      // New content only: the certificate names change, ROOTCA does not.
       for (const s of socket.streams) s.stream.refresh();
-      if (how.rootChanged) opts.logger.info('the root changed; pushing ROOTCA', { identity: socket.spiffeId });
+    });
+    opts.trust.on('changed', () => {
+      let streams = 0;
+      for (const socket of this.byAccount.values()) {
+        for (const s of socket.streams) s.stream.refresh();
+        streams += socket.streams.size;
+      }
+      opts.logger.info('the CA signs under a new root; pushed ROOTCA (the new root first, then the other roots of --ca-root) on every stream', { streams });
     });
     opts.certs.on('expired', (account: AccountRef) => {
       const socket = this.byAccount.get(accountKey(account));
@@ -216,15 +228,18 @@ export class SdsServer {
     }
     let cache = this.encoded.get(cert);
     if (!cache) this.encoded.set(cert, (cache = new Map()));
+    const bundle = this.opts.trust.pem;
+    if (this.encodedRoots.pem !== bundle) this.encodedRoots = { pem: bundle, byName: new Map() };
     const out = new Map<string, Resource>();
     for (const n of names) {
-      let r = cache.get(n);
+      const isRoot = n === ROOT_RESOURCE || n === trustDomainId;
+      const byName = isRoot ? this.encodedRoots.byName : cache;
+      let r = byName.get(n);
       if (!r) {
-        const isRoot = n === ROOT_RESOURCE || n === trustDomainId;
         r = isRoot
-          ? { name: n, version: hash(cert.rootCertPem), value: encodeValidationContextSecret(n, cert.rootCertPem) }
+          ? { name: n, version: hash(bundle), value: encodeValidationContextSecret(n, bundle) }
           : { name: n, version: cert.serialHex, value: encodeTlsCertificateSecret(n, cert.certChainPem, cert.keyPem) };
-        cache.set(n, r);
+        byName.set(n, r);
       }
       out.set(n, r);
     }

@@ -2,7 +2,8 @@
  * SDS mode's certificates: for each identity on this node, a key made here (and kept in memory
  * only), a CSR with exactly the identity's URI SAN, signed by the CA under the node's authority
  * (CreateCertificate), renewed at half its lifetime. One certificate per identity, however many
- * streams want it: concurrent first requests wait for the same CSR.
+ * streams want it: concurrent first requests wait for the same CSR. When the CA is seen signing
+ * under another root of --ca-root, every certificate under the old one is renewed, spread out.
  */
 import { EventEmitter } from 'node:events';
 import type { Counter, Gauge, Histogram } from 'prom-client';
@@ -17,6 +18,7 @@ import { splitCertificates } from '../pki/pem';
 import type { NodeCredentials } from './node-credential';
 import { caRefusal } from './ca-refusal';
 import { Rotator } from './rotator';
+import type { RootChange, TrustBundle } from './trust-bundle';
 
 export interface WorkloadCert {
   account: AccountRef;
@@ -24,7 +26,7 @@ export interface WorkloadCert {
   /** Leaf, then the intermediates (not the root). */
   certChainPem: string;
   keyPem: string;
-  /** The root the chain leads to, as the CA sent it. */
+  /** The root of --ca-root the chain leads to, as the CA sent it. */
   rootCertPem: string;
   notBefore: Date;
   notAfter: Date;
@@ -40,8 +42,8 @@ export interface WorkloadCertMetrics {
 export interface WorkloadCertificatesOptions {
   credentials: NodeCredentials;
   trustDomain: string;
-  /** --ca-root: every certificate must chain to it. */
-  caRootPem: string;
+  /** --ca-root: every certificate must chain to one of its roots; told the root each answer leads to. */
+  trust: TrustBundle;
   /** --secret-ttl (Istio's SECRET_TTL, 24h). */
   ttlMs: number;
   keyAlgorithm: KeyAlgorithm;
@@ -50,6 +52,9 @@ export interface WorkloadCertificatesOptions {
   metrics?: WorkloadCertMetrics;
   /** CSRs in flight at once (the CA rate-limits each node). */
   concurrency?: number;
+  /** After a root change, each identity is renewed at a random moment within this (default: a tenth of the TTL, at most 30 s). */
+  rootChangeSpreadMs?: number;
+  random?: () => number;
 }
 
 interface Entry {
@@ -58,12 +63,14 @@ interface Entry {
   pending?: Promise<WorkloadCert>;
   rotator?: Rotator<WorkloadCert>;
   expiryTimer?: NodeJS.Timeout;
+  /** A renewal under the new root, waiting for its moment. */
+  rootChangeTimer?: NodeJS.Timeout;
   released: AbortController;
 }
 
 /**
- * Events: `issued` (cert, { rootChanged }) for each new certificate of an identity, `expired`
- * (account) when a certificate expired without a successor (the CA unreachable meanwhile).
+ * Events: `issued` (cert) for each new certificate of an identity, `expired` (account) when a
+ * certificate expired without a successor (the CA unreachable meanwhile).
  */
 export class WorkloadCertificates extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
@@ -73,6 +80,7 @@ export class WorkloadCertificates extends EventEmitter {
   constructor(private readonly opts: WorkloadCertificatesOptions) {
     super();
     this.setMaxListeners(0);
+    opts.trust.on('changed', (c: RootChange) => this.renewUnder(c.current));
   }
 
   /** The identity's certificate if it has a valid one now; never an expired one. */
@@ -105,6 +113,7 @@ export class WorkloadCertificates extends EventEmitter {
     entry.released.abort();
     void entry.rotator?.stop();
     clearTimeout(entry.expiryTimer);
+    clearTimeout(entry.rootChangeTimer);
     this.opts.metrics?.expiry.remove({ spiffe_id: spiffeId(workloadIdentity(this.opts.trustDomain, account.namespace, account.serviceAccount)) });
   }
 
@@ -163,8 +172,29 @@ export class WorkloadCertificates extends EventEmitter {
     }
   }
 
+  /**
+   * The CA signs under a new root: renew every certificate under another one, each at a random
+   * moment of the spread so that a node's thousand identities do not ask at once (the CSR slots
+   * and the CA's rate limit, with the rotators' backoff, do the rest). The old certificates stay
+   * served meanwhile: ROOTCA holds both roots, so peers on either trust them.
+   */
+  private renewUnder(root: string): void {
+    const spread = this.opts.rootChangeSpreadMs ?? Math.min(30_000, this.opts.ttlMs / 10);
+    const random = this.opts.random ?? Math.random;
+    const stale = [...this.entries.values()].filter((e) => e.cert && e.cert.rootCertPem !== root);
+    this.opts.logger.info('the CA signs under a new root; renewing the certificates under the old one', { identities: stale.length, spreadMs: spread });
+    for (const entry of stale) {
+      clearTimeout(entry.rootChangeTimer);
+      entry.rootChangeTimer = setTimeout(() => {
+        // Renewed meanwhile (its own rotation, or it left): nothing to do.
+        if (entry.released.signal.aborted || !entry.cert || entry.cert.rootCertPem === this.opts.trust.current) return;
+        void entry.rotator?.rotateNow();
+      }, Math.floor(random() * spread));
+      entry.rootChangeTimer.unref?.();
+    }
+  }
+
   private install(entry: Entry, cert: WorkloadCert): void {
-    const rootChanged = entry.cert !== undefined && entry.cert.rootCertPem !== cert.rootCertPem;
     entry.cert = cert;
     this.opts.metrics?.expiry.set({ spiffe_id: cert.spiffeId }, cert.notAfter.getTime() / 1000);
     clearTimeout(entry.expiryTimer);
@@ -173,7 +203,7 @@ export class WorkloadCertificates extends EventEmitter {
       if (entry.cert === cert && !entry.released.signal.aborted) this.emit('expired', entry.account);
     }, Math.min(2 ** 31 - 1, Math.max(0, cert.notAfter.getTime() - Date.now())));
     entry.expiryTimer.unref?.();
-    this.emit('issued', cert, { rootChanged });
+    this.emit('issued', cert);
   }
 
   /** Makes a key and a CSR and has the CA sign it under the node credential; checks the answer before use. */
@@ -188,13 +218,15 @@ export class WorkloadCertificates extends EventEmitter {
       const chain = await this.opts.credentials.sharedClient().createCertificate(csr, Math.round(this.opts.ttlMs / 1000));
       const pems = chain.flatMap((c) => splitCertificates(c));
       const rootCertPem = pems[pems.length - 1];
-      if (pems.length < 2 || !splitCertificates(this.opts.caRootPem).includes(rootCertPem)) {
-        throw new Error('the CA answered with a chain whose root is not the --ca-root');
+      if (pems.length < 2 || !this.opts.trust.trusts(rootCertPem)) {
+        throw new Error('the CA answered with a chain whose root is not in --ca-root');
       }
       const certChainPem = pems.slice(0, -1).join('');
       const keyPem = key.privateKeyPem;
-      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: this.opts.caRootPem, expected: identity, keySpki: key.spki });
+      const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: rootCertPem, expected: identity, keySpki: key.spki });
       if (!check.ok || !check.leaf) throw new Error(`the CA's certificate is refused: ${check.problems.join('; ')}`);
+      // Verified to a root of --ca-root: that is the root the CA signs under now.
+      this.opts.trust.observe(rootCertPem);
       this.opts.metrics?.csrSeconds.observe((performance.now() - started) / 1000);
       return { account, spiffeId: id, certChainPem, keyPem, rootCertPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter, serialHex: check.leaf.serialHex };
     } catch (err) {

@@ -1,9 +1,10 @@
 /**
- * `citadel agent` as a process with the SDS flags a platform team changes (socket name, mode and
- * owner, RSA keys) over a stale socket left by a crash; and what it tells an operator: /metrics,
+ * `citadel agent` as a process with the SDS flags a platform team changes (socket name, socket and
+ * directory modes and owner, RSA keys) over a stale socket left by a crash; and what it tells an operator: /metrics,
  * /healthz and /debug/sds, read over HTTP as Prometheus and a person would.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -14,7 +15,7 @@ import { splitCertificates } from '../../src/pki/pem';
 import { newJoinToken } from '../../src/server/join-token';
 import { CaFixture, placeApp, startCaFixture } from '../server/fixtures';
 import { CitadelAgentProcess, startCitadelAgent } from '../helpers/citadel-agent';
-import { tempDir } from '../helpers/pki';
+import { cliPath, tempDir } from '../helpers/pki';
 import { SdsTestClient } from '../helpers/sds-client';
 import { waitFor } from '../helpers/wait';
 
@@ -55,8 +56,10 @@ describe('citadel agent: SDS flags and what it reports', () => {
     await f.store.putJoinToken(t.record);
     agent = startCitadelAgent([
       '--ca-address', f.address, '--ca-root', rootFile, '--join-token', t.token, '--host', 'agent-1', '--state-dir', tempDir(),
-      '--sds-dir', sdsDir, '--sds-socket-name', 'sds.sock', '--sds-socket-mode', '0660', '--sds-dir-owner', `${owner.uid}:${owner.gid}`,
-      '--key-algorithm', 'rsa-2048', '--xds-address', 'none',
+      '--sds-dir', sdsDir, '--sds-socket-name', 'sds.sock', '--sds-socket-mode', '0660', '--sds-dir-mode', '0710',
+      '--sds-dir-owner', `${owner.uid}:${owner.gid}`, '--key-algorithm', 'rsa-2048',
+      '--xds-address', '127.0.0.1:1', // nothing there: the xds socket is made all the same, dialled only when a sidecar connects
+
     ]);
     const listening = await agent.waitForLog((l) => l.msg === 'monitoring listening');
     monitoring = `http://127.0.0.1:${String(listening.port)}`;
@@ -68,14 +71,17 @@ describe('citadel agent: SDS flags and what it reports', () => {
     await f?.close();
   });
 
-  it('the socket has the name, mode and owner asked for, in a 0750 directory; the stale one was replaced', async () => {
+  it('the SDS and xds sockets have the name, mode and owner asked for, in a directory of the mode asked for; the stale one was replaced', async () => {
     const socket = path.join(sdsDir, 'shop', 'web', 'sds.sock');
-    await waitFor('the socket', () => fs.existsSync(socket) && fs.statSync(socket).isSocket());
-    const st = fs.statSync(socket);
-    assert.equal(st.mode & 0o777, 0o660);
-    assert.deepEqual({ uid: st.uid, gid: st.gid }, owner);
+    const xds = path.join(sdsDir, 'shop', 'web', 'xds');
+    await waitFor('the sockets', () => [socket, xds].every((p) => fs.existsSync(p) && fs.statSync(p).isSocket()));
+    for (const p of [socket, xds]) {
+      const st = fs.statSync(p);
+      assert.equal(st.mode & 0o777, 0o660, `${p}: --sds-socket-mode`);
+      assert.deepEqual({ uid: st.uid, gid: st.gid }, owner, `${p}: --sds-dir-owner`);
+    }
     const dir = fs.statSync(path.dirname(socket));
-    assert.equal(dir.mode & 0o777, 0o750);
+    assert.equal(dir.mode & 0o777, 0o710, '--sds-dir-mode 0710, not the default 0750');
     assert.deepEqual({ uid: dir.uid, gid: dir.gid }, owner);
     assert.equal(fs.existsSync(path.join(sdsDir, 'shop', 'web', 'socket')), false, 'no socket under the default name');
   });
@@ -115,5 +121,22 @@ describe('citadel agent: SDS flags and what it reports', () => {
     assert.equal(health.status, 200, await health.clone().text());
     assert.equal(((await health.json()) as { ready: boolean }).ready, true);
     s.close();
+  });
+
+  it('--sds-dir-mode refuses what is not an octal mode, or one that shuts the agent out, in one line before dialing the CA', () => {
+    const root = path.join(tempDir(), 'root.pem');
+    fs.writeFileSync(root, f.ca.rootCertPem);
+    const base = ['agent', '--ca-address', '127.0.0.1:1', '--ca-root', root, '--host', 'h1', '--sds-dir', path.join(tempDir(), 'sds'), '--monitoring-port', '0'];
+    const cases: Array<[string, RegExp]> = [
+      ['rwxr-x---', /^citadel: --sds-dir-mode: "rwxr-x---" is not an octal mode like 0750$/],
+      ['0980', /^citadel: --sds-dir-mode: "0980" is not an octal mode like 0750$/],
+      ['0550', /^citadel: --sds-dir-mode: "0550" must give the owner rwx \(7 first, e.g. 0750\)/],
+    ];
+    for (const [mode, message] of cases) {
+      const r = spawnSync(process.execPath, [cliPath, ...base, '--sds-dir-mode', mode], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 2, `${mode}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr.trim(), message);
+    }
   });
 });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { NodeAgent } from '../../src/agent/node-agent';
@@ -130,6 +131,28 @@ describe('the node agent in SDS mode, with a client from Envoy’s protos', () =
     const nacks = (await registry.getSingleMetric('citadel_agent_sds_nacks_total')!.get()).values.reduce((n, v) => n + v.value, 0);
     assert.equal(nacks, 1);
     assert.equal(agent.sds!.lastNack?.message, 'Failed to load certificate chain from <inline>');
+  });
+
+  it('DeltaSecrets (v3 and v2) is answered UNIMPLEMENTED, and the socket goes on serving StreamSecrets', async () => {
+    const socket = path.join(sdsDir, 'shop', 'pay', 'socket');
+    const raw = new grpc.Client(`unix:${socket}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+    try {
+      for (const service of ['envoy.service.secret.v3.SecretDiscoveryService', 'envoy.service.discovery.v2.SecretDiscoveryService']) {
+        const call = raw.makeBidiStreamRequest(`/${service}/DeltaSecrets`, (b: Buffer) => b, (b: Buffer) => b, {});
+        const received: Buffer[] = [];
+        call.on('data', (b: Buffer) => received.push(b));
+        call.on('error', () => undefined);
+        const end = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+        call.write(Buffer.alloc(0)); // an empty DeltaDiscoveryRequest
+        const st = await end;
+        assert.equal(st.code, status.UNIMPLEMENTED, `${service}/DeltaSecrets: ${st.details}`);
+        assert.match(st.details, /DeltaSecrets/);
+        assert.equal(received.length, 0);
+      }
+    } finally {
+      raw.close();
+    }
+    checkServed(f, await client('shop', 'pay').open(['default']).next(), 'shop', 'pay');
   });
 
   it('v2 (Istio 1.1-era proxies): the same secrets with the v2 type URL', async () => {

@@ -17,6 +17,7 @@ interface AgentFlags {
   sdsDir?: string;
   sdsSocketName: string;
   sdsSocketMode: string;
+  sdsDirMode: string;
   sdsDirOwner?: string;
   secretTtl: string;
   keyAlgorithm: KeyAlgorithm;
@@ -45,9 +46,16 @@ function readFlagFile(flag: string, file: string): string {
   }
 }
 
-function octal(text: string, flag: string): number {
-  if (!/^0?[0-7]{3}$/.test(text)) throw new UserError(`${flag}: "${text}" is not an octal mode like 0666`);
+function octal(text: string, flag: string, example = '0666'): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new UserError(`${flag}: "${text}" is not an octal mode like ${example}`);
   return parseInt(text, 8);
+}
+
+/** The identity directory's mode: the agent (its owner) must be able to make and remove the sockets in it. */
+function dirMode(text: string): number {
+  const mode = octal(text, '--sds-dir-mode', '0750');
+  if ((mode & 0o700) !== 0o700) throw new UserError(`--sds-dir-mode: "${text}" must give the owner rwx (7 first, e.g. 0750): the agent makes and removes the sockets in the directory`);
+  return mode;
 }
 
 function owner(text: string | undefined): { uid: number; gid?: number } | undefined {
@@ -90,7 +98,8 @@ export const registerAgent: RegisterCommand = (program: Command) => {
     .option('--certs-dir <dir>', `file mode: where the per-identity directories go; mount <dir>/<ns>/<sa> into the sidecar at /etc/certs (conventionally ${DEFAULT_CERTS_DIR})`)
     .option('--sds-dir <dir>', `SDS mode: a socket per identity at <dir>/<ns>/<sa>/<socket name>; mount <dir>/<ns>/<sa> into the sidecar (conventionally ${DEFAULT_SDS_DIR})`)
     .option('--sds-socket-name <name>', 'the socket file in each identity directory (uds_path for Istio 1.1-era mounts)', 'socket')
-    .option('--sds-socket-mode <octal>', 'mode of each SDS socket (the identity directory is 0750)', '0666')
+    .option('--sds-socket-mode <octal>', 'mode of each SDS (and xds) socket', '0666')
+    .option('--sds-dir-mode <octal>', "mode of each identity directory <sds-dir>/<ns>/<sa> (Istio's 0750: the owner and its group enter it)", '0750')
     .option('--sds-dir-owner <uid[:gid]>', 'owner of each identity directory and socket (e.g. the sidecar user 1337)')
     .option('--secret-ttl <duration>', "lifetime asked for SDS workload certificates, renewed at half of it (Istio's SECRET_TTL)", '24h')
     .addOption(new Option('--key-algorithm <alg>', 'key type of SDS workload keys').choices([...KEY_ALGORITHMS]).default('ec-p256'))
@@ -120,7 +129,7 @@ export const registerAgent: RegisterCommand = (program: Command) => {
       trustDomain,
       certsDir: o.certsDir,
       sds: o.sdsDir
-        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirOwner: owner(o.sdsDirOwner), secretTtlMs: secretTtl(o.secretTtl), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
+        ? { sdsDir: o.sdsDir, socketName: o.sdsSocketName, socketMode: octal(o.sdsSocketMode, '--sds-socket-mode'), dirMode: dirMode(o.sdsDirMode), dirOwner: owner(o.sdsDirOwner), secretTtlMs: secretTtl(o.secretTtl), keyAlgorithm: o.keyAlgorithm, xdsAddress: xdsAddressOf(o) }
         : undefined,
       registry,
       stateDir: o.stateDir,

@@ -1,0 +1,56 @@
+/**
+ * The roots this node trusts and serves as `ROOTCA`: every root of `--ca-root` (the operator's,
+ * distributed out of band), the one the CA signs under now first. The CA's answers only say which
+ * of them is current; a root that is not in `--ca-root` is never learned from the network, so
+ * during a root rotation (both roots in `--ca-root`) the old and the new leaves trust each other.
+ */
+import { EventEmitter } from 'node:events';
+import { splitCertificates } from '../pki/pem';
+
+export interface RootChange {
+  previous: string | undefined;
+  current: string;
+}
+
+/** Events: `changed` (RootChange) when the CA is seen signing under another root of `--ca-root`. */
+export class TrustBundle extends EventEmitter {
+  /** `--ca-root`, one PEM per root, in file order. */
+  readonly roots: readonly string[];
+  private currentRoot: string | undefined;
+  private bundle: string;
+
+  constructor(caRootPem: string) {
+    super();
+    this.setMaxListeners(0);
+    this.roots = [...new Set(splitCertificates(caRootPem))];
+    this.bundle = this.roots.join('');
+  }
+
+  /** The root the CA was last seen signing under (undefined before its first answer). */
+  get current(): string | undefined {
+    return this.currentRoot;
+  }
+
+  /** What `ROOTCA` holds: the current root, then the other roots of `--ca-root`. */
+  get pem(): string {
+    return this.bundle;
+  }
+
+  trusts(rootPem: string): boolean {
+    return this.roots.includes(rootPem);
+  }
+
+  /**
+   * A chain the CA sent, verified against `--ca-root`, led to `rootPem`: that is the root it signs
+   * under now. Returns whether it changed; a root outside `--ca-root` is refused.
+   */
+  observe(rootPem: string): boolean {
+    if (!this.trusts(rootPem)) throw new Error('the CA answered with a chain whose root is not in --ca-root');
+    if (rootPem === this.currentRoot) return false;
+    const previous = this.currentRoot;
+    this.currentRoot = rootPem;
+    this.bundle = [rootPem, ...this.roots.filter((r) => r !== rootPem)].join('');
+    if (previous !== undefined) this.emit('changed', { previous, current: rootPem } satisfies RootChange);
+    return previous !== undefined;
+  }
+}
