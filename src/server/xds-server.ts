@@ -71,7 +71,8 @@ export interface XdsServerOptions {
   maxDelayMs?: number;
 }
 
-const ADS_ORDER = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret];
+/** The order ADS answers several changed types in, as Istio's PushOrder: clusters and their endpoints before the listeners and routes that use them, secrets last. */
+export const ADS_ORDER: readonly string[] = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret];
 const SHORT: Record<string, string> = { [TYPE_URL.cluster]: 'CDS', [TYPE_URL.endpoint]: 'EDS', [TYPE_URL.listener]: 'LDS', [TYPE_URL.route]: 'RDS', [TYPE_URL.secret]: 'SDS' };
 const KIND: Record<string, keyof Omit<GeneratedResources, 'warnings'>> = {
   [TYPE_URL.cluster]: 'clusters',
