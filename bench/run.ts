@@ -27,6 +27,7 @@ const BENCHMARKS: Benchmark[] = [
   { name: 'xds', what: 'the xDS server with 2,000 ADS clients over mTLS: one task added -> affected clients ACK the new EDS, a mesh-wide policy change -> every client ACKs, server peak RSS and CPU' },
   { name: 'mesh-snapshot', what: 'a new mesh snapshot after one task changes, 1,000 services with 10,000 endpoints' },
   { name: 'admission', what: 'latency the admission proxy adds to POST /v2/pods and to /v2/events delivery' },
+  { name: 'envoy', what: 'real Envoys in SDS mode: a policy flip, a scale-up, a node agent crash and an Envoy restart, until Envoy shows each' },
 ];
 
 function pick(args: string[]): Benchmark[] {

@@ -20,7 +20,7 @@ import type { DiscoveryRequest, DiscoveryResponse, XdsNode } from '../api/discov
 import { xdsStreamMethods } from '../api/discovery-services';
 import { AnyEncodings, encodeEnvoyJson } from '../api/envoy-protos';
 import { unpooled } from '../api/wire';
-import { BidiCall, CallContext, GrpcError, GrpcServer, status } from '../api/grpc/server';
+import { BidiCall, CallContext, GrpcError, GrpcServer, GrpcServerOptions, status } from '../api/grpc/server';
 import { errorMessage } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { MonitoringServer } from '../common/monitoring';
@@ -69,9 +69,17 @@ export interface XdsServerOptions {
   quietMs?: number;
   /** ... but never longer than this after the first (1 s). */
   maxDelayMs?: number;
+  /** `--max-concurrent-streams`, advertised in HTTP/2 SETTINGS (the transport's default, 1000). */
+  maxConcurrentStreams?: number;
+  /** The transport's timeouts, as the CA port has them (tests shorten them). */
+  timeouts?: Pick<GrpcServerOptions, 'requestTimeoutMs' | 'handshakeTimeoutMs' | 'idleConnectionTimeoutMs'>;
 }
 
-const ADS_ORDER = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret];
+/** Largest xDS request accepted: a real Envoy's first request is about 60 KB of node extensions, so not the CA's 64 KiB. */
+export const XDS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** The order ADS answers several changed types in, as Istio's PushOrder: clusters and their endpoints before the listeners and routes that use them, secrets last. */
+export const ADS_ORDER: readonly string[] = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret];
 const SHORT: Record<string, string> = { [TYPE_URL.cluster]: 'CDS', [TYPE_URL.endpoint]: 'EDS', [TYPE_URL.listener]: 'LDS', [TYPE_URL.route]: 'RDS', [TYPE_URL.secret]: 'SDS' };
 const KIND: Record<string, keyof Omit<GeneratedResources, 'warnings'>> = {
   [TYPE_URL.cluster]: 'clusters',
@@ -135,7 +143,9 @@ export class XdsServer {
     this.authn = new CallerAuthenticator(opts.trustDomain);
     this.server = new GrpcServer({
       tls: opts.serverCertificate.tls,
-      maxMessageBytes: 4 * 1024 * 1024, // a real Envoy's first request is about 60 KB of node extensions
+      maxMessageBytes: XDS_MAX_MESSAGE_BYTES,
+      ...(opts.maxConcurrentStreams !== undefined && { maxConcurrentStreams: opts.maxConcurrentStreams }),
+      ...opts.timeouts,
       onError: (err, path) => opts.logger.error('xDS request failed', { path, error: err.message }),
     });
     opts.serverCertificate.onRenew((tls) => this.server.setSecureContext(tls));

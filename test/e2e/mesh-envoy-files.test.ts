@@ -2,7 +2,8 @@
  * The same two sidecars in files mode: certificates are the node agent's files
  * (`citadel agent --certs-dir`), and each Envoy reaches `citadel server --xds-port` itself over
  * mTLS with those files (`citadel envoy-bootstrap --mode files --certs-dir <the identity's
- * directory> --xds-address`), as a sidecar does with /etc/certs mounted. STRICT from the start.
+ * directory> --xds-address`), as a sidecar does with /etc/certs mounted. STRICT from the start,
+ * then PERMISSIVE and DISABLE while the Envoys run, as in SDS mode.
  *
  * Workload certificates live 12 s here (renewed every 6 s), so the scenario also shows rotation
  * with no restart: Envoy's /certs follows the agent's files, new connections present the new
@@ -19,7 +20,7 @@ import { after, before, it } from 'node:test';
 import { describeWithEnvoy, startEnvoy, type EnvoyProcess } from '../helpers/envoy';
 import { bundleFor, testCa } from '../helpers/pki';
 import { waitFor } from '../helpers/wait';
-import { freePort, httpGet, httpsGet, MeshCluster, meshApp, meshWide, ok, peerCertificate, serialOf, startBackend, type Identity, type Outcome, type Task } from './mesh-cluster';
+import { freePort, httpGet, httpsGet, MeshCluster, meshApp, meshWide, ok, peerCertificate, serialOf, startBackend, type Identity, type Outcome, type Task } from '../helpers/mesh-cluster';
 
 const CLIENT = { namespace: 'shop', serviceAccount: 'client' };
 const SERVER = { namespace: 'shop', serviceAccount: 'server' };
@@ -299,6 +300,59 @@ describeWithEnvoy('mesh end to end: Envoy sidecars in files mode, configured by 
       const s = cluster.proxyStatus();
       if (s.length === 2 && s.every((p) => ['CDS', 'LDS', 'SDS'].every((k) => p.types[k].status === 'SYNCED'))) return s;
       throw new Error(`proxy-status: ${JSON.stringify(s)}`);
+    }, 10_000);
+    assert.deepEqual([a.pid, b.pid], pids, 'no Envoy restarted');
+  });
+
+  it('DISABLE: B’s port takes plaintext only and refuses a TLS handshake; A calls B in plaintext; the witness’s DestinationRule keeps A -> witness on mTLS', async () => {
+    // The DestinationRule of the step before asked ISTIO_MUTUAL to B: without it, A's cluster follows B's mode (auto mTLS).
+    const deleted = cluster.citadel('policy', 'delete', 'DestinationRule', 'server', '-n', 'shop', '--store', cluster.store);
+    assert.equal(deleted.code, 0, deleted.err);
+    await cluster.applyPolicy('disable', `${meshWide('DISABLE')}---\n${WITNESS_RULE}`).done;
+    const inbound = `inbound|${serverTask.ip}|${ports.server}`;
+    const toB = `outbound|${ports.server}||server-shop.marathon.mesos`;
+    /** What Envoy's config_dump holds of one active listener or cluster, as JSON text (empty when it has none of that name); a listener's draining state left out. */
+    const dumped = async (envoy: EnvoyProcess, resource: 'dynamic_listeners' | 'dynamic_active_clusters', name: string) => {
+      const dump = await envoy.configDump<{ configs: Array<{ active_state?: { listener?: { name: string } }; cluster?: { name: string } }> }>(`?resource=${resource}`);
+      const entry = dump.configs.map((c) => c.active_state?.listener ?? c.cluster).find((x) => x?.name === name);
+      return entry ? JSON.stringify(entry) : '';
+    };
+    await b.waitFor('B’s inbound listener in plaintext (no TLS context, no tls_inspector)', async () => {
+      const l = await dumped(b, 'dynamic_listeners', inbound);
+      return l !== '' && !l.includes('DownstreamTlsContext') && !l.includes('tls_inspector');
+    }, 10_000).catch(async (err: Error) => assert.fail(`${err.message.split('\n')[0]}; ${inbound} is ${(await dumped(b, 'dynamic_listeners', inbound)).slice(0, 3000) || 'absent'}; proxy-status ${JSON.stringify(cluster.proxyStatus())}; policy ${cluster.citadel('policy', 'get', '--store', cluster.store).out}`));
+    await a.waitFor('A’s cluster to B without a TLS context', async () => {
+      const c = await dumped(a, 'dynamic_active_clusters', toB);
+      return c !== '' && !c.includes('UpstreamTlsContext');
+    }, 10_000);
+    for (const envoy of [a, b]) {
+      await envoy.waitFor('nothing left warming', async () => (await envoy.stat('cluster_manager.warming_clusters')) === 0 && (await envoy.stat('listener_manager.total_listeners_warming')) === 0, 10_000);
+    }
+
+    const plain = await httpGet(serverTask.ip, ports.server);
+    assert.deepEqual(ok(plain) && [plain.status, plain.body], [200, 'server'], `plaintext straight to B is accepted: ${JSON.stringify(plain)}`);
+    assert.equal(backend.seen[backend.seen.length - 1]?.xfcc, undefined, 'no client certificate, no XFCC: the forged one is stripped');
+    const handshake = await peerCertificate(serverTask.ip, ports.server, filesOf(cluster.filesDir(CLIENT)));
+    assert.ok('error' in handshake, `a TLS handshake with a mesh certificate fails on a DISABLE port: ${JSON.stringify(handshake)}`);
+    const mesh = await httpsGet(serverTask.ip, ports.server, filesOf(cluster.filesDir(CLIENT)));
+    assert.ok(!ok(mesh), `mTLS to B is refused: ${JSON.stringify(mesh)}`);
+
+    const before = backend.seen.length;
+    const call = await httpGet('127.0.0.1', ports.local);
+    assert.deepEqual(ok(call) && [call.status, call.body], [200, 'server'], JSON.stringify(call));
+    assert.equal(backend.seen.length, before + 1);
+    assert.equal(backend.seen[before].xfcc, undefined, 'A -> B arrives in plaintext: no verified caller, and the forged XFCC removed');
+
+    const witnessSeen = witness.seen.length;
+    const viaWitness = await httpGet('127.0.0.1', ports.localWitness);
+    assert.deepEqual(ok(viaWitness) && [viaWitness.status, viaWitness.body], [200, 'witness'], JSON.stringify(viaWitness));
+    assert.equal(witness.seen.length, witnessSeen + 1, 'the witness (mTLS required) saw A’s certificate');
+    assert.ok((await dumped(a, 'dynamic_active_clusters', `outbound|${ports.witness}||witness-shop.marathon.mesos`)).includes('UpstreamTlsContext'), 'A’s cluster to the witness keeps ISTIO_MUTUAL');
+
+    await waitFor('both proxies synced after DISABLE', () => {
+      const st = cluster.proxyStatus();
+      if (st.length === 2 && st.every((p) => ['CDS', 'LDS'].every((k) => p.types[k].status === 'SYNCED'))) return st;
+      throw new Error(`proxy-status: ${JSON.stringify(st)}`);
     }, 10_000);
     assert.deepEqual([a.pid, b.pid], pids, 'no Envoy restarted');
   });

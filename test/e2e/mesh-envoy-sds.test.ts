@@ -13,7 +13,7 @@ import { after, before, it } from 'node:test';
 import { describeWithEnvoy, startEnvoy, type EnvoyProcess } from '../helpers/envoy';
 import { bundleFor, testCa } from '../helpers/pki';
 import { waitFor } from '../helpers/wait';
-import { freePort, httpGet, httpsGet, MeshCluster, meshApp, meshWide, ok, serialOf, startBackend, timeUntil, type BackendRequest, type Outcome, type Task } from './mesh-cluster';
+import { freePort, httpGet, httpsGet, MeshCluster, meshApp, meshWide, ok, serialOf, startBackend, timeUntil, type BackendRequest, type Outcome, type Task } from '../helpers/mesh-cluster';
 
 const CLIENT = { namespace: 'shop', serviceAccount: 'client' };
 const SERVER = { namespace: 'shop', serviceAccount: 'server' };

@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { bundleFor, testCa } from '../helpers/pki';
 import { waitFor } from '../helpers/wait';
 import type { CertificateSeen, EchoReply } from './grpc/echo';
-import { freePort, MeshCluster, meshApp, serialOf, type Identity, type Task } from './mesh-cluster';
+import { freePort, MeshCluster, meshApp, serialOf, type Identity, type Task } from '../helpers/mesh-cluster';
 
 const ECHO = { namespace: 'shop', serviceAccount: 'echo' };
 const CALLER = { namespace: 'shop', serviceAccount: 'caller' };

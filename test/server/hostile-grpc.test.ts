@@ -4,14 +4,30 @@
  * prefix claiming 2 GB, a truncated message, garbage protobuf, an unknown method, more streams
  * than the limit, streams that send nothing, connections that stall, deadlines. After each, the
  * server answers an ordinary caller, and nothing it held grew with what the attacker claimed.
+ * Then the xDS port, which runs on the same transport with its own message limit: the same kinds
+ * of input, a caller without a certificate, and `citadel server --max-concurrent-streams` on it.
  */
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { status } from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
 import { codec } from '../../src/api/ca-api';
+import { discoveryCodec } from '../../src/api/discovery';
+import { silentLogger } from '../../src/common/log';
+import type { MeshSnapshot } from '../../src/mesh/model';
+import { TYPE_URL } from '../../src/mesh/resources';
+import { ServerCertificate } from '../../src/server/server-certificate';
+import { XDS_MAX_MESSAGE_BYTES, XdsServer } from '../../src/server/xds-server';
+import { endpoint, service, snapshotOf } from '../mesh/mesh-fixtures';
+import { ADS, AdsClient, Changing, names, nodeOf } from '../helpers/ads-client';
+import { startCitadelServer } from '../helpers/citadel-server';
+import { bundleFor, testCa } from '../helpers/pki';
 import { frame } from '../../src/api/grpc/framing';
 import { CA_MAX_MESSAGE_BYTES } from '../../src/server/grpc-server';
 import { FLAG, FRAME, H2_ERROR, RawH2Connection, SETTING } from '../helpers/h2-frames';
@@ -313,6 +329,178 @@ describe('the CA gRPC server under hostile input', () => {
     partial.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])); // a ClientHello's first bytes, of 512
     await Promise.all([closedWithin(silent, 10_000), closedWithin(partial, 10_000)]);
     await answersOthers();
+  });
+});
+
+describe('the xDS gRPC server (--xds-port) under hostile input', () => {
+  let f: CaFixture;
+  let xds: XdsServer;
+  let port: number;
+  let session: http2.ClientHttp2Session;
+  const api = service({ marathonId: '/prod/api', serviceAccount: 'api', endpoints: [endpoint('10.1.0.2', [8080])] });
+  const web = service({ marathonId: '/web/front', serviceAccount: 'front', upstreams: [{ service: '/prod/api', localPort: 15080 }] });
+  const mesh = new Changing<MeshSnapshot>(snapshotOf([api, web]));
+  const me = workload('web', 'front');
+  before(async () => {
+    f = await startCaFixture();
+    xds = new XdsServer({
+      trustDomain: 'cluster.local',
+      serverCertificate: new ServerCertificate(f.ca, [], silentLogger),
+      placements: f.view,
+      mesh: { current: () => mesh.value, onChange: (l) => mesh.onChange(l) },
+      policies: { current: () => [], onChange: () => () => undefined },
+      port: 0,
+      host: '127.0.0.1',
+      logger: silentLogger,
+      registry: new Registry(),
+      quietMs: 20,
+      maxConcurrentStreams: MAX_STREAMS,
+      timeouts: { requestTimeoutMs: REQUEST_TIMEOUT_MS, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS },
+    });
+    port = await xds.start();
+    session = connect();
+    session.on('error', () => undefined);
+  });
+  after(async () => {
+    session.destroy();
+    await xds.close();
+    await f.close();
+  });
+
+  /** A connection with the sidecar's certificate, or with none (`null`). */
+  function connect(cred: { keyPem: string; certChainPem: string } | null = credentialFor(f.ca, me)): http2.ClientHttp2Session {
+    return http2.connect(`https://127.0.0.1:${port}`, { ca: f.ca.rootCertPem, ...(cred && { key: cred.keyPem, cert: cred.certChainPem }), servername: 'istiod' });
+  }
+
+  /** A sidecar speaking ADS with grpc-js gets its clusters: the server survived whatever came before. */
+  async function servesOthers(): Promise<void> {
+    const c = new AdsClient(`127.0.0.1:${port}`, f.ca.rootCertPem, credentialFor(f.ca, me));
+    try {
+      c.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front') });
+      const cds = await c.next();
+      assert.ok(names(cds, 'envoy.config.cluster.v3.Cluster').includes('outbound|8080||api-prod.marathon.mesos'));
+    } finally {
+      c.close();
+    }
+  }
+
+  const cdsRequest = () => frame(discoveryCodec.DiscoveryRequest.encode({ versionInfo: '', resourceNames: [], typeUrl: TYPE_URL.cluster, responseNonce: '', node: nodeOf('/web/front') }));
+
+  it('a well-formed ADS request over the raw connection is answered with clusters (the baseline)', async () => {
+    const r = await rawCall(session, ADS.path, async (write) => {
+      await write(cdsRequest());
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the stream stays open, as Envoy's does; the answer comes meanwhile
+    }, { end: true });
+    assert.ok(r.body.length > 5, `an answer: ${JSON.stringify({ ...r, body: r.body.length })}`);
+    assert.equal(discoveryCodec.DiscoveryResponse.decode(r.body.subarray(5, 5 + r.body.readUInt32BE(1))).typeUrl, TYPE_URL.cluster);
+  });
+
+  it('a 2 GB length prefix is RESOURCE_EXHAUSTED at the xDS limit, the stream is reset, and nothing of that size is allocated', async () => {
+    let r: CallResult | undefined;
+    const junk = Buffer.alloc(16 * 1024, 0x41);
+    const largest = await largestAllocation(async () => {
+      r = await rawCall(session, ADS.path, async (write) => {
+        if (!(await write(Buffer.from([0, 0x80, 0, 0, 0])))) return;
+        for (let i = 0; i < 2048; i++) if (!(await write(junk))) return;
+      });
+    });
+    assert.equal(r!.grpcStatus, status.RESOURCE_EXHAUSTED);
+    assert.equal(r!.grpcMessage, `received message larger than max (2147483648 vs. ${XDS_MAX_MESSAGE_BYTES} bytes)`);
+    assert.ok(r!.sent < 32 * 1024 * 1024, `the client was stopped before sending all it meant to (sent ${r!.sent})`);
+    assert.ok(largest < XDS_MAX_MESSAGE_BYTES, `the largest buffer allocated meanwhile was ${largest} bytes`);
+    const over = await rawCall(session, ADS.path, async (write) => {
+      const b = Buffer.alloc(5);
+      b.writeUInt32BE(XDS_MAX_MESSAGE_BYTES + 1, 1);
+      await write(b);
+    });
+    assert.equal(over.grpcStatus, status.RESOURCE_EXHAUSTED, 'one byte over the limit');
+    await servesOthers();
+  });
+
+  it('garbage protobuf in a gRPC frame ends the stream with an error and no configuration; garbage instead of HTTP/2 loses the connection', async () => {
+    for (const g of [Buffer.from([0x0a, 0x7f, 0x41]), Buffer.from([0x0f]), Buffer.from([0x00, 0x01])]) {
+      const r = await rawCall(session, ADS.path, async (write) => void (await write(frame(g))), { end: true });
+      assert.ok(r.grpcStatus === status.INTERNAL || r.grpcStatus === status.INVALID_ARGUMENT, `${g.toString('hex')}: ${r.grpcStatus} ${r.grpcMessage}`);
+      assert.equal(r.body.length, 0, 'no DiscoveryResponse');
+    }
+    const cred = credentialFor(f.ca, me);
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: f.ca.rootCertPem, servername: 'istiod', ALPNProtocols: ['h2'], key: cred.keyPem, cert: cred.certChainPem });
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+    socket.write(Buffer.alloc(64, 0xee)); // not the HTTP/2 connection preface
+    await closedWithin(socket, 10_000);
+    await servesOthers();
+  });
+
+  it('a caller without a certificate, or with another root’s, is refused UNAUTHENTICATED and gets no configuration', async () => {
+    const anonymous = connect(null);
+    anonymous.on('error', () => undefined);
+    try {
+      const r = await rawCall(anonymous, ADS.path, async (write) => void (await write(cdsRequest())), { end: true });
+      assert.equal(r.grpcStatus, status.UNAUTHENTICATED, JSON.stringify({ ...r, body: r.body.toString("hex").slice(0, 200) }));
+      assert.equal(r.body.length, 0);
+    } finally {
+      anonymous.destroy();
+    }
+    const foreign = bundleFor(testCa(), 'web', 'front');
+    const c = new AdsClient(`127.0.0.1:${port}`, f.ca.rootCertPem, foreign);
+    try {
+      c.send({ typeUrl: TYPE_URL.cluster, node: nodeOf('/web/front') });
+      const ended = await c.ended;
+      assert.equal(ended.code, status.UNAUTHENTICATED, ended.details);
+      assert.equal(c.pending, 0, 'no configuration');
+    } finally {
+      c.close();
+    }
+    await servesOthers();
+  });
+
+  it('a stream that never sends its first request is cut off after the request timeout it was given', async () => {
+    const r = await rawCall(session, ADS.path, async () => {});
+    assert.equal(r.grpcStatus, status.DEADLINE_EXCEEDED);
+    assert.match(r.grpcMessage ?? '', new RegExp(`no request within ${REQUEST_TIMEOUT_MS} ms`));
+    await servesOthers();
+  });
+
+  it(`more concurrent streams than the limit it was given (${MAX_STREAMS}): advertised, and a client that ignores it is cut off, not served`, async () => {
+    const cred = credentialFor(f.ca, me);
+    const c = await RawH2Connection.connect(port, { ca: f.ca.rootCertPem, key: cred.keyPem, cert: cred.certChainPem, servername: 'istiod' });
+    try {
+      assert.equal(c.serverSettings.get(SETTING.MAX_CONCURRENT_STREAMS), MAX_STREAMS);
+      await c.waitFor('the SETTINGS ack', () => c.frames.some((fr) => fr.type === FRAME.SETTINGS && fr.flags & FLAG.ACK));
+      const ids = Array.from({ length: MAX_STREAMS + 2 }, () => c.openStream(ADS.path));
+      const excess = ids.slice(MAX_STREAMS);
+      await c.waitFor('the server to refuse the excess streams', () => c.isClosed || excess.every((id) => c.rstCode(id) !== undefined));
+      if (c.isClosed) {
+        const goaway = c.goaway();
+        if (goaway) assert.equal(goaway.code, H2_ERROR.PROTOCOL_ERROR);
+      } else {
+        for (const id of excess) assert.ok([H2_ERROR.REFUSED_STREAM, H2_ERROR.PROTOCOL_ERROR].includes(c.rstCode(id) as 7 | 1), `stream ${id}: ${c.rstCode(id)}`);
+      }
+      assert.ok(excess.every((id) => !c.endedByServer(id)), 'no stream beyond the limit was answered');
+    } finally {
+      c.close();
+    }
+    await servesOthers();
+  });
+
+  it('citadel server --max-concurrent-streams reaches the xDS port: its SETTINGS advertise the flag’s value', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'citadel-xds-limits-'));
+    const server = await startCitadelServer(['--marathon', 'http://127.0.0.1:9', '--store', `file:${dir}/data`, '--max-concurrent-streams', '7'], { waitFor: (l) => l.msg === 'xDS listening' });
+    try {
+      const root = readFileSync(path.join(dir, 'data', 'ca', 'istio-ca-secret', 'ca-cert.pem'), 'utf8');
+      for (const p of [server.xdsPort, server.grpcPort]) {
+        const c = await RawH2Connection.connect(p, { ca: root, servername: 'istiod' });
+        try {
+          assert.equal(c.serverSettings.get(SETTING.MAX_CONCURRENT_STREAMS), 7, `port ${p}`);
+        } finally {
+          c.close();
+        }
+      }
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -2,11 +2,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DiscoveryRequest, DiscoveryResponse } from '../../src/api/discovery';
+import { TYPE_URL } from '../../src/mesh/resources';
+import { ADS_ORDER } from '../../src/server/xds-server';
 import { DiscoveryStream, Resource, StreamError, Subscription, syncStatus } from '../../src/xds/discovery-stream';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const EDS = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
 const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+const RDS = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+const SDS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
 
 /** Resources by type, changed by the test; undefined = not ready. */
 class Source {
@@ -21,14 +25,14 @@ class Source {
   }
 }
 
-function harness() {
+function harness(typeOrder: readonly string[] = [CDS, EDS, LDS]) {
   const source = new Source();
   const sent: DiscoveryResponse[] = [];
   const nacks: string[] = [];
   const stream = new DiscoveryStream({
     source,
     send: (r) => sent.push(r),
-    typeOrder: [CDS, EDS, LDS],
+    typeOrder,
     isWildcardType: (t) => t === CDS || t === LDS,
     onNack: (_t, m) => nacks.push(m),
   });
@@ -113,6 +117,27 @@ describe('DiscoveryStream', () => {
     for (const t of [LDS, EDS, CDS]) h.source.set(t, { x: '2' });
     h.stream.refresh();
     assert.deepEqual(h.sent.slice(3).map((r) => r.typeUrl), [CDS, EDS, LDS]);
+  });
+
+  it('the xDS server’s ADS order: CDS, EDS, LDS, RDS, then the files-mode secrets (SDS) last, whatever order they were asked in', () => {
+    assert.deepEqual(ADS_ORDER, [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret]);
+    assert.deepEqual([TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.listener, TYPE_URL.route, TYPE_URL.secret], [CDS, EDS, LDS, RDS, SDS], 'the type URLs Envoy sends');
+    const h = harness(ADS_ORDER);
+    const named = new Set([EDS, RDS, SDS]);
+    for (const t of [SDS, RDS, LDS, EDS, CDS]) h.source.set(t, { x: '1' });
+    for (const t of [SDS, RDS, LDS, EDS, CDS]) {
+      h.req({ typeUrl: t, resourceNames: named.has(t) ? ['x'] : [] });
+      h.ack(h.sent[h.sent.length - 1], named.has(t) ? ['x'] : []);
+    }
+    assert.deepEqual(h.sent.map((r) => r.typeUrl), [SDS, RDS, LDS, EDS, CDS], 'first requests are answered as they come');
+    for (const t of [SDS, RDS, LDS, EDS, CDS]) h.source.set(t, { x: '2' });
+    h.stream.refresh();
+    assert.deepEqual(h.sent.slice(5).map((r) => r.typeUrl), [CDS, EDS, LDS, RDS, SDS]);
+    assert.ok(h.sent.slice(5).every((r) => r.resources[0].value.toString() === '2'), 'each with the new content');
+    // A change to routes and clusters only: those two, clusters first.
+    for (const t of [RDS, CDS]) h.source.set(t, { x: '3' });
+    h.stream.refresh();
+    assert.deepEqual(h.sent.slice(10).map((r) => r.typeUrl), [CDS, RDS]);
   });
 
   it('a request without type_url ends the stream with INVALID_ARGUMENT', () => {

@@ -61,7 +61,7 @@ export const registerServer: RegisterCommand = (program: Command) => {
     .option('--grpc-host-identities <names>', 'extra comma-separated DNS names or IPs in the gRPC server certificate')
     .option('--csr-rate-limit <n>', 'requests per second each caller may make (token bucket per caller identity; per peer address for AttestNode); 0 turns the limit off', String(DEFAULT_RATE_LIMIT.ratePerSecond))
     .option('--csr-burst <n>', 'requests a caller may make at once after being idle (the bucket size)', String(DEFAULT_RATE_LIMIT.burst))
-    .option('--max-concurrent-streams <n>', 'HTTP/2 streams a gRPC connection may have open at once (advertised in SETTINGS; more are refused)', String(DEFAULT_MAX_CONCURRENT_STREAMS))
+    .option('--max-concurrent-streams <n>', 'HTTP/2 streams a gRPC connection (CA and xDS ports) may have open at once (advertised in SETTINGS; more are refused)', String(DEFAULT_MAX_CONCURRENT_STREAMS))
     .option('--audit-log <file>', 'append one JSON line per certificate issued and per refusal to this file (fsynced in batches; read it with `citadel audit`)')
     .addOption(new Option('--no-grpc', 'run without the gRPC API (controller only)'))
     .option('--xds-port <port>', 'the xDS control plane (ADS, CDS/EDS/LDS/RDS over mTLS), as istiod', '15012')
@@ -225,6 +225,7 @@ export async function startServer(o: ServerFlags, baseLogger: Logger): Promise<R
         logger: logger.child({ component: 'xds' }),
         registry,
         monitoring,
+        maxConcurrentStreams,
       });
       xdsPortBound = await xds.start();
       closers.push(() => xds.close());

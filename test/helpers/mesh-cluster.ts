@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { startCitadelServer, type CitadelServerProcess } from '../helpers/citadel-server';
-import { startMarathonSimProcess, type MarathonSimProcess } from '../helpers/marathon-sim';
-import { cliPath } from '../helpers/pki';
-import { waitFor } from '../helpers/wait';
+import { startCitadelServer, type CitadelServerProcess } from './citadel-server';
+import { startMarathonSimProcess, type MarathonSimProcess } from './marathon-sim';
+import { cliPath } from './pki';
+import { waitFor } from './wait';
 
 export const AGENT_HOST = 'agent-1';
 
@@ -91,6 +91,10 @@ export class MeshCluster {
   server!: CitadelServerProcess;
   private agent: ChildProcess | undefined;
   private agentLog = '';
+  /** The first lines the current agent process wrote (its monitoring port is among them). */
+  private agentStartLog = '';
+  /** When the current agent process was spawned (Date.now()). */
+  agentSpawnedAt = 0;
   private serverArgs: string[] = [];
   private readonly children: ChildProcess[] = [];
 
@@ -151,8 +155,13 @@ export class MeshCluster {
       ...(this.opts.files ? ['--certs-dir', this.certsDir] : []),
     ];
     const agent = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    agent.stderr!.setEncoding('utf8').on('data', (c: string) => (this.agentLog = (this.agentLog + c).slice(-200_000)));
+    this.agentStartLog = '';
+    agent.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      this.agentLog = (this.agentLog + c).slice(-200_000);
+      if (this.agentStartLog.length < 20_000) this.agentStartLog += c;
+    });
     this.agent = agent;
+    this.agentSpawnedAt = Date.now();
     this.children.push(agent);
   }
 
@@ -163,10 +172,23 @@ export class MeshCluster {
     this.server = await startCitadelServer(this.serverArgs);
   }
 
-  /** Stops the agent (SIGTERM) and starts it again, as systemd's Restart=always would. */
-  async restartAgent(): Promise<void> {
-    if (this.agent) await stopChild(this.agent);
+  /** Stops the agent (SIGTERM, or SIGKILL for a crash) and starts it again, as systemd's Restart=always would. */
+  async restartAgent(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    if (this.agent) await stopChild(this.agent, signal);
     this.startAgent(true);
+  }
+
+  /** `http://127.0.0.1:<port>` of the current agent process's monitoring server (/debug/sds), once it listens. */
+  async agentMonitoringUrl(): Promise<string> {
+    const port = await waitFor('the agent’s monitoring port', () => {
+      for (const line of this.agentStartLog.split('\n')) {
+        if (!line.includes('"monitoring listening"')) continue;
+        const port = (JSON.parse(line) as { port?: number }).port;
+        if (port) return port;
+      }
+      return undefined;
+    }, 20_000);
+    return `http://127.0.0.1:${port}`;
   }
 
   /** The tail of the agent's log, for assertion messages. */
@@ -270,15 +292,15 @@ export class MeshCluster {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.children.map(stopChild));
+    await Promise.all(this.children.map((c) => stopChild(c)));
     await this.server?.stop();
     await this.sim?.stop();
     if (!process.env.CITADEL_KEEP_MESH) rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
-/** SIGTERM, SIGKILL after 5 s; resolves when it is gone. */
-export function stopChild(child: ChildProcess): Promise<void> {
+/** SIGTERM (or the signal given), SIGKILL after 5 s; resolves when it is gone. */
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -286,7 +308,7 @@ export function stopChild(child: ChildProcess): Promise<void> {
       clearTimeout(killer);
       resolve();
     });
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
 }
 
