@@ -50,13 +50,20 @@ export function wantsJson(o: { output?: string; json?: boolean }): boolean {
   return o.output === 'json' || o.json === true;
 }
 
-/** `--trust-domain`, for every command that names identities. */
-export function addTrustDomainOption(cmd: Command): Command {
+/**
+ * `--trust-domain`, for every command that names identities; `defaultFrom` names where the
+ * value comes from when the flag is absent (the inject config), else it defaults to cluster.local.
+ */
+export function addTrustDomainOption(cmd: Command, opts: { defaultFrom?: string } = {}): Command {
+  if (opts.defaultFrom !== undefined) return cmd.option('--trust-domain <domain>', `SPIFFE trust domain (default: ${opts.defaultFrom}, else ${DEFAULT_CA_CONFIG.trustDomain})`);
   return cmd.option('--trust-domain <domain>', 'SPIFFE trust domain', DEFAULT_CA_CONFIG.trustDomain);
 }
 
-/** The trust domain, checked: a bad one is a one-line usage error (exit 2). */
-export function trustDomainFromFlags(o: { trustDomain: string }): string {
+/** The trust domain, checked: a bad one is a one-line usage error (exit 2); absent stays absent. */
+export function trustDomainFromFlags(o: { trustDomain: string }): string;
+export function trustDomainFromFlags(o: { trustDomain?: string }): string | undefined;
+export function trustDomainFromFlags(o: { trustDomain?: string }): string | undefined {
+  if (o.trustDomain === undefined) return undefined;
   const problem = checkTrustDomain(o.trustDomain);
   if (problem) throw new UserError(`--trust-domain: ${problem}`);
   return o.trustDomain;

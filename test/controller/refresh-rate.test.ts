@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { MarathonSimulator } from '../../src/marathon/simulator';
 import { FileStore } from '../../src/store/file-store';
@@ -16,6 +17,12 @@ test('a minimum grace period not shorter than the TTL is refused at start, in on
   const lines = run.stderr.trim().split('\n');
   assert.equal(lines.length, 1, run.stderr);
   assert.match(lines[0], /^citadel: --workload-cert-min-grace-period \(600s\) must be shorter than --workload-cert-ttl \(300s\)/);
+  // refused before the store is opened: no directory, so no root, no secret, no lock file
+  assert.deepEqual(readdirSync(dir), [], 'nothing written under the store\'s parent');
+  // and a valid setting on the same store writes there (the check above would see it)
+  const ok = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), 'ca', 'init', '--store', `file:${dir}/data`], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.deepEqual(readdirSync(dir), ['data']);
 });
 
 test('a 4 s TTL rotates each secret about every 2 s, and no faster (the 60 s back-dating is not part of the lifetime)', async (t) => {

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { CertificateAuthority } from '../../src/ca/authority';
 import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
+import { createLogger } from '../../src/common/log';
 import { SecretController } from '../../src/controller/secret-controller';
+import { parseCertificateDer } from '../../src/pki/certificate';
 import { FileStore } from '../../src/store/file-store';
 import { checkBundle } from '../../src/pki/bundle';
 import { tempDir } from '../helpers/pki';
@@ -132,10 +134,24 @@ test('a secret whose certificate does not parse, or carries another root, is ref
   await store.putSecret({ ...web, rootCertPem: web.certChainPem }, web.version);
   // Restart the controller: it reads the store afresh and finds both.
   await controller.stop();
-  const second = new SecretController({ ca: (controller as any).opts.ca, store, accounts, rotation: { gracePeriodRatio: 0.5, minGracePeriodMs: 0 }, registry: new Registry() });
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ write: (l) => lines.push(JSON.parse(l)) });
+  const second = new SecretController({ ca: (controller as any).opts.ca, store, accounts, rotation: { gracePeriodRatio: 0.5, minGracePeriodMs: 0 }, registry: new Registry(), logger });
   t.after(() => second.stop());
   const r = await second.start();
   assert.equal(r.refreshed, 2);
+  // the warning says which secret and why: the DER reader's own words
+  const why = (() => {
+    try {
+      parseCertificateDer(Buffer.from('AAAA', 'base64'));
+    } catch (err) {
+      return (err as Error).message;
+    }
+    assert.fail('"AAAA" parsed as a certificate');
+  })();
+  const unparsed = lines.filter((l) => l.msg === 'the certificate of a stored secret does not parse; it will be refreshed');
+  assert.deepEqual(unparsed.map((l) => ({ level: l.level, namespace: l.namespace, secret: l.secret, error: l.error })), [{ level: 'warn', namespace: 'prod', secret: 'istio.api', error: why }]);
+  assert.ok(why.length > 0 && !why.includes('\n'), why);
   for (const name of ['istio.api', 'istio.web']) {
     const s = (await store.getSecret('prod', name))!;
     assert.deepEqual(checkBundle(s).problems, [], name);

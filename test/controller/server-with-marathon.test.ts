@@ -6,15 +6,7 @@ import { FileStore } from '../../src/store/file-store';
 import { checkBundle } from '../../src/pki/bundle';
 import { startCitadelServer } from '../helpers/citadel-server';
 import { tempDir } from '../helpers/pki';
-
-async function poll<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T | undefined> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined || Date.now() > end) return v;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { waitFor } from '../helpers/wait';
 
 async function deploy(url: string, id: string, sa?: string, extraLabels: Record<string, string> = {}) {
   const res = await fetch(`${url}/v2/apps`, {
@@ -37,18 +29,16 @@ test('citadel server against the simulator: events create secrets within 1 s; in
   assert.ok(await store.getSecret('prod', 'istio.web'), 'initial reconcile wrote prod/istio.web');
 
   for (const [i, ns] of ['alpha', 'beta', 'gamma'].entries()) {
-    const started = Date.now();
     await deploy(url, `/${ns}/svc${i}`, `account-${i}`);
-    const s = await poll(() => store.getSecret(ns, `istio.account-${i}`), 1000);
-    assert.ok(s, `${ns}/istio.account-${i} within 1 s (waited ${Date.now() - started} ms)`);
-    assert.deepEqual(checkBundle(s!).problems, []);
+    const s = await waitFor(`${ns}/istio.account-${i} within 1 s`, () => store.getSecret(ns, `istio.account-${i}`), { timeoutMs: 1000, intervalMs: 10 });
+    assert.deepEqual(checkBundle(s).problems, []);
   }
 
   await deploy(url, '/prod/bad', undefined, { 'istio.io/namespace': 'Not_A_Label' });
   const line = await server.waitForLog((l) => l.msg === 'marathon workload has no identity' && l.id === '/prod/bad', 5000);
   assert.match(String(line.reason), /namespace "Not_A_Label" must be a DNS label/);
   await deploy(url, '/prod/after-bad', 'after');
-  assert.ok(await poll(() => store.getSecret('prod', 'istio.after'), 1000), 'the view keeps working after a bad definition');
+  await waitFor('prod/istio.after: the view keeps working after a bad definition', () => store.getSecret('prod', 'istio.after'), 1000);
   assert.equal((await store.listSecrets()).some((s) => s.namespace === 'Not_A_Label'), false);
 });
 
@@ -63,7 +53,7 @@ test('the event stream dropped mid-way (Marathon restarted, changes made meanwhi
   const store = await FileStore.open(path.join(dir, 'data'));
   await deploy(url, '/keep/app', 'keeper');
   await deploy(url, '/doomed/app', 'doomed');
-  assert.ok(await poll(() => store.getSecret('doomed', 'istio.doomed'), 2000));
+  await waitFor('doomed/istio.doomed', () => store.getSecret('doomed', 'istio.doomed'), 2000);
 
   await sim.close(); // every stream and connection closed
   // While Marathon is away (no events reach anyone), the cluster changes.
@@ -72,8 +62,8 @@ test('the event stream dropped mid-way (Marathon restarted, changes made meanwhi
   await new Promise((r) => setTimeout(r, 500));
   await sim.listen(port);
 
-  assert.ok(await poll(() => store.getSecret('during', 'istio.late'), 15_000), 'created after the re-list');
-  assert.equal(await poll(async () => ((await store.getSecret('doomed', 'istio.doomed')) ? undefined : true), 15_000), true, 'deleted after the re-list');
+  await waitFor('during/istio.late created after the re-list', () => store.getSecret('during', 'istio.late'), 15_000);
+  await waitFor('doomed/istio.doomed deleted after the re-list', async () => (await store.getSecret('doomed', 'istio.doomed')) === undefined, 15_000);
   assert.ok(await store.getSecret('keep', 'istio.keeper'));
 });
 
@@ -89,7 +79,7 @@ test('a standby Marathon redirects the event stream to the leader and the server
   t.after(() => server.stop());
   const store = await FileStore.open(path.join(dir, 'data'));
   await deploy(leaderUrl, '/via/leader', 'followed');
-  assert.ok(await poll(() => store.getSecret('via', 'istio.followed'), 2000), 'event reached the server through the redirect');
+  await waitFor('via/istio.followed: the event reached the server through the redirect', () => store.getSecret('via', 'istio.followed'), 2000);
 });
 
 test('restarting citadel server keeps the root and the secrets', async (t) => {

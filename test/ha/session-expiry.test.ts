@@ -11,6 +11,12 @@ import { waitFor } from '../helpers/wait';
 import { AppSpec, appsIn, createCertificateFor, createdByLog, expectedSecrets, HaCluster, isElected, leadsPerLog, secretProblems } from './cluster';
 
 const SESSION_TIMEOUT_MS = 3000;
+
+/** How many secrets the replica's controller keeps (citadel_secret_controller_secrets, set by a leader's pass). */
+async function managedSecrets(r: HaCluster['replicas'][number]): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${r.monitoringPort}/metrics`)).text();
+  return Number(/^citadel_secret_controller_secrets (\S+)$/m.exec(text)?.[1]);
+}
 let cluster: HaCluster;
 
 before(async () => {
@@ -68,7 +74,9 @@ test('session expiry: the expired leader gets a new session, re-joins the electi
   const electedBefore = frozen.logs().filter(isElected).length;
   await other.stop('SIGKILL');
   await waitFor(`${frozen.name} to be elected again`, () => frozen.logs().filter(isElected).length > electedBefore, SESSION_TIMEOUT_MS * 4);
-  await sleep(2000); // lets the new leader settle (re-read what the other wrote)
+  // On election it re-reads the store: it keeps every secret, those the other wrote included, before it is tested
+  const allSecrets = expectedSecrets([...apps, late]).length;
+  await waitFor(`${frozen.name} to re-read the store as leader (${allSecrets} secrets)`, async () => (await managedSecrets(frozen)) === allSecrets, 10_000);
 
   // Watches: delete a secret behind its back; only a re-armed watch can tell it before the hourly resync.
   const victim = await store.getSecret('expiry-1', 'istio.sa-1');

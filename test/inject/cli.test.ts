@@ -156,7 +156,7 @@ describe('citadel inject', () => {
       [['-f', write('pod.json', pod), '--template', write('t.json', { containers: [{ name: 'p', image: { id: '{{img}}' } }] })], /^citadel: .*t\.json: \/containers\(0\)\/image\/id: unknown placeholder \{\{img\}\}/],
       [['-f', write('pod.json', pod), '--xds-address', 'citadel'], /^citadel: --xds-address: "citadel" is not host:port/],
       [['-f', write('pod.json', pod), '--sds-dir', 'relative'], /^citadel: --sds-dir: "relative" must be an absolute path/],
-      [['-f', write('pod.json', pod), '--trust-domain', 'Bad Domain'], /^citadel: trust domain: trust domain "Bad Domain" must be lowercase/],
+      [['-f', write('pod.json', pod), '--trust-domain', 'Bad Domain'], /^citadel: --trust-domain: trust domain "Bad Domain" must be lowercase/],
     ];
     for (const [args, re, input] of cases) {
       const r = citadel(['inject', ...args, '-o', outFile], input);

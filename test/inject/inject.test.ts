@@ -13,6 +13,7 @@ import { MarathonSimulator } from '../../src/marathon/simulator';
 import type { JsonObject, JsonValue } from '../../src/common/json';
 import { assertStrictEnvoyMessage } from '../helpers/envoy-proto';
 import { tempDir } from '../helpers/pki';
+import { waitFor } from '../helpers/wait';
 import { requireEnvoy } from '../helpers/envoy';
 import { onContainerNetwork, onHostNetwork, systemFixtures } from './fixtures';
 
@@ -350,11 +351,13 @@ describe('the injected sidecar command', () => {
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     try {
-      const info = await waitFor(async () => {
-        if (child.exitCode !== null) throw new Error(`envoy exited ${child.exitCode}: ${stderr.slice(-2000)}`);
+      // an Envoy that exits ends the wait at once, with its stderr
+      const info = await waitFor('the sidecar\'s Envoy admin /server_info', async () => {
+        if (child.exitCode !== null) return { exited: child.exitCode } as Obj;
         const res = await fetch(`http://127.0.0.1:${adminPort}/server_info`).catch(() => undefined);
         return res?.ok ? ((await res.json()) as Obj) : undefined;
-      });
+      }, { timeoutMs: 30_000, intervalMs: 100 });
+      assert.equal(info.exited, undefined, `envoy exited ${info.exited}: ${stderr.slice(-2000)}`);
       assert.equal(info.node.id, 'sidecar~10.1.2.3~prod_api.instance-7._app.1');
       assert.equal(info.node.cluster, '/prod/api');
       assert.equal(info.node.metadata.CITADEL_SPIFFE_ID, 'spiffe://cluster.local/ns/prod/sa/payments');
@@ -378,12 +381,3 @@ function freePort(): Promise<number> {
   });
 }
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

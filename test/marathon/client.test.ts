@@ -6,16 +6,10 @@ import { describe, it } from 'node:test';
 import { createLogger } from '../../src/common/log';
 import { MarathonClient, type MarathonClientOptions } from '../../src/marathon/client';
 import { MarathonSimulator } from '../../src/marathon/simulator';
+import { waitFor } from '../helpers/wait';
 
 const fast = { initialMs: 20, maxMs: 100 };
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function accounts(client: MarathonClient): Record<string, string[]> {
   return Object.fromEntries([...client.view.desiredAccounts()].map(([ns, sas]) => [ns, [...sas].sort()]).sort());
@@ -52,25 +46,25 @@ describe('MarathonClient against the simulator', () => {
         let notified = 0;
         client.view.onChange(() => notified++);
         await fetch(`${url}/v2/apps`, { method: 'POST', body: JSON.stringify({ id: '/dev/web', cmd: 'x', labels: { 'istio.io/service-account': 'web' } }) });
-        await until(() => accounts(client).dev?.includes('web'), '/dev/web in the view');
+        await waitFor('/dev/web in the view', () => accounts(client).dev?.includes('web'));
         assert.ok(notified > 0);
 
         await fetch(`${url}/v2/apps/prod/api`, { method: 'PUT', body: JSON.stringify({ instances: 0 }) });
-        await until(() => client.view.hostsOf({ namespace: 'prod', serviceAccount: 'payments' }).size === 0, 'payments scaled to 0');
+        await waitFor('payments scaled to 0', () => client.view.hostsOf({ namespace: 'prod', serviceAccount: 'payments' }).size === 0);
         assert.deepEqual(accounts(client).prod, ['default', 'payments', 'worker']); // the account stays while the app exists
 
         await fetch(`${url}/v2/apps/dev/web`, { method: 'PUT', body: JSON.stringify({ labels: { 'istio.io/service-account': 'Web_Bad' } }) });
-        await until(() => client.view.invalid().some((w) => w.id === '/dev/web'), '/dev/web invalid');
+        await waitFor('/dev/web invalid', () => client.view.invalid().some((w) => w.id === '/dev/web'));
         assert.match(client.view.invalid()[0].reason, /service account "Web_Bad"/);
         assert.equal(client.view.invalidWorkloadCount(), 1);
 
         await fetch(`${url}/v2/apps/dev/web`, { method: 'DELETE' });
         await fetch(`${url}/v2/pods/prod/worker`, { method: 'DELETE' });
-        await until(() => client.view.invalidWorkloadCount() === 0 && !accounts(client).prod.includes('worker'), 'deletions applied');
+        await waitFor('deletions applied', () => client.view.invalidWorkloadCount() === 0 && !accounts(client).prod.includes('worker'));
 
         // a change at the root group (re-listed, debounced)
         await fetch(`${url}/v2/groups`, { method: 'PUT', body: JSON.stringify({ id: '/', apps: [{ id: '/solo2', cmd: 'x' }] }) });
-        await until(() => client.view.get('app', '/solo2') !== undefined && client.view.get('app', '/solo') === undefined, 'root group change');
+        await waitFor('root group change', () => client.view.get('app', '/solo2') !== undefined && client.view.get('app', '/solo') === undefined);
         await client.idle();
         assert.equal(client.stats.connects, 1);
       });
@@ -90,13 +84,13 @@ describe('MarathonClient against the simulator', () => {
         await client.start();
         assert.deepEqual(Object.keys(accounts(client)), ['a', 'b']);
         await sim.close();
-        await until(() => !client.connected, 'client noticing the drop');
+        await waitFor('client noticing the drop', () => !client.connected);
         // while Marathon is down: events nobody receives
         sim.state.deleteApp('/a/one');
         sim.state.createApp({ id: '/c/three', cmd: 'x', instances: 2, labels: { 'istio.io/service-account': 'three' } });
         sim.state.putApp('/b/two', { labels: { 'istio.io/service-account': 'deux' } });
         await sim.listen(port);
-        await until(() => client.connected && JSON.stringify(accounts(client)) === JSON.stringify({ b: ['default', 'deux'], c: ['default', 'three'] }), 'view converged');
+        await waitFor('view converged', () => client.connected && JSON.stringify(accounts(client)) === JSON.stringify({ b: ['default', 'deux'], c: ['default', 'three'] }));
         assert.deepEqual([...client.view.hostsOf({ namespace: 'c', serviceAccount: 'three' })], ['h1']);
         assert.ok(client.stats.connects >= 2);
         assert.ok(client.stats.relists >= 2);
@@ -113,9 +107,9 @@ describe('MarathonClient against the simulator', () => {
       await withClient({ urls: [url], backoff: { initialMs: 300, maxMs: 300, jitter: 0 } }, async (client) => {
         await client.start();
         sim.dropEventStreams();
-        await until(() => !client.connected, 'drop noticed');
+        await waitFor('drop noticed', () => !client.connected);
         sim.state.createApp({ id: '/late/app', cmd: 'x' }); // no subscriber: the event is lost
-        await until(() => client.view.get('app', '/late/app') !== undefined, 'late app after re-list');
+        await waitFor('late app after re-list', () => client.view.get('app', '/late/app') !== undefined);
         assert.equal(client.stats.connects, 2);
       });
     } finally {
@@ -139,7 +133,7 @@ describe('MarathonClient against the simulator', () => {
         assert.ok(client.view.get('app', '/ha/app'));
         assert.ok(log.some((l) => l.includes('redirected the event stream')));
         await fetch(`${standbyUrl}/v2/apps`, { method: 'POST', body: JSON.stringify({ id: '/ha/two', cmd: 'x' }) });
-        await until(() => client.view.get('app', '/ha/two') !== undefined, 'event via the leader');
+        await waitFor('event via the leader', () => client.view.get('app', '/ha/two') !== undefined);
       });
     } finally {
       await standby.close();
@@ -159,8 +153,8 @@ describe('MarathonClient against the simulator', () => {
         await client.start();
         assert.ok(client.view.get('app', '/from/a'));
         await a.close();
-        await until(() => client.currentUrl === `${urlB}/` && client.connected, 'failover to b');
-        await until(() => client.view.get('app', '/from/b') !== undefined && client.view.get('app', '/from/a') === undefined, 'view of b');
+        await waitFor('failover to b', () => client.currentUrl === `${urlB}/` && client.connected);
+        await waitFor('view of b', () => client.view.get('app', '/from/b') !== undefined && client.view.get('app', '/from/a') === undefined);
       });
     } finally {
       await a.close();
@@ -189,7 +183,7 @@ describe('MarathonClient against the simulator', () => {
         assert.equal(client.stats.malformed, 1);
         // the same app re-read after an event: still skipped, the good one still updates
         await fetch(`${url}/v2/apps/m/good`, { method: 'PUT', body: JSON.stringify({ labels: { 'istio.io/service-account': 'g' } }) });
-        await until(() => accounts(client).m?.includes('g'), 'good app updated');
+        await waitFor('good app updated', () => accounts(client).m?.includes('g'));
       });
     } finally {
       await sim.close();
@@ -214,7 +208,7 @@ describe('MarathonClient against the simulator', () => {
       }
       await withClient({ urls: [url], username: 'alice', password: 'wrong' }, async (client, log) => {
         const started = client.start();
-        await until(() => log.some((l) => l.includes('HTTP 401')), 'a 401 logged');
+        await waitFor('a 401 logged', () => log.some((l) => l.includes('HTTP 401')));
         assert.equal(client.connected, false);
         await client.stop();
         await assert.rejects(started, /stopped/);
@@ -239,7 +233,7 @@ describe('MarathonClient against the simulator', () => {
       });
       await withClient({ urls: [silentUrl], heartbeatTimeoutMs: 200 }, async (client) => {
         await client.start();
-        await until(() => client.stats.connects >= 2, 'a reconnect after silence');
+        await waitFor('a reconnect after silence', () => client.stats.connects >= 2);
       });
     } finally {
       await beating.close();

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { IpPool, parseCidr } from '../../src/marathon/sim/ip-pool';
 import { MarathonSimulator } from '../../src/marathon/simulator';
 import { sharedMarathonDir, startMarathonSimProcess } from '../helpers/marathon-sim';
+import { waitFor } from '../helpers/wait';
 
 const readJson = (...p: string[]) => JSON.parse(fs.readFileSync(path.join(sharedMarathonDir, ...p), 'utf8')) as Record<string, unknown>;
 
@@ -39,13 +40,6 @@ function openStream(base: string, query = '', accept = 'text/event-stream'): Pro
   });
 }
 
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('marathon simulator: definitions', () => {
   let sim: MarathonSimulator;
@@ -234,13 +228,13 @@ describe('marathon simulator: event bus', () => {
     assert.equal(s.res.statusCode, 200);
     assert.equal(s.res.headers['content-type'], 'text/event-stream;charset=utf-8');
     assert.equal(s.res.headers.connection, 'close');
-    await until(() => s.bytes().includes('\r\n\r\n\r\n'), 'a heartbeat');
+    await waitFor('a heartbeat', () => s.bytes().includes('\r\n\r\n\r\n'), 3000);
     assert.match(s.bytes(), /^event: event_stream_attached\r\ndata: \{"remoteAddress":"[^"]+","eventType":"event_stream_attached","timestamp":"[^"]+"\}\r\n\r\n/);
     assert.equal((await call(base, 'POST', '/v2/apps', { id: '/ev/a', cmd: 'x', instances: 2 })).status, 201);
     assert.equal((await call(base, 'POST', '/v2/pods', { id: '/ev/p', containers: [{ name: 'c', resources: { cpus: 0.1, mem: 32 } }] })).status, 201);
     await call(base, 'DELETE', '/v2/apps/ev/a');
     await call(base, 'DELETE', '/v2/pods/ev/p');
-    await until(() => s.bytes().split('event: app_terminated_event').length === 3, 'two app_terminated_event');
+    await waitFor('two app_terminated_event', () => s.bytes().split('event: app_terminated_event').length === 3, 3000);
     s.close();
     const frame = /event: (\S+)\r\ndata: ([^\r\n]*)\r\n\r\n/g;
     const events = [...s.bytes().matchAll(frame)].map((m) => ({ type: m[1], data: JSON.parse(m[2]) }));
@@ -269,7 +263,7 @@ describe('marathon simulator: event bus', () => {
     const s = await openStream(base, '?event_type=app_terminated_event&event_type=api_post_event');
     await call(base, 'POST', '/v2/apps', { id: '/flt/a', cmd: 'x' });
     await call(base, 'DELETE', '/v2/apps/flt/a');
-    await until(() => s.bytes().includes('app_terminated_event'), 'app_terminated_event');
+    await waitFor('app_terminated_event', () => s.bytes().includes('app_terminated_event'), 3000);
     s.close();
     const types = [...s.bytes().matchAll(/event: (\S+)\r\n/g)].map((m) => m[1]);
     assert.deepEqual(types, ['api_post_event', 'app_terminated_event']);
@@ -372,7 +366,7 @@ describe('marathon simulator: health checks', () => {
     assert.deepEqual([listed.tasksHealthy, listed.tasksUnhealthy, listed.tasks.filter((t: any) => t.healthCheckResults.length).length], [1, 1, 2]);
     // the same state again: no health_status_changed_event, but a failing check is reported each time
     await call(base, 'PUT', `/_sim/tasks/${second}/health`, { alive: false });
-    await until(() => s.bytes().split('event: failed_health_check_event').length === 3, 'two failed checks');
+    await waitFor('two failed checks', () => s.bytes().split('event: failed_health_check_event').length === 3, 3000);
     s.close();
     const events = [...s.bytes().matchAll(/event: (\S+)\r\ndata: ([^\r\n]*)\r\n/g)].map((m) => ({ type: m[1], data: JSON.parse(m[2]) }));
     assert.deepEqual(
@@ -416,7 +410,7 @@ describe('marathon simulator: health checks', () => {
       quick.state.createApp({ id: '/hc/auto', cmd: 'x', healthChecks: [{ protocol: 'HTTP' }] });
       const task = () => quick.state.taskJson(quick.state.apps.get('/hc/auto')!.tasks[0]);
       assert.deepEqual(task().healthCheckResults, []);
-      await until(() => (task().healthCheckResults as unknown[]).length === 1, 'the first check');
+      await waitFor('the first check', () => (task().healthCheckResults as unknown[]).length === 1, 3000);
       assert.equal((task().healthCheckResults as Array<{ alive: boolean }>)[0].alive, true);
     } finally {
       await quick.close();

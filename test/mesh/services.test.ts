@@ -17,6 +17,7 @@ import { meshServiceOf } from '../../src/mesh/service-of';
 import { MeshServices } from '../../src/mesh/services';
 import { parseUpstreams, UpstreamsLabelError } from '../../src/mesh/upstreams';
 import { sharedMarathonDir } from '../helpers/marathon-sim';
+import { waitFor } from '../helpers/wait';
 
 const systemDef = (dir: string, name: string) => JSON.parse(fs.readFileSync(path.join(sharedMarathonDir, dir, name), 'utf8')) as Record<string, unknown>;
 
@@ -370,13 +371,6 @@ describe('MeshServices: snapshots from the view', () => {
 });
 
 describe('MeshServices through the Marathon client, against the simulator', () => {
-  async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
 
   it('health_status_changed_event and status_update_event alone move endpoints', async () => {
     const sim = new MarathonSimulator({ agents: ['h1', 'h2'], containerNetworkCidr: '127.0.1.0/24', healthCheckDelayMs: null });
@@ -393,15 +387,15 @@ describe('MeshServices through the Marathon client, against the simulator', () =
       const before = sim.eventsSent;
       const r = await fetch(`${url}/_sim/tasks/${first.id}/health`, { method: 'PUT', body: JSON.stringify({ alive: true }) });
       assert.equal(r.status, 200);
-      await until(() => endpoints().some((e) => e.instanceId === first.id && e.healthy), 'the first task healthy');
+      await waitFor('the first task healthy', () => endpoints().some((e) => e.instanceId === first.id && e.healthy));
       assert.equal(sim.eventsSent - before, 1, 'only health_status_changed_event went out');
       await fetch(`${url}/_sim/tasks/${first.id}/health`, { method: 'PUT', body: JSON.stringify({ alive: false }) });
-      await until(() => endpoints().every((e) => !e.healthy), 'the first task failing');
+      await waitFor('the first task failing', () => endpoints().every((e) => !e.healthy));
 
       // a task that failed, reported by nothing but its status update
       second.state = 'TASK_FAILED';
       sim.state.emit('status_update_event', () => ({ slaveId: second.slaveId, taskId: second.id, taskStatus: 'TASK_FAILED', message: '', appId: '/prod/api', host: second.host, ipAddresses: [{ ipAddress: second.ip, protocol: 'IPv4' }], ports: second.ports, version: second.version }));
-      await until(() => endpoints().length === 1, 'the failed task gone');
+      await waitFor('the failed task gone', () => endpoints().length === 1);
       assert.deepEqual(endpoints().map((e) => e.instanceId), [first.id]);
       mesh.close();
     } finally {

@@ -228,6 +228,68 @@ describe('IstioCertificateService/CreateCertificate over mTLS', () => {
   });
 });
 
+describe('refusals are counted under Citadel\'s metric and label for them', () => {
+  /** Every sample of every citadel_server_* counter, as `name{label="v"}` -> value. */
+  async function counters(f: CaFixture): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const m of await f.registry.getMetricsAsJSON()) {
+      if (!m.name.startsWith('citadel_server_') || String(m.type) !== 'counter') continue;
+      for (const v of m.values) {
+        const labels = Object.entries(v.labels).map(([k, x]) => `${k}="${x}"`).join(',');
+        out.set(labels ? `${m.name}{${labels}}` : m.name, v.value);
+      }
+    }
+    return out;
+  }
+  /** What changed in the counters while `run` ran. */
+  async function counted(f: CaFixture, run: () => Promise<unknown>): Promise<Record<string, number>> {
+    const before = await counters(f);
+    await run();
+    const after = await counters(f);
+    const delta: Record<string, number> = {};
+    for (const [k, v] of after) if (v !== (before.get(k) ?? 0)) delta[k] = v - (before.get(k) ?? 0);
+    return delta;
+  }
+
+  it('a CSR that does not parse, one naming another identity, a TTL above the maximum, and a failure inside the CA', async (t) => {
+    const f = await startCaFixture();
+    const me = workload('prod', 'metrics');
+    const client = clientFor(f, credentialFor(f.ca, me));
+    t.after(async () => {
+      client.close();
+      await f.close();
+    });
+    const refused = async (p: Promise<unknown>, want: number) => assert.equal(await code(p), want);
+    const bytes = Buffer.from(csrFor(spiffeId(me)).csr.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    bytes[bytes.length - 20] ^= 0xff; // a signature that no longer verifies
+    const garbled = `-----BEGIN CERTIFICATE REQUEST-----\n${bytes.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+
+    assert.deepEqual(await counted(f, () => refused(client.createCertificate('not a CSR'), status.INVALID_ARGUMENT)), {
+      citadel_server_csr_count: 1, citadel_server_csr_parsing_err_count: 1,
+    });
+    assert.deepEqual(await counted(f, () => refused(client.createCertificate(garbled), status.INVALID_ARGUMENT)), {
+      citadel_server_csr_count: 1, citadel_server_csr_parsing_err_count: 1,
+    });
+    assert.deepEqual(await counted(f, () => refused(client.createCertificate(csrFor(spiffeId(workload('prod', 'admin'))).csr), status.PERMISSION_DENIED)), {
+      citadel_server_csr_count: 1, 'citadel_server_csr_sign_err_count{error="CSR_ERROR"}': 1,
+    });
+    assert.deepEqual(await counted(f, () => refused(client.createCertificate(csrFor(spiffeId(me)).csr, 91 * 86400), status.INVALID_ARGUMENT)), {
+      citadel_server_csr_count: 1, 'citadel_server_csr_sign_err_count{error="TTL_ERROR"}': 1,
+    });
+    // an error the CA did not expect (its key unusable, say) is INTERNAL, counted as CERT_GEN_ERROR
+    const sign = t.mock.method(f.ca, 'signCsr', () => {
+      throw new Error('key unusable');
+    });
+    assert.deepEqual(await counted(f, () => refused(client.createCertificate(csrFor(spiffeId(me)).csr), status.INTERNAL)), {
+      citadel_server_csr_count: 1, 'citadel_server_csr_sign_err_count{error="CERT_GEN_ERROR"}': 1,
+    });
+    sign.mock.restore();
+    assert.deepEqual(await counted(f, () => client.createCertificate(csrFor(spiffeId(me)).csr)), {
+      citadel_server_csr_count: 1, citadel_server_success_cert_issuance_count: 1,
+    });
+  });
+});
+
 describe('per-caller rate limiting', () => {
   it('a caller over its bucket gets RESOURCE_EXHAUSTED; another caller is unaffected', async () => {
     const f = await startCaFixture({ rateLimit: { ratePerSecond: 0.001, burst: 3 } });

@@ -9,7 +9,7 @@ import { parseSidecarTemplate } from '../../inject/template';
 import { marathonClientOptionsFromFlags } from '../../marathon/flags';
 import { CAPTURE_MODES, CERT_MODES, DEFAULT_CERTS_DIR, DEFAULT_SDS_DIR, DEFAULT_XDS_ADDRESS, type CaptureMode, type CertMode } from '../../mesh/bootstrap/contract';
 import { parseHostPort, type HostPort } from '../../mesh/bootstrap/host-port';
-import { addLogOptions, loggerFromFlags } from '../options';
+import { addLogOptions, addTrustDomainOption, loggerFromFlags, trustDomainFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 import { overridesFromFlags, readInput, userError } from './inject';
 
@@ -62,9 +62,9 @@ export const registerAdmissionProxy: RegisterCommand = (program: Command) => {
     .addOption(new Option('--capture <mode>', 'traffic capture when the label citadel.io/capture says nothing (default: the inject config, else explicit)').choices([...CAPTURE_MODES]))
     .option('--sds-dir <dir>', `the node agent's SDS directory on the Mesos agents (default ${DEFAULT_SDS_DIR})`)
     .option('--certs-dir <dir>', `the node agent's certificate directory on the Mesos agents (default ${DEFAULT_CERTS_DIR})`)
-    .option('--xds-address <host:port>', `files mode: the xDS server the sidecars dial (default ${DEFAULT_XDS_ADDRESS})`)
-    .option('--trust-domain <domain>', 'SPIFFE trust domain (default: the inject config, else cluster.local)');
-  addLogOptions(cmd).action(async (o: AdmissionProxyFlags) => {
+    .option('--xds-address <host:port>', `files mode: the xDS server the sidecars dial (default ${DEFAULT_XDS_ADDRESS})`);
+  addLogOptions(addTrustDomainOption(cmd, { defaultFrom: 'the inject config' })).action(async (o: AdmissionProxyFlags) => {
+    const trustDomain = trustDomainFromFlags(o);
     const { url, ca } = marathonUrl(o);
     const listen = listenAddress(o.listen);
     const file: InjectConfigFile | undefined = o.injectConfig
@@ -72,7 +72,7 @@ export const registerAdmissionProxy: RegisterCommand = (program: Command) => {
       : undefined;
     const template = o.template ? userError(() => parseSidecarTemplate(readInput(o.template!, 'template'), o.template!)) : undefined;
     const overrides = overridesFromFlags(o);
-    const config = userError(() => injectConfig({ file, overrides, trustDomain: o.trustDomain, template }));
+    const config = userError(() => injectConfig({ file, overrides, trustDomain, template }));
     const namespaces = o.namespaceMap ? userError(() => parseNamespaceMapFile(readInput(o.namespaceMap!, 'namespace map'), o.namespaceMap!)) : new NamespaceMap();
     // every directory a node agent may serve identities from is guarded, not only the one injection mounts
     const dirs = [config.defaults, ...Object.values(config.namespaces), config.overrides].flatMap((s) => [s.sdsDir, s.certsDir]).filter((d): d is string => d !== undefined);

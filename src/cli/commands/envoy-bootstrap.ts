@@ -5,7 +5,8 @@ import { CAPTURE_MODES, CERT_MODES, CERTS_MOUNT_PATH, DEFAULT_ADMIN_PORT, DEFAUL
 import { envoyBootstrapYaml } from '../../mesh/bootstrap/envoy';
 import { parseHostPort } from '../../mesh/bootstrap/host-port';
 import { absoluteMarathonId, proxyIdentityOf } from '../../mesh/bootstrap/identity';
-import { checkNamespace, checkServiceAccount, checkTrustDomain, type WorkloadIdentity } from '../../pki/identity';
+import { checkNamespace, checkServiceAccount, type WorkloadIdentity } from '../../pki/identity';
+import { addTrustDomainOption, trustDomainFromFlags } from '../options';
 import type { RegisterCommand } from './index';
 
 export interface ProxyIdentityFlags {
@@ -19,12 +20,12 @@ export interface ProxyIdentityFlags {
 export function proxyIdentityFromFlags(o: ProxyIdentityFlags): { marathonId: string; identity: WorkloadIdentity } {
   const problem =
     (o.namespace !== undefined ? prefixed('--namespace', checkNamespace(o.namespace)) : undefined) ??
-    (o.serviceAccount !== undefined ? prefixed('--service-account', checkServiceAccount(o.serviceAccount)) : undefined) ??
-    prefixed('--trust-domain', checkTrustDomain(o.trustDomain));
+    (o.serviceAccount !== undefined ? prefixed('--service-account', checkServiceAccount(o.serviceAccount)) : undefined);
   if (problem) throw new UserError(problem);
+  const trustDomain = trustDomainFromFlags(o);
   try {
     const marathonId = absoluteMarathonId(o.service);
-    return { marathonId, identity: proxyIdentityOf(marathonId, o.trustDomain, { namespace: o.namespace, serviceAccount: o.serviceAccount }) };
+    return { marathonId, identity: proxyIdentityOf(marathonId, trustDomain, { namespace: o.namespace, serviceAccount: o.serviceAccount }) };
   } catch (err) {
     throw new UserError(`--service: ${(err as Error).message}`);
   }
@@ -39,11 +40,11 @@ export function checkNodeIdPart(value: string | undefined, flag: string): string
 }
 
 export function addProxyIdentityOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .requiredOption('--service <marathon-id>', 'the Marathon app or pod id the proxy belongs to (/prod/payments/api)')
     .option('--namespace <ns>', 'identity namespace (default: the first segment of the id, or default)')
-    .option('--service-account <sa>', 'identity service account (default: default)')
-    .option('--trust-domain <domain>', 'SPIFFE trust domain', 'cluster.local')
+    .option('--service-account <sa>', 'identity service account (default: default)');
+  return addTrustDomainOption(cmd)
     .option('--instance-ip <ip>', 'instance IP in the default node id (default 127.0.0.1)')
     .option('--instance-id <id>', 'instance id in the default node id (default: the id as a Mesos task name)')
     .option('-o, --output <file>', 'write to this file instead of stdout');

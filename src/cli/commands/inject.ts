@@ -10,6 +10,7 @@ import { MarathonParseError } from '../../marathon/model';
 import { CAPTURE_MODES, CERT_MODES, DEFAULT_CERTS_DIR, DEFAULT_SDS_DIR, DEFAULT_XDS_ADDRESS, type CaptureMode, type CertMode } from '../../mesh/bootstrap/contract';
 import { parseHostPort } from '../../mesh/bootstrap/host-port';
 import type { JsonValue } from '../../common/json';
+import { addTrustDomainOption, trustDomainFromFlags } from '../options';
 import { writeOutput } from './envoy-bootstrap';
 import type { RegisterCommand } from './index';
 
@@ -72,7 +73,7 @@ function formatDiffs(result: InjectResult): string {
 }
 
 export const registerInject: RegisterCommand = (program: Command) => {
-  program
+  const cmd = program
     .command('inject')
     .description('add the Envoy sidecar to Marathon pod, app (converted into a pod) or group definitions, like istioctl kube-inject')
     .requiredOption('-f, --filename <file>', 'the definition (JSON): a pod, an app, a group, or a list of them; - for stdin')
@@ -84,9 +85,10 @@ export const registerInject: RegisterCommand = (program: Command) => {
     .option('--diff', 'print what would change instead of the result')
     .option('--sds-dir <dir>', `the node agent's SDS directory on the Mesos agent (default ${DEFAULT_SDS_DIR})`)
     .option('--certs-dir <dir>', `the node agent's certificate directory on the Mesos agent (default ${DEFAULT_CERTS_DIR})`)
-    .option('--xds-address <host:port>', `files mode: the xDS server the sidecars dial (default ${DEFAULT_XDS_ADDRESS})`)
-    .option('--trust-domain <domain>', 'SPIFFE trust domain (default: the inject config, else cluster.local)')
+    .option('--xds-address <host:port>', `files mode: the xDS server the sidecars dial (default ${DEFAULT_XDS_ADDRESS})`);
+  addTrustDomainOption(cmd, { defaultFrom: 'the inject config' })
     .action(async (o: InjectFlags) => {
+      const trustDomain = trustDomainFromFlags(o);
       const source = o.filename === '-' ? 'stdin' : o.filename;
       let definition: JsonValue;
       const text = readInput(o.filename, 'definition');
@@ -99,7 +101,7 @@ export const registerInject: RegisterCommand = (program: Command) => {
       const file: InjectConfigFile | undefined = o.injectConfig
         ? userError(() => parseInjectConfigFile(readInput(o.injectConfig!, 'inject config'), o.injectConfig!))
         : undefined;
-      const config = userError(() => injectConfig({ file, overrides: overridesFromFlags(o), trustDomain: o.trustDomain, template }));
+      const config = userError(() => injectConfig({ file, overrides: overridesFromFlags(o), trustDomain, template }));
       let result: InjectResult;
       try {
         result = inject(definition, config);

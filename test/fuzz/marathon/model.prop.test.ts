@@ -15,8 +15,8 @@ import {
 import { SseParser } from '../../../src/marathon/sse';
 import { fuzzParameters, parseOrOwnError } from '../../helpers/fuzz';
 import { sharedMarathonDir } from '../../helpers/marathon-sim';
+import { applyOp, jsonOp, jsonValue, paths, type Json } from '../json-mutation';
 
-type Json = unknown;
 const read = (rel: string): Json => JSON.parse(fs.readFileSync(path.join(sharedMarathonDir, rel), 'utf8'));
 const dir = (rel: string) => fs.readdirSync(path.join(sharedMarathonDir, rel)).filter((f) => f.endsWith('.json')).map((f) => `${rel}/${f}`);
 
@@ -117,96 +117,9 @@ const boundaries: Boundary[] = [
   },
 ];
 
-// --- mutations of JSON documents, by path, copying only along the path ---
-
-type Step = string | number;
-function paths(v: Json, prefix: Step[] = [], out: Step[][] = []): Step[][] {
-  out.push(prefix);
-  if (Array.isArray(v)) v.forEach((x, i) => paths(x, [...prefix, i], out));
-  else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) paths(x, [...prefix, k], out);
-  return out;
-}
-/** Sets an own property as JSON.parse does (an assignment to "__proto__" would change the prototype). */
-function own(o: Record<string, Json>, k: string, v: Json): void {
-  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
-}
-function edit(doc: Json, at: Step[], f: (old: Json) => Json | typeof DELETE): Json {
-  if (at.length === 0) {
-    const r = f(doc);
-    return r === DELETE ? null : r;
-  }
-  const [head, ...rest] = at;
-  if (Array.isArray(doc) && typeof head === 'number' && head < doc.length) {
-    const copy = [...doc];
-    const r = rest.length === 0 ? f(doc[head]) : edit(doc[head], rest, f);
-    if (r === DELETE) copy.splice(head, 1);
-    else copy[head] = r;
-    return copy;
-  }
-  if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && typeof head === 'string' && Object.hasOwn(doc, head)) {
-    const copy: Record<string, Json> = {};
-    for (const [k, v] of Object.entries(doc)) own(copy, k, v);
-    const old = (doc as Record<string, Json>)[head];
-    const r = rest.length === 0 ? f(old) : edit(old, rest, f);
-    if (r === DELETE) delete copy[head];
-    else own(copy, head, r);
-    return copy;
-  }
-  return doc; // the path went away with an earlier edit
-}
-const DELETE = Symbol('delete');
-
-/** -0 is not JSON; keep generated values JSON-exact so the round-trip property is about the parser. */
-function noNegativeZero(v: Json): Json {
-  if (Object.is(v, -0)) return 0;
-  if (Array.isArray(v)) return v.map(noNegativeZero);
-  if (v !== null && typeof v === 'object') {
-    const o: Record<string, Json> = {};
-    for (const [k, x] of Object.entries(v)) own(o, k, noNegativeZero(x));
-    return o;
-  }
-  return v;
-}
-const jsonValue = fc.jsonValue({ maxDepth: 2 }).map(noNegativeZero);
 const TRICKY_STRINGS = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '', '/', 'HOST', 'BRIDGE', 'USER', 'NONE', 'host', 'container', 'container/bridge', 'tcp', 'TASK_RUNNING'];
 const TRICKY_KEYS = ['__proto__', 'constructor', 'id', 'appId', 'labels', 'networks', 'mode', 'container', 'docker', 'network', 'portMappings', 'portDefinitions', 'ports', 'ipAddress', 'discovery', 'tasks', 'spec', 'instances', 'scaling', 'apps', 'groups', 'pods', 'containers', 'endpoints', 'protocol', 'host', 'agentHostname', 'version'];
-const jsonOp = fc.record(
-  {
-    op: fc.constantFrom('replace', 'retype', 'delete', 'tricky-string', 'add-key', 'wrap'),
-    at: fc.nat(),
-    value: jsonValue,
-    tricky: fc.constantFrom(...TRICKY_STRINGS),
-    key: fc.oneof(fc.constantFrom(...TRICKY_KEYS), fc.string({ maxLength: 6 })),
-    kind: fc.nat(5),
-  },
-  { noNullPrototype: true },
-);
-type JsonOp = typeof jsonOp extends fc.Arbitrary<infer T> ? T : never;
-
-function applyOp(doc: Json, all: Step[][], op: JsonOp): Json {
-  const at = all[op.at % all.length];
-  return edit(doc, at, (old) => {
-    switch (op.op) {
-      case 'replace':
-        return op.value;
-      case 'retype':
-        return [typeof old === 'number' ? String(old) : typeof old === 'string' ? Number(old) || 0 : null, null, [], {}, true, old === null ? 0 : [old]][op.kind];
-      case 'delete':
-        return DELETE;
-      case 'tricky-string':
-        return op.tricky;
-      case 'add-key': {
-        if (old === null || typeof old !== 'object' || Array.isArray(old)) return old;
-        const copy: Record<string, Json> = {};
-        for (const [k, v] of Object.entries(old)) own(copy, k, v);
-        own(copy, op.key, op.kind % 2 ? op.tricky : op.value);
-        return copy;
-      }
-      case 'wrap':
-        return op.kind % 2 ? [old] : { [op.key]: old }; // a computed key is an own property, even "__proto__"
-    }
-  });
-}
+const mutation = jsonOp(TRICKY_STRINGS, TRICKY_KEYS);
 
 describe('Marathon payload boundary properties', () => {
   for (const b of boundaries) {
@@ -229,7 +142,7 @@ describe('Marathon payload boundary properties', () => {
     it(`${b.name}: mutated real payloads parse to well-formed values (the same after a JSON round trip) or raise MarathonParseError`, () => {
       const docs = b.payloads.map((p) => ({ doc: p, all: paths(p) }));
       fc.assert(
-        fc.property(fc.nat(docs.length - 1), fc.array(jsonOp, { minLength: 1, maxLength: 3 }), (which, ops) => {
+        fc.property(fc.nat(docs.length - 1), fc.array(mutation, { minLength: 1, maxLength: 3 }), (which, ops) => {
           const { doc, all } = docs[which];
           const mutated = ops.reduce((d, op) => applyOp(d, all, op), doc);
           const r = parseOrOwnError([MarathonParseError], () => b.run(mutated));
@@ -264,7 +177,7 @@ describe('Marathon payload boundary properties', () => {
       fc.dictionary(fc.constantFrom('appDefinition', 'uri', 'groupId', 'plan', 'appId', 'runSpecId', 'id'), fc.oneof(jsonValue, fc.constantFrom('/v2/pods/a::status', '/v2/apps/x/y', '', '/')), { maxKeys: 4, noNullPrototype: true }),
       deployment,
       fc.array(jsonValue, { maxLength: 2 }),
-      fc.tuple(fc.nat(events.length - 1), fc.array(jsonOp, { maxLength: 2 })).map(([i, ops]) => ops.reduce((d, op) => applyOp(d, paths(events[i].data), op), events[i].data)),
+      fc.tuple(fc.nat(events.length - 1), fc.array(mutation, { maxLength: 2 })).map(([i, ops]) => ops.reduce((d, op) => applyOp(d, paths(events[i].data), op), events[i].data)),
     );
     fc.assert(
       fc.property(fc.constantFrom(...TYPES), data, (type, d) => {

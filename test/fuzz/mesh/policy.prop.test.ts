@@ -1,6 +1,7 @@
 /**
  * Property tests: generated valid documents round-trip through the canonical form, YAML and JSON;
- * random text and mutated documents only ever raise PolicyError. Bounded to a few hundred runs.
+ * random text and mutated documents only ever raise PolicyError. A few hundred runs in `npm test`;
+ * CITADEL_FUZZ_RUNS (`npm run fuzz`) runs more.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -24,9 +25,8 @@ import {
   type PolicyDocument,
   type PortSelector,
 } from '../../../src/mesh/policy';
+import { fuzzParameters } from '../../helpers/fuzz';
 
-const RUNS = Number(process.env.POLICY_PROPERTY_RUNS ?? 200);
-const TIMEOUT_MS = 20_000;
 
 // Strings YAML would read as something else unless quoted: the writer must quote them.
 const yamlLookalikes = fc.constantFrom('null', 'true', 'yes', 'No', 'on', '1e3', '0x1F', '0o17', '012', '1.50', 'NaN', 'Infinity', '1_000', 'y', '2024-05-01');
@@ -232,16 +232,16 @@ function mutate(root: Json, m: Mutation): Json {
 }
 
 describe('property: valid documents round-trip', () => {
-  it('typed -> canonical -> JSON text -> typed', { timeout: TIMEOUT_MS }, () => {
+  it('typed -> canonical -> JSON text -> typed', () => {
     fc.assert(
       fc.property(document, (doc) => {
         assert.deepEqual(fromCanonical(JSON.parse(JSON.stringify(toCanonical(doc))), 'store'), doc);
       }),
-      { numRuns: RUNS },
+      fuzzParameters(200),
     );
   });
 
-  it('typed -> YAML -> parser, and typed -> JSON -> parser, with no warnings', { timeout: TIMEOUT_MS }, () => {
+  it('typed -> YAML -> parser, and typed -> JSON -> parser, with no warnings', () => {
     fc.assert(
       fc.property(documentSet, (docs) => {
         const fromYaml = parsePolicyText(formatPolicyYaml(docs), 'get.yaml');
@@ -249,13 +249,13 @@ describe('property: valid documents round-trip', () => {
         assert.deepEqual(fromYaml.warnings, []);
         assert.deepEqual(parsePolicyText(formatPolicyJson(docs), 'get.json').documents, docs);
       }),
-      { numRuns: Math.ceil(RUNS / 2) }, // sets of up to 4 documents: as many documents as the other properties
+      fuzzParameters(100), // sets of up to 4 documents: as many documents as the other properties
     );
   });
 });
 
 describe('property: bad input only ever raises PolicyError', () => {
-  it('random text', { timeout: TIMEOUT_MS }, () => {
+  it('random text', () => {
     const yamlish = fc
       .array(fc.constantFrom('kind: ', 'Policy', 'PeerAuthentication', 'apiVersion: ', 'security.istio.io/v1beta1', 'metadata:', 'spec:', '\n', '  ', '- ', ': ', '---\n', '{', '}', '[', ']', ',', '&a ', '*a', '!!binary ', '!x ', '"', "'", '#', '|\n', '>\n', '? ', '%YAML 1.2\n', '\t', 'mtls: ', 'null', '~', '8080: ', '<<: '), { maxLength: 40 })
       .map((parts) => parts.join(''));
@@ -263,11 +263,11 @@ describe('property: bad input only ever raises PolicyError', () => {
       fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), yamlish), (text) => {
         onlyPolicyErrors(() => parsePolicyText(text, 'random.yaml'));
       }),
-      { numRuns: RUNS * 2 },
+      fuzzParameters(400),
     );
   });
 
-  it('mutated valid documents (fields removed, renamed, added, types swapped, values shuffled), as objects and as YAML', { timeout: TIMEOUT_MS }, () => {
+  it('mutated valid documents (fields removed, renamed, added, types swapped, values shuffled), as objects and as YAML', () => {
     fc.assert(
       fc.property(document, fc.array(mutation, { minLength: 1, maxLength: 3 }), (doc, mutations) => {
         const mutated = mutations.reduce((value, m) => mutate(value, m), toCanonical(doc) as unknown as Json);
@@ -275,7 +275,7 @@ describe('property: bad input only ever raises PolicyError', () => {
         onlyPolicyErrors(() => parsePolicyText(stringify(mutated), 'mutated.yaml'));
         onlyPolicyErrors(() => parsePolicyText(JSON.stringify(mutated), 'mutated.json'));
       }),
-      { numRuns: RUNS },
+      fuzzParameters(200),
     );
   });
 
