@@ -123,7 +123,7 @@ export class NodeAgent extends EventEmitter {
         certs: this.certs,
         credentials: this.credentials,
         trustDomain: this.node.trustDomain,
-        caRootPem: this.opts.caRootPem,
+        trust: this.trust,
         logger: this.log,
         backoff: this.opts.backoff,
         signal: this.abort.signal,

@@ -6,16 +6,18 @@ import { errorMessage } from '../common/errors';
 import type { Logger } from '../common/log';
 import { checkBundle } from '../pki/bundle';
 import { AccountRef, accountKey, workloadIdentity } from '../pki/identity';
+import { splitCertificates } from '../pki/pem';
 import { Bundle, CertsDirectory } from './certs-directory';
 import { followFeed } from './feed';
 import type { NodeCredentials } from './node-credential';
+import type { TrustBundle } from './trust-bundle';
 
 export interface SecretFileWriterOptions {
   certs: CertsDirectory;
   credentials: NodeCredentials;
   trustDomain: string;
-  /** The Citadel root (PEM) every delivered certificate must chain to. */
-  caRootPem: string;
+  /** --ca-root: each secret's root must be one of its roots; root-cert.pem is that root, then the others. */
+  trust: TrustBundle;
   logger: Logger;
   backoff?: BackoffOptions;
   signal: AbortSignal;
@@ -24,7 +26,9 @@ export interface SecretFileWriterOptions {
 /**
  * File mode (Citadel 1.0.5's compromise): keeps `<certs-dir>/<ns>/<sa>/` equal to the Citadel
  * secrets the CA's secret feed says this node is entitled to. Every secret is checked before a
- * byte is written; while the CA is unreachable the files stay as they are.
+ * byte is written; while the CA is unreachable the files stay as they are. root-cert.pem is the
+ * secret's root, then the other roots of --ca-root, so that during a root rotation workloads on
+ * either root trust each other (with one root it is the secret's root, as Citadel 1.0 wrote it).
  * Emits `synced` after each applied update with the identities now present.
  */
 export class SecretFileWriter extends EventEmitter {
@@ -99,7 +103,7 @@ export class SecretFileWriter extends EventEmitter {
       this.opts.logger.error('refusing a secret from the CA; keeping the current files', { namespace: s.namespace, serviceAccount: s.serviceAccount, problem });
       return;
     }
-    const bundle: Bundle = { 'cert-chain.pem': s.certChain, 'key.pem': s.key, 'root-cert.pem': s.rootCert };
+    const bundle: Bundle = { 'cert-chain.pem': s.certChain, 'key.pem': s.key, 'root-cert.pem': this.opts.trust.leadingWith(s.rootCert) };
     const { certs } = this.opts;
     // Files left by an earlier run are read once, so that a restart rewrites nothing that is current.
     const current = present && !this.written.has(k) ? await certs.read(s).catch(() => undefined) : undefined;
@@ -110,14 +114,17 @@ export class SecretFileWriter extends EventEmitter {
   }
 
   /**
-   * What is wrong with a delivered secret, by the one bundle check: it must chain to our root,
-   * name its identity, and its key must be its certificate's. The feed is authenticated (the
-   * server's certificate chains to --ca-root), so this guards against a wrong or damaged secret.
+   * What is wrong with a delivered secret, by the one bundle check: its root must be one of
+   * --ca-root, its chain must lead to that root, it must name its identity, and its key must be its
+   * certificate's. The feed is authenticated (the server's certificate chains to --ca-root), so
+   * this guards against a wrong or damaged secret.
    */
   private problemWith(s: WorkloadSecret): string | undefined {
     try {
+      const roots = splitCertificates(s.rootCert);
+      if (roots.length !== 1 || !this.opts.trust.trusts(roots[0])) return 'its root-cert.pem is not one root of --ca-root';
       const expected = workloadIdentity(this.opts.trustDomain, s.namespace, s.serviceAccount);
-      const check = checkBundle({ certChainPem: s.certChain, keyPem: s.key, rootCertPem: s.rootCert }, { trustedRootPem: this.opts.caRootPem, expected });
+      const check = checkBundle({ certChainPem: s.certChain, keyPem: s.key, rootCertPem: s.rootCert }, { trustedRootPem: roots[0], expected });
       return check.ok ? undefined : check.problems.join('; ');
     } catch (err) {
       return errorMessage(err);

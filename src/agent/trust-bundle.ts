@@ -3,6 +3,7 @@
  * distributed out of band), the one the CA signs under now first. The CA's answers only say which
  * of them is current; a root that is not in `--ca-root` is never learned from the network, so
  * during a root rotation (both roots in `--ca-root`) the old and the new leaves trust each other.
+ * Files mode writes each identity's root-cert.pem the same way, its own root first.
  */
 import { EventEmitter } from 'node:events';
 import { splitCertificates } from '../pki/pem';
@@ -34,6 +35,18 @@ export class TrustBundle extends EventEmitter {
   /** What `ROOTCA` holds: the current root, then the other roots of `--ca-root`. */
   get pem(): string {
     return this.bundle;
+  }
+
+  /**
+   * What a certificate under `ownRootPem` (one root of `--ca-root`, already verified) is given to
+   * trust in files mode: that root, byte for byte as given, then the other roots of `--ca-root`.
+   * With one root in `--ca-root` it is `ownRootPem` itself, as Citadel 1.0 wrote root-cert.pem.
+   */
+  leadingWith(ownRootPem: string): string {
+    const own = splitCertificates(ownRootPem);
+    const others = this.roots.filter((r) => !own.includes(r));
+    if (others.length === 0) return ownRootPem;
+    return (ownRootPem.endsWith('\n') ? ownRootPem : ownRootPem + '\n') + others.join('');
   }
 
   trusts(rootPem: string): boolean {

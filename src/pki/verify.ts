@@ -50,7 +50,7 @@ export interface ChainCheck {
 /**
  * Verifies leaf -> intermediates -> root: each signature, each issuer a CA with keyCertSign,
  * every certificate valid at `now`. `chainPem` is leaf first, then intermediates (may also
- * end with the root); `rootPem` holds the trusted root(s).
+ * end with the root); `rootPem` holds the trusted root(s): the chain must reach one of them.
  */
 export function verifyChain(chainPem: string, rootPem: string, now = new Date()): ChainCheck {
   const problems: string[] = [];
@@ -66,16 +66,19 @@ export function verifyChain(chainPem: string, rootPem: string, now = new Date())
   }
   if (roots.length === 0) return { ok: false, problems: ['no root certificate given'] };
   const leaf = chain[0];
-  for (const c of [...chain, ...roots]) {
+  const checkValidity = (c: ParsedCertificate) => {
     if (now < c.notBefore) problems.push(`certificate ${c.serialHex.slice(0, 16)} is not valid until ${c.notBefore.toISOString()}`);
     if (now > c.notAfter) problems.push(`certificate ${c.serialHex.slice(0, 16)} expired at ${c.notAfter.toISOString()}`);
-  }
+  };
+  chain.forEach(checkValidity);
   // Walk up: each certificate must be signed by the next one, ending at a trusted root.
   let current = leaf;
   const rest = chain.slice(1);
   for (let depth = 0; depth < 10; depth++) {
     const root = roots.find((r) => r.subjectDer.equals(current.issuerDer) && signedBy(current, r));
     if (root) {
+      // Only the root the chain reaches: another root of a trust bundle may have expired meanwhile.
+      if (!chain.some((c) => c.der.equals(root.der))) checkValidity(root);
       if (!isCaCert(root)) problems.push('the root is not a CA certificate (CA true with keyCertSign)');
       return { ok: problems.length === 0, problems, leaf };
     }

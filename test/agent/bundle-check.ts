@@ -1,5 +1,7 @@
 import { promises as fs } from 'node:fs';
+import type * as net from 'node:net';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { checkBundle } from '../../src/pki/bundle';
 import { workloadIdentity } from '../../src/pki/identity';
 
@@ -24,4 +26,46 @@ export async function bundleProblems(certsDir: string, ns: string, sa: string, r
   if (secret(sdsRoot).validation_context?.trusted_ca.inline_string !== root) problems.push(`${ns}/${sa}: envoy-sds-root.json is not root-cert.pem`);
   const check = checkBundle({ certChainPem: chain, keyPem: key, rootCertPem: root }, { trustedRootPem: rootPem, expected: workloadIdentity(td, ns, sa), keyLabel: 'key.pem' });
   return [...problems, ...check.problems.map((p) => `${ns}/${sa}: ${p}`)];
+}
+
+/** What a sidecar loads from its identity directory: key, certificate chain, the roots it trusts. */
+export interface TlsFiles {
+  key: string;
+  cert: string;
+  ca: string;
+}
+
+export async function tlsFilesOf(certsDir: string, ns: string, sa: string): Promise<TlsFiles> {
+  const read = (f: string) => fs.readFile(path.join(certsDir, ns, sa, f), 'utf8');
+  return { key: await read('key.pem'), cert: await read('cert-chain.pem'), ca: await read('root-cert.pem') };
+}
+
+/** A real mutual-TLS handshake (node:tls, OpenSSL) between two sidecars' files; rejects when either side refuses the other. */
+export function mtlsHandshake(server: TlsFiles, client: TlsFiles): Promise<{ serverSawClient: string; clientSawServer: string }> {
+  return new Promise((resolve, reject) => {
+    let serverSawClient = '';
+    const srv = tls.createServer({ ...server, requestCert: true, rejectUnauthorized: true }, (sock) => {
+      serverSawClient = sock.getPeerCertificate().subjectaltname ?? '';
+      sock.end('ok');
+    });
+    srv.on('tlsClientError', (err) => {
+      srv.close();
+      reject(err);
+    });
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      const c = tls.connect({ host: '127.0.0.1', port, ...client, checkServerIdentity: () => undefined }, () => {
+        const clientSawServer = c.getPeerCertificate().subjectaltname ?? '';
+        c.on('data', () => {
+          c.end();
+          srv.close();
+          resolve({ serverSawClient, clientSawServer });
+        });
+      });
+      c.on('error', (err) => {
+        srv.close();
+        reject(err);
+      });
+    });
+  });
 }

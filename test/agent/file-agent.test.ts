@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import * as tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createSelfSignedRoot, CertificateAuthority } from '../../src/ca/authority';
 import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
 import { NodeAgent } from '../../src/agent/node-agent';
 import { newJoinToken } from '../../src/server/join-token';
 import { CaFixture, credentialFor, placeApp, putWorkloadSecret, removeApp, startCaFixture, workload } from '../server/fixtures';
-import { bundleProblems } from './bundle-check';
+import { bundleProblems, mtlsHandshake, tlsFilesOf } from './bundle-check';
 import { waitFor } from '../helpers/wait';
 
 async function joinToken(f: CaFixture, host: string): Promise<string> {
@@ -20,42 +18,6 @@ async function joinToken(f: CaFixture, host: string): Promise<string> {
 }
 
 const read = (dir: string, ns: string, sa: string, file: string) => fs.readFile(path.join(dir, ns, sa, file), 'utf8');
-
-/** A TLS server and client that each load a bundle from the certs directory, as two sidecars would. */
-async function mtlsHandshake(server: { dir: string; ns: string; sa: string }, client: { key: string; cert: string; ca: string }): Promise<{ serverSawClient: string; clientSawServer: string }> {
-  const files = async (b: { dir: string; ns: string; sa: string }) => ({
-    key: await read(b.dir, b.ns, b.sa, 'key.pem'),
-    cert: await read(b.dir, b.ns, b.sa, 'cert-chain.pem'),
-    ca: await read(b.dir, b.ns, b.sa, 'root-cert.pem'),
-  });
-  const s = await files(server);
-  return new Promise((resolve, reject) => {
-    let serverSawClient = '';
-    const srv = tls.createServer({ ...s, requestCert: true, rejectUnauthorized: true }, (sock) => {
-      serverSawClient = sock.getPeerCertificate().subjectaltname ?? '';
-      sock.end('ok');
-    });
-    srv.on('tlsClientError', (err) => {
-      srv.close();
-      reject(err);
-    });
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      const c = tls.connect({ host: '127.0.0.1', port, ...client, checkServerIdentity: () => undefined }, () => {
-        const clientSawServer = c.getPeerCertificate().subjectaltname ?? '';
-        c.on('data', () => {
-          c.end();
-          srv.close();
-          resolve({ serverSawClient, clientSawServer });
-        });
-      });
-      c.on('error', (err) => {
-        srv.close();
-        reject(err);
-      });
-    });
-  });
-}
 
 describe('the node agent in file mode', () => {
   let f: CaFixture;
@@ -92,19 +54,26 @@ describe('the node agent in file mode', () => {
     await assert.rejects(fs.access(path.join(certsDir, 'ops')));
   });
 
+  it("with one root in --ca-root, root-cert.pem is the secret's root byte for byte, as Citadel 1.0.5 wrote it", async () => {
+    for (const sa of ['frontend', 'payments']) {
+      const secret = (await f.store.getSecret('shop', `istio.${sa}`))!;
+      assert.equal(await read(certsDir, 'shop', sa, 'root-cert.pem'), secret.rootCertPem);
+      assert.equal(await read(certsDir, 'shop', sa, 'cert-chain.pem'), secret.certChainPem);
+      assert.equal(await read(certsDir, 'shop', sa, 'key.pem'), secret.keyPem);
+      const sdsRoot = JSON.parse(await read(certsDir, 'shop', sa, 'envoy-sds-root.json')) as { resources: Array<{ validation_context: { trusted_ca: { inline_string: string } } }> };
+      assert.equal(sdsRoot.resources[0].validation_context.trusted_ca.inline_string, secret.rootCertPem);
+    }
+  });
+
   it("two workloads' bundles complete a real mutual-TLS handshake; a foreign root's certificate is refused", async () => {
-    const client = {
-      key: await read(certsDir, 'shop', 'frontend', 'key.pem'),
-      cert: await read(certsDir, 'shop', 'frontend', 'cert-chain.pem'),
-      ca: await read(certsDir, 'shop', 'frontend', 'root-cert.pem'),
-    };
-    const seen = await mtlsHandshake({ dir: certsDir, ns: 'shop', sa: 'payments' }, client);
+    const client = await tlsFilesOf(certsDir, 'shop', 'frontend');
+    const seen = await mtlsHandshake(await tlsFilesOf(certsDir, 'shop', 'payments'), client);
     assert.equal(seen.serverSawClient, 'URI:spiffe://cluster.local/ns/shop/sa/frontend');
     assert.equal(seen.clientSawServer, 'URI:spiffe://cluster.local/ns/shop/sa/payments');
 
     const other = CertificateAuthority.fromSecret(createSelfSignedRoot(DEFAULT_CA_CONFIG), DEFAULT_CA_CONFIG);
     const foreign = credentialFor(other, workload('shop', 'frontend'));
-    await assert.rejects(mtlsHandshake({ dir: certsDir, ns: 'shop', sa: 'payments' }, { key: foreign.keyPem, cert: foreign.certChainPem, ca: client.ca }));
+    await assert.rejects(mtlsHandshake(await tlsFilesOf(certsDir, 'shop', 'payments'), { key: foreign.keyPem, cert: foreign.certChainPem, ca: client.ca }));
   });
 
   it('a rotated secret replaces the whole bundle; an identity that leaves the node is removed', async () => {
