@@ -365,25 +365,19 @@ export type Outcome = { status: number; body: string } | { error: string };
 
 /** One GET on a new connection (no pooling: a refused connection must be seen as refused), with a forged XFCC no hop may pass on. */
 export function httpGet(host: string, port: number, urlPath = '/', timeoutMs = 5000): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const req = http.request({ host, port, path: urlPath, agent: false, timeout: timeoutMs, headers: { 'x-forwarded-client-cert': 'By=forged;URI=spiffe://evil/ns/x/sa/y' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', (err) => resolve({ error: codeOf(err) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (err) => resolve({ error: codeOf(err) }));
-    req.end();
-  });
+  return request({ host, port, path: urlPath, agent: false, timeout: timeoutMs, headers: { 'x-forwarded-client-cert': 'By=forged;URI=spiffe://evil/ns/x/sa/y' } });
 }
 
 /** One GET over TLS with a client certificate (a mesh workload's, or another root's), on a new connection. */
 export function httpsGet(host: string, port: number, cred: { certChainPem: string; keyPem: string; rootCertPem: string }, timeoutMs = 5000): Promise<Outcome> {
+  const socket = tls.connect({ host, port, cert: cred.certChainPem, key: cred.keyPem, ca: cred.rootCertPem, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+  return request({ createConnection: () => socket, path: '/', timeout: timeoutMs, headers: { host: `${host}:${port}` } });
+}
+
+/** One HTTP/1.1 GET: its status and body, or the error code it ended with. */
+function request(options: http.RequestOptions): Promise<Outcome> {
   return new Promise((resolve) => {
-    const socket = tls.connect({ host, port, cert: cred.certChainPem, key: cred.keyPem, ca: cred.rootCertPem, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
-    const req = http.request({ createConnection: () => socket, path: '/', timeout: timeoutMs, headers: { host: `${host}:${port}` } }, (res) => {
+    const req = http.request(options, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));

@@ -292,21 +292,7 @@ describe('the CA gRPC server under hostile input', () => {
   it(`more concurrent streams than the limit (${MAX_STREAMS}): the limit is advertised, and a client that ignores it is cut off, not served`, async () => {
     const c = await RawH2Connection.connect(f.server.port, { ca: f.ca.rootCertPem });
     try {
-      assert.equal(c.serverSettings.get(SETTING.MAX_CONCURRENT_STREAMS), MAX_STREAMS);
-      // Let the server see our SETTINGS acknowledgement first: then it enforces its limit in full.
-      await c.waitFor('the SETTINGS ack', () => c.frames.some((fr) => fr.type === FRAME.SETTINGS && fr.flags & FLAG.ACK));
-      const ids = Array.from({ length: MAX_STREAMS + 2 }, () => c.openStream(ATTEST));
-      const excess = ids.slice(MAX_STREAMS);
-      await c.waitFor('the server to refuse the excess streams', () => c.isClosed || excess.every((id) => c.rstCode(id) !== undefined));
-      if (c.isClosed) {
-        // Node's HTTP/2 (nghttp2) treats exceeding an acknowledged limit as a connection error
-        // (grpc-go refuses the stream instead): the rule-breaker loses its connection.
-        const goaway = c.goaway();
-        if (goaway) assert.equal(goaway.code, H2_ERROR.PROTOCOL_ERROR);
-      } else {
-        for (const id of excess) assert.ok([H2_ERROR.REFUSED_STREAM, H2_ERROR.PROTOCOL_ERROR].includes(c.rstCode(id) as 7 | 1), `stream ${id}: ${c.rstCode(id)}`);
-      }
-      assert.ok(excess.every((id) => !c.endedByServer(id)), 'no stream beyond the limit was answered');
+      await assertExcessStreamsRefused(c, ATTEST);
     } finally {
       c.close();
     }
@@ -466,18 +452,7 @@ describe('the xDS gRPC server (--xds-port) under hostile input', () => {
     const cred = credentialFor(f.ca, me);
     const c = await RawH2Connection.connect(port, { ca: f.ca.rootCertPem, key: cred.keyPem, cert: cred.certChainPem, servername: 'istiod' });
     try {
-      assert.equal(c.serverSettings.get(SETTING.MAX_CONCURRENT_STREAMS), MAX_STREAMS);
-      await c.waitFor('the SETTINGS ack', () => c.frames.some((fr) => fr.type === FRAME.SETTINGS && fr.flags & FLAG.ACK));
-      const ids = Array.from({ length: MAX_STREAMS + 2 }, () => c.openStream(ADS.path));
-      const excess = ids.slice(MAX_STREAMS);
-      await c.waitFor('the server to refuse the excess streams', () => c.isClosed || excess.every((id) => c.rstCode(id) !== undefined));
-      if (c.isClosed) {
-        const goaway = c.goaway();
-        if (goaway) assert.equal(goaway.code, H2_ERROR.PROTOCOL_ERROR);
-      } else {
-        for (const id of excess) assert.ok([H2_ERROR.REFUSED_STREAM, H2_ERROR.PROTOCOL_ERROR].includes(c.rstCode(id) as 7 | 1), `stream ${id}: ${c.rstCode(id)}`);
-      }
-      assert.ok(excess.every((id) => !c.endedByServer(id)), 'no stream beyond the limit was answered');
+      await assertExcessStreamsRefused(c, ADS.path);
     } finally {
       c.close();
     }
@@ -517,4 +492,23 @@ function closedWithin(socket: net.Socket, ms: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Opens two streams more than the advertised limit: the excess is refused (or the connection lost), never answered. */
+async function assertExcessStreamsRefused(c: RawH2Connection, streamPath: string): Promise<void> {
+  assert.equal(c.serverSettings.get(SETTING.MAX_CONCURRENT_STREAMS), MAX_STREAMS);
+  // Let the server see our SETTINGS acknowledgement first: then it enforces its limit in full.
+  await c.waitFor('the SETTINGS ack', () => c.frames.some((fr) => fr.type === FRAME.SETTINGS && fr.flags & FLAG.ACK));
+  const ids = Array.from({ length: MAX_STREAMS + 2 }, () => c.openStream(streamPath));
+  const excess = ids.slice(MAX_STREAMS);
+  await c.waitFor('the server to refuse the excess streams', () => c.isClosed || excess.every((id) => c.rstCode(id) !== undefined));
+  if (c.isClosed) {
+    // Node's HTTP/2 (nghttp2) treats exceeding an acknowledged limit as a connection error
+    // (grpc-go refuses the stream instead): the rule-breaker loses its connection.
+    const goaway = c.goaway();
+    if (goaway) assert.equal(goaway.code, H2_ERROR.PROTOCOL_ERROR);
+  } else {
+    for (const id of excess) assert.ok([H2_ERROR.REFUSED_STREAM, H2_ERROR.PROTOCOL_ERROR].includes(c.rstCode(id) as 7 | 1), `stream ${id}: ${c.rstCode(id)}`);
+  }
+  assert.ok(excess.every((id) => !c.endedByServer(id)), 'no stream beyond the limit was answered');
 }
