@@ -196,6 +196,13 @@ export class WorkloadCertificates extends EventEmitter {
 
   private install(entry: Entry, cert: WorkloadCert): void {
     entry.cert = cert;
+    // Verified to a root of --ca-root: the root the CA signs under now. Its listeners push ROOTCA
+    // before the certificate goes out below; their failure must not cost the certificate.
+    try {
+      this.opts.trust.observe(cert.rootCertPem);
+    } catch (err) {
+      this.opts.logger.error('cannot follow the CA to its new root', { identity: accountKey(entry.account), error: errorMessage(err) });
+    }
     this.opts.metrics?.expiry.set({ spiffe_id: cert.spiffeId }, cert.notAfter.getTime() / 1000);
     clearTimeout(entry.expiryTimer);
     // A certificate that expires before its successor arrives (the CA away) must no longer be served.
@@ -225,8 +232,6 @@ export class WorkloadCertificates extends EventEmitter {
       const keyPem = key.privateKeyPem;
       const check = checkBundle({ certChainPem, keyPem }, { trustedRootPem: rootCertPem, expected: identity, keySpki: key.spki });
       if (!check.ok || !check.leaf) throw new Error(`the CA's certificate is refused: ${check.problems.join('; ')}`);
-      // Verified to a root of --ca-root: that is the root the CA signs under now.
-      this.opts.trust.observe(rootCertPem);
       this.opts.metrics?.csrSeconds.observe((performance.now() - started) / 1000);
       return { account, spiffeId: id, certChainPem, keyPem, rootCertPem, notBefore: check.leaf.notBefore, notAfter: check.leaf.notAfter, serialHex: check.leaf.serialHex };
     } catch (err) {

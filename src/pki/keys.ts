@@ -219,7 +219,9 @@ function p256PrivateKeyParts(pem: string): { scalar: Buffer; statedPoint?: Buffe
   try {
     let ecPrivateKey = blocks[0].der;
     if (blocks[0].label === 'PRIVATE KEY') {
-      const [version, algorithm, key] = children(readWhole(blocks[0].der, 'PKCS#8'));
+      const [version, algorithm, key, ...attributes] = children(readWhole(blocks[0].der, 'PKCS#8'));
+      // Anything past the optional [0] attributes (a v2 public key, junk) is for OpenSSL to judge.
+      if (attributes.length > 1 || (attributes.length === 1 && attributes[0].tag !== 0xa0)) return undefined;
       const [algOid, curve] = algorithm?.tag === TAG.SEQUENCE ? children(algorithm) : [];
       if (version?.tag !== TAG.INTEGER || version.content.length !== 1 || version.content[0] > 1) return undefined;
       if (!isOid(algOid, OID_EC_PUBLIC_KEY) || !isOid(curve, OID_P256) || key?.tag !== TAG.OCTET_STRING) return undefined;
@@ -228,12 +230,15 @@ function p256PrivateKeyParts(pem: string): { scalar: Buffer; statedPoint?: Buffe
     const [version, scalar, ...rest] = children(readWhole(ecPrivateKey, 'ECPrivateKey'));
     if (version?.tag !== TAG.INTEGER || version.content.length !== 1 || version.content[0] !== 1) return undefined;
     if (scalar?.tag !== TAG.OCTET_STRING || scalar.content.length !== 32) return undefined;
+    // Only [0] parameters then [1] public key, each at most once, in that order.
+    if (rest.length > 2 || rest.some((n) => n.tag !== 0xa0 && n.tag !== 0xa1) || (rest.length === 2 && (rest[0].tag !== 0xa0 || rest[1].tag !== 0xa1))) return undefined;
     const params = rest.find((n) => n.tag === 0xa0);
     // SEC1 must name its curve; inside PKCS#8 the algorithm already did.
     if (params ? !isOid(children(params)[0], OID_P256) : blocks[0].label === 'EC PRIVATE KEY') return undefined;
     const stated = rest.find((n) => n.tag === 0xa1);
     const bits = stated && children(stated)[0];
-    if (stated && (bits?.tag !== TAG.BIT_STRING || bits.content[0] !== 0)) return undefined;
+    // An uncompressed point, as the SPKI carries it; a compressed one goes to OpenSSL.
+    if (stated && (bits?.tag !== TAG.BIT_STRING || bits.content.length !== 66 || bits.content[0] !== 0 || bits.content[1] !== 0x04)) return undefined;
     return { scalar: scalar.content, statedPoint: bits?.content.subarray(1) };
   } catch (err) {
     if (err instanceof DerError) return undefined;

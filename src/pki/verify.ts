@@ -75,7 +75,9 @@ export function verifyChain(chainPem: string, rootPem: string, now = new Date())
   let current = leaf;
   const rest = chain.slice(1);
   for (let depth = 0; depth < 10; depth++) {
-    const root = roots.find((r) => r.subjectDer.equals(current.issuerDer) && signedBy(current, r));
+    const signers = roots.filter((r) => r.subjectDer.equals(current.issuerDer) && signedBy(current, r));
+    // An expired root and its re-issued copy (same name and key) may both be in a bundle: take one valid now.
+    const root = signers.find((r) => r.notBefore <= now && now <= r.notAfter) ?? signers[0];
     if (root) {
       // Only the root the chain reaches: another root of a trust bundle may have expired meanwhile.
       if (!chain.some((c) => c.der.equals(root.der))) checkValidity(root);

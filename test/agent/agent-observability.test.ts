@@ -123,7 +123,7 @@ describe('citadel agent: SDS flags and what it reports', () => {
     s.close();
   });
 
-  it('--sds-dir-mode refuses what is not an octal mode, or one that shuts the agent out, in one line before dialing the CA', () => {
+  it('--sds-dir-mode refuses what is not an octal mode, one that shuts the agent out, or one that lets other users in, in one line before dialing the CA', () => {
     const root = path.join(tempDir(), 'root.pem');
     fs.writeFileSync(root, f.ca.rootCertPem);
     const base = ['agent', '--ca-address', '127.0.0.1:1', '--ca-root', root, '--host', 'h1', '--sds-dir', path.join(tempDir(), 'sds'), '--monitoring-port', '0'];
@@ -131,6 +131,7 @@ describe('citadel agent: SDS flags and what it reports', () => {
       ['rwxr-x---', /^citadel: --sds-dir-mode: "rwxr-x---" is not an octal mode like 0750$/],
       ['0980', /^citadel: --sds-dir-mode: "0980" is not an octal mode like 0750$/],
       ['0550', /^citadel: --sds-dir-mode: "0550" must give the owner rwx \(7 first, e.g. 0750\)/],
+      ['0755', /^citadel: --sds-dir-mode: "0755" gives other users access \(last digit must be 0, e.g. 0750\)/],
     ];
     for (const [mode, message] of cases) {
       const r = spawnSync(process.execPath, [cliPath, ...base, '--sds-dir-mode', mode], { encoding: 'utf8', timeout: 20_000 });

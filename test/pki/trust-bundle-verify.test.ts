@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createSelfSignedRoot } from '../../src/ca/authority';
+import { CertificateAuthority, createSelfSignedRoot } from '../../src/ca/authority';
+import { certificatePem, issueCaDer } from '../../src/pki/certificate';
+import { privateKeyFromPem, spkiDer } from '../../src/pki/keys';
 import { DEFAULT_CA_CONFIG } from '../../src/ca/config';
 import { checkBundle } from '../../src/pki/bundle';
 import { verifyChain } from '../../src/pki/verify';
@@ -36,5 +38,17 @@ describe('verifyChain against a bundle of roots', () => {
     const own = verifyChain(expired, expired + current.rootCertPem);
     assert.equal(own.ok, false);
     assert.match(own.problems.join('; '), /expired at/);
+  });
+
+  it('an expired root and its re-issued copy (same name and key) in one bundle: the chain reaches the valid copy, in either order', () => {
+    const secret = createSelfSignedRoot({ ...DEFAULT_CA_CONFIG, selfSignedCaCertTtlMs: DAY }, new Date(Date.now() - 10 * DAY));
+    const key = privateKeyFromPem(secret.caKeyPem);
+    const renewed = certificatePem(
+      issueCaDer({ selfSignKey: key }, { organization: DEFAULT_CA_CONFIG.trustDomain, spki: spkiDer(key), notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 30 * DAY) }),
+    );
+    const ca = CertificateAuthority.fromSecret({ caCertPem: renewed, caKeyPem: secret.caKeyPem }, DEFAULT_CA_CONFIG);
+    const under = ca.issueKeyCertBundle(id);
+    for (const bundle of [secret.caCertPem + renewed, renewed + secret.caCertPem]) assert.deepEqual(verifyChain(under.certChainPem, bundle).problems, []);
+    assert.match(verifyChain(under.certChainPem, secret.caCertPem).problems.join('; '), /expired at/, 'the expired copy alone does not do');
   });
 });

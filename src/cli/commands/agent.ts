@@ -55,6 +55,8 @@ function octal(text: string, flag: string, example = '0666'): number {
 function dirMode(text: string): number {
   const mode = octal(text, '--sds-dir-mode', '0750');
   if ((mode & 0o700) !== 0o700) throw new UserError(`--sds-dir-mode: "${text}" must give the owner rwx (7 first, e.g. 0750): the agent makes and removes the sockets in the directory`);
+  // The sockets are 0666 by default: the directory is what keeps other users from an identity's key.
+  if (mode & 0o007) throw new UserError(`--sds-dir-mode: "${text}" gives other users access (last digit must be 0, e.g. 0750): anyone who can reach a socket gets that identity's key`);
   return mode;
 }
 
