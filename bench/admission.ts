@@ -24,6 +24,7 @@ import { SseParser } from '../src/marathon/sse';
 import type { JsonObject } from '../src/common/json';
 import { startAdmissionProxyProcess } from '../test/helpers/admission-proxy';
 import { startMarathonSimProcess } from '../test/helpers/marathon-sim';
+import { percentile } from './stats';
 
 export const TARGETS = { writeP99Ms: 5, eventP99Ms: 1 };
 
@@ -59,10 +60,6 @@ function startTcpRelay(target: string): Promise<{ url: string; child: ChildProce
       if (m) resolve({ url: `http://127.0.0.1:${m[1]}`, child });
     });
   });
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);

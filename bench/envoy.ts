@@ -22,6 +22,7 @@ import os from 'node:os';
 import { envoyBinary, ENVOY_INSTALL_COMMAND, ENVOY_VERSION, startEnvoy, type EnvoyProcess } from '../test/helpers/envoy';
 import { freePort, httpGet, MeshCluster, meshApp, meshWide, ok, startBackend, type Task } from '../test/helpers/mesh-cluster';
 import { waitFor } from '../test/helpers/wait';
+import { percentile } from './stats';
 
 export const TARGETS = { policyFlipMs: 2000, newEndpointMs: 1000, agentRestartMs: 1000, envoyRestartMs: 100 };
 
@@ -33,10 +34,6 @@ type Mode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 
 const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
 const verdict = (ok: boolean) => (ok ? 'MET' : 'NOT MET');
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 /** One line: p50 and max of the samples beside the target, and the samples themselves. */
 function report(what: string, samples: number[], targetMs: number, targetText = `<= ${targetMs} ms`): boolean {

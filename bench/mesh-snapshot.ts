@@ -13,6 +13,7 @@ import os from 'node:os';
 import { MarathonView } from '../src/marathon/view';
 import type { Workload } from '../src/marathon/workload';
 import { MeshServices } from '../src/mesh/services';
+import { percentile } from './stats';
 
 function workload(i: number, tasks: number, failing: number): Workload {
   const overlay = i % 2 === 0;
@@ -35,10 +36,6 @@ function workload(i: number, tasks: number, failing: number): Workload {
       };
     }),
   };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 function run(services: number, tasks: number, changes: number, withMesh: boolean): { perChangeUs: number[]; buildMs: number; versions: number } {

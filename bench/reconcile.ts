@@ -25,6 +25,7 @@ import { MarathonClient } from '../src/marathon/client';
 import { nativeAddon } from '../src/common/native';
 import { FileStore } from '../src/store/file-store';
 import { startMarathonSimProcess } from '../test/helpers/marathon-sim';
+import { percentile } from './stats';
 
 export const TARGETS = { reconcileMs: 3_000, rssMb: 300, p99Ms: 100 };
 
@@ -80,10 +81,6 @@ const probes = (dir: string) => `${inodeProbeMicros(dir, false).toFixed(0)} µs 
 function peakRssMb(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<ReconcileFigures> {

@@ -37,6 +37,7 @@ import { cpuMicros } from './grpc-proc';
 import { credentialKey, FIELDS, type ClientCommand, type ClientCredential, type ClientReport, type Via, type Watch } from './xds-clients';
 import { clustersOf, HUBS, instanceOf, proxyOf, upstreamsOf, type BenchProxy, type MeshShape } from './xds-mesh';
 import type { ServerCommand, ServerReport } from './xds-server-process';
+import { percentile } from './stats';
 
 const TARGETS = { endpointP99Ms: 1000, policyMs: 5000, rssMb: 500 };
 const ANCHORS = 'anchors: istiod "1 vCPU and 1.5 GB" for 1,000 services and 2,000 sidecars; Istio 1.0.3 pushed endpoint updates to 500 sidecars in under 1 s';
@@ -68,10 +69,6 @@ async function memory(server: Child<ServerCommand, ServerReport>): Promise<strin
   server.send({ op: 'memory' });
   const r = await m;
   return `RSS ${mb(r.rss)} (heap ${mb(r.heapUsed)} of ${mb(r.heapTotal)}, external ${mb(r.external)}, array buffers ${mb(r.arrayBuffers)})`;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
 function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
