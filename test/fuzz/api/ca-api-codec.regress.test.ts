@@ -1,8 +1,8 @@
 /** Inputs the gRPC codec properties found, kept as plain tests. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { codec } from '../../../src/api/ca-api';
+import { inWorker } from '../in-worker';
 
 /** Decodes in a worker, so that a decoder that never returns fails the test instead of hanging it. */
 function decodeInWorker(type: keyof typeof codec, bytes: Buffer, timeoutMs = 20_000): Promise<{ error?: string; name?: string }> {
@@ -11,22 +11,7 @@ function decodeInWorker(type: keyof typeof codec, bytes: Buffer, timeoutMs = 20_
     const { codec } = require(workerData.api);
     try { codec[workerData.type].decode(Buffer.from(workerData.bytes)); parentPort.postMessage({}); }
     catch (err) { parentPort.postMessage({ error: err.message, name: err.name }); }`;
-  const worker = new Worker(source, { eval: true, workerData: { api: require.resolve('../../../src/api/ca-api'), type, bytes } });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      reject(new Error(`${type}.decode(${bytes.toString('hex')}) did not return within ${timeoutMs} ms`));
-    }, timeoutMs);
-    worker.once('message', (m) => {
-      clearTimeout(timer);
-      void worker.terminate();
-      resolve(m);
-    });
-    worker.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
+  return inWorker(source, { api: require.resolve('../../../src/api/ca-api'), type, bytes }, `${type}.decode(${bytes.toString('hex')})`, timeoutMs);
 }
 
 describe('gRPC codec: inputs the properties found', () => {

@@ -1,7 +1,7 @@
 /** Inputs found while writing the SSE properties, kept as plain tests. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
+import { inWorker } from '../in-worker';
 
 /**
  * Pushes one `data:` line of `size` characters in `chunk`-character pieces, in a worker, so that a
@@ -16,22 +16,7 @@ function longLineInWorker(size: number, chunk: number, timeoutMs = 30_000): Prom
     const p = new SseParser((e) => seen.push(e.data.length));
     for (let i = 0; i < text.length; i += workerData.chunk) p.push(text.slice(i, i + workerData.chunk));
     parentPort.postMessage({ events: seen.length, length: seen[0] });`;
-  const worker = new Worker(source, { eval: true, workerData: { sse: require.resolve('../../../src/marathon/sse'), size, chunk } });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      reject(new Error(`a ${size}-character line in ${chunk}-character chunks did not parse within ${timeoutMs} ms`));
-    }, timeoutMs);
-    worker.once('message', (m) => {
-      clearTimeout(timer);
-      void worker.terminate();
-      resolve(m);
-    });
-    worker.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
+  return inWorker(source, { sse: require.resolve('../../../src/marathon/sse'), size, chunk }, `a ${size}-character line in ${chunk}-character chunks`, timeoutMs);
 }
 
 describe('SSE parser: inputs found', () => {
