@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import { Backoff, BackoffOptions, sleep } from '../common/backoff';
 import { errorMessage } from '../common/errors';
+import type { KeyCertBundle } from '../ca/authority';
 import type { Logger } from '../common/log';
 import { checkBundle } from '../pki/bundle';
 import { createCsr } from '../pki/csr';
@@ -20,17 +21,10 @@ import { caRefusal } from './ca-refusal';
 import { Rotator } from './rotator';
 import type { RootChange, TrustBundle } from './trust-bundle';
 
-export interface WorkloadCert {
+/** A Citadel key and certificate (its chain without the root; `rootCertPem`: the root of --ca-root it leads to, as the CA sent it), for one identity. */
+export interface WorkloadCert extends KeyCertBundle {
   account: AccountRef;
   spiffeId: string;
-  /** Leaf, then the intermediates (not the root). */
-  certChainPem: string;
-  keyPem: string;
-  /** The root of --ca-root the chain leads to, as the CA sent it. */
-  rootCertPem: string;
-  notBefore: Date;
-  notAfter: Date;
-  serialHex: string;
 }
 
 export interface WorkloadCertMetrics {
